@@ -1,0 +1,118 @@
+"""OAuth 2.0 client-credentials tokens (Microsoft Entra for Sentinel / Intune, Jamf Pro API clients).
+
+Tokens are cached per (token URL, client id, scope) until 60 s before they expire, and every token
+is registered with the destination's scrubber the moment it arrives.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from connectors.secrets import ResolvedDestination
+from ringward.core.redaction import excerpt
+
+_EXPIRY_MARGIN_S = 60.0
+
+
+class TokenError(Exception):
+    """The token endpoint refused or failed; ``status_code`` None for transport failures."""
+
+    def __init__(self, message: str, *, status_code: int | None, retry_after: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Cached:
+    token: str
+    expires_at: float
+
+
+class TokenCache:
+    """Process-wide cache of client-credentials tokens."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str, str], _Cached] = {}
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def clear(self) -> None:
+        self._tokens.clear()
+        self._locks.clear()
+
+    def get(
+        self,
+        client: httpx.Client,
+        dest: ResolvedDestination,
+        *,
+        token_url: str,
+        scope: str | None,
+        timeout: float,
+    ) -> str:
+        """A bearer token for ``dest`` (fetched when missing or about to expire).
+
+        Raises:
+            TokenError: the token endpoint failed or answered without ``access_token``.
+        """
+        client_id = dest.config.client_id or ""
+        key = (token_url, client_id, scope or "")
+        cached = self._tokens.get(key)
+        if cached and cached.expires_at > time.monotonic():
+            return cached.token
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            cached = self._tokens.get(key)
+            if cached and cached.expires_at > time.monotonic():
+                return cached.token
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": client_id,
+                "client_secret": dest.secrets.get("client_secret", ""),
+            }
+            if scope:
+                form["scope"] = scope
+            try:
+                response = client.post(
+                    token_url,
+                    data=form,
+                    headers={"accept": "application/json"},
+                    timeout=timeout,
+                )
+            except httpx.TimeoutException as exc:
+                raise TokenError(f"token request timed out ({type(exc).__name__})", status_code=None) from exc
+            except httpx.TransportError as exc:
+                raise TokenError(f"token request failed ({type(exc).__name__})", status_code=None) from exc
+            if response.status_code != 200:
+                raise TokenError(
+                    f"token request failed: HTTP {response.status_code} "
+                    f"{dest.scrubber.scrub(excerpt(response.text, limit=200))}",
+                    status_code=response.status_code,
+                    retry_after=response.headers.get("retry-after"),
+                )
+            try:
+                payload = response.json()
+                token = payload["access_token"]
+                expires_in = float(payload.get("expires_in", 3600))
+            except (ValueError, KeyError, TypeError) as exc:
+                raise TokenError("token response has no access_token", status_code=502) from exc
+            if not isinstance(token, str) or not token:
+                raise TokenError("token response has an empty access_token", status_code=502)
+            dest.scrubber.add(token)
+            self._tokens[key] = _Cached(token, time.monotonic() + max(expires_in - _EXPIRY_MARGIN_S, 1.0))
+            return token
+
+
+#: shared by every engine in the process
+TOKENS = TokenCache()
+
+
+def entra_token_url(dest: ResolvedDestination) -> str:
+    if dest.config.token_url:
+        return dest.config.token_url
+    return f"https://login.microsoftonline.com/{dest.config.tenant_id}/oauth2/v2.0/token"

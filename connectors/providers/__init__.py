@@ -1,0 +1,1 @@
+"""Provider implementations, one module per family (SIEM, ChatOps, ITSM, webhook, fleet)."""

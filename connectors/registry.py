@@ -1,0 +1,48 @@
+"""The provider registry: an explicit mapping from :class:`ProviderKind` to its implementation."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import assert_never
+
+from connectors.interface import Provider
+from connectors.providers.chatops import Slack, Teams
+from connectors.providers.fleet import Intune, Jamf, LinuxFleet
+from connectors.providers.itsm import Jira, PagerDuty, ServiceNow
+from connectors.providers.siem import Datadog, Sentinel, SplunkHec
+from connectors.providers.webhook import PrivateQueue, Webhook
+from ringward.core.connector_config import ProviderKind
+
+
+@cache
+def provider_for(kind: ProviderKind) -> Provider:
+    """The (stateless, shared) provider implementation for ``kind``."""
+    match kind:
+        case ProviderKind.SPLUNK:
+            return SplunkHec()
+        case ProviderKind.SENTINEL:
+            return Sentinel()
+        case ProviderKind.DATADOG:
+            return Datadog()
+        case ProviderKind.WEBHOOK:
+            return Webhook()
+        case ProviderKind.SLACK:
+            return Slack()
+        case ProviderKind.TEAMS:
+            return Teams()
+        case ProviderKind.JIRA:
+            return Jira()
+        case ProviderKind.SERVICENOW:
+            return ServiceNow()
+        case ProviderKind.PAGERDUTY:
+            return PagerDuty()
+        case ProviderKind.JAMF:
+            return Jamf()
+        case ProviderKind.INTUNE:
+            return Intune()
+        case ProviderKind.LINUX:
+            return LinuxFleet()
+        case ProviderKind.PRIVATE_QUEUE:
+            return PrivateQueue()
+        case _:
+            assert_never(kind)

@@ -1,0 +1,70 @@
+"""Shared flow helpers: current flow-run id, result artifacts, events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import State
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
+
+
+def current_flow_run_id() -> str | None:
+    value = flow_run.get_id()
+    return str(value) if value else None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def publish_result(key: str, title: str, result: dict[str, Any]) -> None:
+    """A markdown summary and a table of check families, under stable artifact keys."""
+    valid = bool(result.get("valid"))
+    lines = [f"# {title}", "", f"**{'VALID' if valid else 'INVALID'}**", ""]
+    for error in result.get("errors", [])[:50]:
+        lines.append(f"- `{error['code']}` {error['message']}")
+    for warning in result.get("warnings", [])[:20]:
+        lines.append(f"- warning: {warning}")
+    evidence = result.get("evidence")
+    if evidence:
+        lines += ["", f"Evidence record `{evidence['evidence_id']}` in `{evidence['bundle_dir']}`"]
+    create_markdown_artifact(markdown="\n".join(lines), key=key, description=title)
+    families = result.get("families")
+    if families:
+        create_table_artifact(
+            table=[{"family": f["family"], "status": f["status"], "checked": len(f["checked"]),
+                    "errors": "; ".join(e["message"] for e in f["errors"])[:500]} for f in families],
+            key=f"{key}-families",
+            description=f"{title}: check families",
+        )
+
+
+def emit(name: str, resource_id: str, payload: dict[str, Any]) -> None:
+    emit_event(event=name, resource={"prefect.resource.id": resource_id}, payload=payload)
+
+
+def unwrap(state: State) -> Any:
+    """The data of a task or flow state, whether it completed or failed with data; a crash
+    (an exception) is re-raised."""
+    value = state.result(raise_on_failure=False)
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def final_state(result: dict[str, Any], title: str) -> State:
+    """Completed for a valid result, Failed (with the same data) for a verified-and-invalid one,
+    so the run list in the UI shows which packages failed."""
+    if result.get("valid", True):
+        return Completed(message=f"{title}: VALID", data=result)
+    first = (result.get("errors") or [{"message": "invalid"}])[0]["message"]
+    return Failed(message=f"{title}: INVALID ({first[:200]})", data=result)
+
+
+def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
+    """Call a flow and return its result dict even when it ends Failed (invalid package)."""
+    return dict(unwrap(flow(**parameters, return_state=True)))

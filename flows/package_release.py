@@ -1,0 +1,37 @@
+"""Flow: package and sign a release, then announce it (`ringward.package.published`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows._common import current_flow_run_id, emit, publish_result
+from tasks.release import package_release
+
+
+@flow(name="package-release", log_prints=True)
+def package_release_flow(
+    dist_dir: str,
+    output: str,
+    version: str,
+    commit: str,
+    ref: str,
+    repository: str,
+    signing_key: str | None = None,
+    runtime_name: str | None = None,
+    make_zip: bool = False,
+    dry_run: bool = False,
+    signer: str = "ringward",
+    event: str | None = None,
+    record: bool = True,
+) -> dict[str, Any]:
+    params = {"dist_dir": dist_dir, "output": output, "version": version, "commit": commit, "ref": ref,
+              "repository": repository, "signing_key": signing_key, "runtime_name": runtime_name,
+              "make_zip": make_zip, "dry_run": dry_run, "signer": signer, "event": event, "record": record}
+    result = package_release(params, current_flow_run_id())
+    publish_result("release-package", f"package {result['runtime']} {result['version']}", result)
+    emit("ringward.package.published", f"ringward.package.{result['runtime']}.{result['version']}",
+         {"package_dir": result["package_dir"], "zip_path": result.get("zip_path"), "version": result["version"],
+          "runtime": result["runtime"], "signed": result["signed"]})
+    return result

@@ -1,0 +1,29 @@
+"""Flow: installer smoke checks (static, then a version probe of this platform's binary)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import State, flow
+
+from flows._common import current_flow_run_id, final_state, publish_result, utc_now
+from tasks.release import smoke_installers
+
+
+@flow(name="smoke-installers", log_prints=True)
+def smoke_installers_flow(
+    package_dir: str,
+    trust_root: str,
+    execute: bool = True,
+    timeout_seconds: float = 5.0,
+    probe_args: list[str] | None = None,
+    expect_version: bool = True,
+    now: datetime | None = None,
+    record: bool = True,
+) -> State:
+    params = {"package_dir": package_dir, "trust_root": trust_root, "execute": execute,
+              "timeout_seconds": timeout_seconds, "probe_args": probe_args or ["--version"],
+              "expect_version": expect_version, "now": now or utc_now(), "record": record}
+    result = smoke_installers(params, current_flow_run_id())
+    publish_result("installer-smoke", f"smoke-installers {package_dir}", result)
+    return final_state(result, f"smoke-installers {package_dir}")

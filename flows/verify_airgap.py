@@ -1,0 +1,26 @@
+"""Flow: verify an air-gapped bundle zip (and optionally extract it after verification)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import State, flow
+
+from flows._common import current_flow_run_id, final_state, publish_result, utc_now
+from tasks.release import verify_airgap
+
+
+@flow(name="verify-airgap-bundle", log_prints=True)
+def verify_airgap_flow(
+    bundle: str,
+    trust_root: str,
+    extract_dir: str | None = None,
+    require_bootstrap: bool = True,
+    now: datetime | None = None,
+    record: bool = True,
+) -> State:
+    params = {"bundle": bundle, "trust_root": trust_root, "extract_dir": extract_dir,
+              "require_bootstrap": require_bootstrap, "now": now or utc_now(), "record": record}
+    result = verify_airgap(params, current_flow_run_id())
+    publish_result("airgap-verification", f"verify-airgap-bundle {bundle}", result)
+    return final_state(result, f"verify-airgap-bundle {bundle}")

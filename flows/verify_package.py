@@ -1,0 +1,35 @@
+"""Flow: verify a release package, one task per check family so the UI shows which failed."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import State, flow
+from prefect.utilities.annotations import quote
+
+from flows._common import current_flow_run_id, final_state, publish_result, unwrap, utc_now
+from ringward.core.package_rules import FAMILY_NAMES
+from ringward.operations.verify import prefetch_spdx, summarize
+from tasks.release import check_family, record_verification, verify_integrity
+
+
+@flow(name="verify-package", log_prints=True)
+def verify_package_flow(
+    package_dir: str,
+    trust_root: str,
+    now: datetime | None = None,
+    allow_unsigned: bool = False,
+    record: bool = True,
+) -> State:
+    """Ends Completed when the package verifies, Failed (carrying the same result) when not."""
+    prefetch_spdx()
+    moment = now or utc_now()
+    integrity = verify_integrity(package_dir, trust_root, moment, allow_unsigned)
+    # quote(): the verified content holds raw document bytes and the trust root; Prefect should pass
+    # it through as-is instead of walking it for futures
+    content = quote(integrity.content)
+    families = [unwrap(check_family(name, content, return_state=True)) for name in FAMILY_NAMES]
+    verification = summarize(package_dir, integrity, families)
+    result = record_verification(verification, package_dir, record, current_flow_run_id())
+    publish_result("package-verification", f"verify-package {package_dir}", result)
+    return final_state(result, f"verify-package {package_dir}")

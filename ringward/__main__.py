@@ -1,0 +1,3 @@
+from ringward.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""Ringward's HTTP API (FastAPI): evidence search, governed artifact downloads, approvals."""

@@ -1,0 +1,112 @@
+"""`ringward api`: run the HTTP API (``--host``/``--port``) and manage its tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ringward.cli.output import print_json, print_table
+
+app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    invoke_without_command=True,
+    help="Run the HTTP API and manage its tokens.",
+)
+token_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Create, list and revoke API tokens.")
+app.add_typer(token_app, name="token")
+
+
+def _store() -> Any:
+    from ringward.store import open_store
+
+    return open_store()
+
+
+def _actor(value: str | None) -> str:
+    from ringward.operations.release_ops import default_actor
+
+    return value or default_actor()
+
+
+@app.callback()
+def serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+) -> None:
+    """Serve the API with uvicorn (tokens: `ringward api token create --name N --role R`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import uvicorn
+
+    from ringward.api.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
+
+
+@token_app.command("create")
+def create(
+    name: str = typer.Option(..., "--name", help="Caller identity recorded on every write this token makes."),
+    role: str = typer.Option(..., "--role", help="viewer, operator, approver or admin."),
+    expires_in: str | None = typer.Option(None, "--expires-in", help="Lifetime such as 90d (default: no expiry)."),
+    created_by: str | None = typer.Option(None, "--created-by", help="Who creates it (default: $RINGWARD_ACTOR/user)."),
+    json_output: bool = typer.Option(False, "--json", help="Print the token and its facts as JSON."),
+) -> None:
+    """Create a token and print it once; only its SHA-256 is stored."""
+    from ringward.operations.api_tokens import create_token
+
+    with _store() as store:
+        info, secret = create_token(store, name=name, role=role, created_by=_actor(created_by), expires_in=expires_in)
+    if json_output:
+        print_json({**info.model_dump(mode="json"), "token": secret})
+    else:
+        typer.echo(secret)
+        typer.echo(
+            f"token {info.token_id} for {info.name!r} (role {info.role.value}); shown once, stored hashed",
+            err=True,
+        )
+
+
+@token_app.command("list")
+def list_(json_output: bool = typer.Option(False, "--json")) -> None:
+    """Tokens (names, roles, state; never secrets)."""
+    from datetime import UTC, datetime
+
+    from ringward.operations.api_tokens import list_tokens
+
+    with _store() as store:
+        tokens = list_tokens(store)
+    if json_output:
+        print_json([t.model_dump(mode="json") for t in tokens])
+        return
+    now = datetime.now(UTC)
+    print_table(
+        ["token_id", "name", "role", "state", "created_at", "created_by"],
+        [
+            [
+                t.token_id,
+                t.name,
+                t.role.value,
+                "active" if t.is_active(now) else ("revoked" if t.revoked_at else "expired"),
+                t.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                t.created_by,
+            ]
+            for t in tokens
+        ],
+    )
+
+
+@token_app.command("revoke")
+def revoke(
+    name: str = typer.Argument(..., help="Token name."),
+    actor: str | None = typer.Option(None, "--actor", help="Who revokes (default: $RINGWARD_ACTOR/user)."),
+) -> None:
+    """Revoke a token immediately."""
+    from ringward.operations.api_tokens import revoke_token
+
+    with _store() as store:
+        info = revoke_token(store, name, actor=_actor(actor))
+    typer.echo(f"revoked token {info.token_id} ({info.name})")

@@ -1,0 +1,113 @@
+"""`ringward` entry point: a lazy click group over per-area typer apps.
+
+Every error reaches the user as one line on stderr with exit code 2 (bad input), 1 (verified
+and failed / refused by state) or 3 (internal error, with a hint to re-run with
+RINGWARD_DEBUG=1); never a traceback unless RINGWARD_DEBUG is set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+from ringward.core.errors import RingwardError
+
+#: name -> (module exposing `app`, one-line help). Modules import only when their group runs.
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    "keys": ("ringward.cli.keys_cmd", "Generate Ed25519 signing keys."),
+    "trust": ("ringward.cli.trust_cmd", "Create and edit the pinned trust root."),
+    "release": ("ringward.cli.release_cmd", "Package, sign and verify runtime releases."),
+    "evidence": ("ringward.cli.evidence_cmd", "Verify, checkpoint, search and export evidence."),
+    "approval": ("ringward.cli.approval_cmd", "Request and decide approvals."),
+    "api": ("ringward.cli.api_cmd", "Run the HTTP API and manage its tokens."),
+    "connectors": ("ringward.cli.connectors_cmd", "Deliver events to SIEM, ITSM and ChatOps."),
+    "demo": ("ringward.cli.demo_cmd", "End-to-end demo: build, package, sign, verify."),
+    "run": ("ringward.cli.run_cmd", "Run a pipeline as a tracked Prefect flow run."),
+}
+
+
+#: groups whose app has exactly one command that *is* the top-level command (`ringward demo`)
+LEAF_COMMANDS = frozenset({"demo", "run"})
+
+
+def _load(name: str) -> click.Command:
+    import typer.main
+
+    module_name, _ = COMMAND_GROUPS[name]
+    module = importlib.import_module(module_name)
+    command = typer.main.get_command(module.app)
+    if not isinstance(command, click.Group) and name not in LEAF_COMMANDS:
+        # typer collapses a one-command app into that command; keep `ringward keys generate`
+        command = click.Group(name=name, commands={command.name or name: command}, help=module.app.info.help)
+    command.name = name
+    return command
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_GROUPS:
+            return None
+        return _load(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in sorted(COMMAND_GROUPS.items())]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ringward")
+def cli() -> None:
+    """Ringward: release governance for runtime binaries.
+
+    Exit codes: 0 ok, 1 verified-and-failed (or refused), 2 bad input or usage, 3 internal error.
+    """
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        # with standalone_mode=False click returns the code of `raise typer.Exit(n)`
+        code = cli.main(args=argv, prog_name="ringward", standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(2)
+    except click.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "ringward"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(2)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except RingwardError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("error: interrupted", err=True)
+        sys.exit(2)
+    except Exception as exc:  # last line of defence: one line, no traceback
+        if os.environ.get("RINGWARD_DEBUG"):
+            raise
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (re-run with RINGWARD_DEBUG=1 for details)",
+            err=True,
+        )
+        sys.exit(3)
+
+
+def main() -> Any:  # pragma: no cover - `python -m ringward.cli.main`
+    run()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

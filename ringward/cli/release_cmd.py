@@ -1,0 +1,322 @@
+"""`ringward release ...`: package, sign, verify and inspect runtime release packages.
+
+Every verifying command runs in-process by default (no Prefect import, fast enough for CI) and
+writes evidence; ``--prefect`` runs the same work as a tracked Prefect flow run instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ringward.cli.output import print_json, print_table
+from ringward.core.errors import InputError, RingwardError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Package, sign and verify runtime releases.")
+
+TRUST_ROOT = typer.Option(..., "--trust-root", envvar="RINGWARD_TRUST_ROOT",
+                          help="Pinned trust root (ringward.trust-root.v1); env RINGWARD_TRUST_ROOT.")
+JSON = typer.Option(False, "--json", help="Print the stable machine-readable result.")
+PREFECT = typer.Option(False, "--prefect", help="Run as a tracked Prefect flow run instead of in-process.")
+NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Do not write an evidence bundle and record.")
+
+
+def _emit(result: dict[str, Any], *, json_output: bool, title: str) -> None:
+    """Print a verification result and exit 0 (valid) or 1 (verified and invalid)."""
+    valid = bool(result.get("valid"))
+    if json_output:
+        print_json(result)
+    else:
+        for family in result.get("families", []):
+            status = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[family["status"]]
+            count = f" ({len(family['checked'])} checked)" if family["checked"] else ""
+            if family.get("reason"):
+                count += f": {family['reason']}"
+            typer.echo(f"{status}  {family['family']}{count}")
+        for warning in result.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
+        for error in result.get("errors", []):
+            typer.echo(f"error [{error['code']}] {error['message']}", err=True)
+        evidence = result.get("evidence")
+        verdict = "VALID" if valid else "INVALID"
+        typer.echo(f"{verdict}: {title}" + (f" (evidence {evidence['evidence_id']})" if evidence else ""))
+    raise typer.Exit(0 if valid else 1)
+
+
+def _run(in_process: Callable[[], dict[str, Any]], flow: Callable[[], dict[str, Any]], use_prefect: bool) \
+        -> dict[str, Any]:
+    return flow() if use_prefect else in_process()
+
+
+def _parse_now(value: str | None) -> Any:
+    from ringward.cli.trust_cmd import _time
+    from ringward.operations.release_ops import utc_now
+
+    return _time(value, "--at") if value else utc_now()
+
+
+AT = typer.Option(None, "--at", help="Verify as of this ISO-8601 UTC time (key validity windows); default now.")
+
+
+@app.command("package")
+def package(
+    dist_dir: Path = typer.Argument(..., help="Directory of <runtime>_<version>_<os>_<arch>[.exe] binaries."),
+    version: str = typer.Option(..., "--version", help="Canonical SemVer version, e.g. 1.2.3."),
+    commit: str = typer.Option(..., "--commit", help="Source commit SHA (hex)."),
+    ref: str = typer.Option(..., "--ref", help="Git ref, e.g. refs/tags/v1.2.3."),
+    repository: str = typer.Option(..., "--repository", help="OWNER/NAME."),
+    signing_key: Path | None = typer.Option(None, "--signing-key",
+                                            help="Ed25519 PKCS#8 PEM; else $RINGWARD_SIGNING_KEY."),
+    output: Path = typer.Option(..., "--output", help="Directory that receives <runtime>-<version>/ (and .zip)."),
+    runtime_name: str | None = typer.Option(None, "--runtime-name", help="Runtime name (default: from binaries)."),
+    make_zip: bool = typer.Option(False, "--zip", help="Also write a reproducible <runtime>-<version>.zip."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Allow an unsigned package, clearly marked as such."),
+    signer: str = typer.Option("ringward", "--signer", help="Signer label recorded in signatures."),
+    event: str | None = typer.Option(None, "--event", help="Triggering event (default $GITHUB_EVENT_NAME/manual)."),
+    json_output: bool = JSON,
+    use_prefect: bool = PREFECT,
+    no_evidence: bool = NO_EVIDENCE,
+) -> None:
+    """Build, sign and (optionally) zip a release package in the reference layout."""
+    params: dict[str, Any] = {
+              "dist_dir": str(dist_dir), "output": str(output), "version": version, "commit": commit, "ref": ref,
+              "repository": repository, "signing_key": str(signing_key) if signing_key else None,
+              "runtime_name": runtime_name, "make_zip": make_zip, "dry_run": dry_run, "signer": signer,
+              "event": event, "record": not no_evidence}
+    if use_prefect:
+        from flows._common import run_flow
+        from flows.package_release import package_release_flow
+
+        result = run_flow(package_release_flow, **params)
+    else:
+        from ringward.operations.release_ops import run_package
+
+        result = run_package(**params)
+    if json_output:
+        print_json(result)
+        return
+    typer.echo(f"{'SIGNED' if result['signed'] else 'UNSIGNED DRY RUN'}: {result['package_dir']}"
+               f" ({len(result['artifacts'])} artifacts, {len(result['signature_files'])} signatures)")
+    if result.get("zip_path"):
+        typer.echo(f"zip: {result['zip_path']}")
+    if not result["signed"]:
+        typer.echo("warning: this package is NOT signed; verify-package will refuse it without --allow-unsigned",
+                   err=True)
+
+
+@app.command("cosign")
+def cosign(
+    package_dir: Path = typer.Argument(...),
+    signing_key: Path | None = typer.Option(None, "--signing-key", help="Co-signer key; else $RINGWARD_SIGNING_KEY."),
+    signer: str = typer.Option("ringward", "--signer"),
+) -> None:
+    """Add co-signatures by another release key (for trust roots with a threshold above 1)."""
+    from ringward.operations.keys import load_signing_key
+    from ringward.operations.package import cosign_package
+
+    key = load_signing_key(signing_key)
+    if key is None:
+        raise InputError("no signing key: pass --signing-key K.pem or set RINGWARD_SIGNING_KEY")
+    written = cosign_package(package_dir, key, signer)
+    typer.echo(f"wrote {len(written)} co-signature(s) in {package_dir}")
+
+
+@app.command("verify-package")
+def verify_package(
+    package_dir: Path = typer.Argument(...),
+    trust_root: Path = TRUST_ROOT,
+    allow_unsigned: bool = typer.Option(False, "--allow-unsigned",
+                                        help="Accept an UNSIGNED DRY-RUN package (inspection only)."),
+    at: str | None = AT,
+    json_output: bool = JSON,
+    use_prefect: bool = PREFECT,
+    no_evidence: bool = NO_EVIDENCE,
+) -> None:
+    """Verify every file, signature, threshold and document binding against the trust root."""
+    if allow_unsigned:
+        typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
+                   err=True)
+    now = _parse_now(at)
+    kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "allow_unsigned": allow_unsigned,
+              "now": now, "record": not no_evidence}
+
+    def flow() -> dict[str, Any]:
+        from flows._common import run_flow
+        from flows.verify_package import verify_package_flow
+
+        return run_flow(verify_package_flow, **kwargs)
+
+    def in_process() -> dict[str, Any]:
+        from ringward.operations.release_ops import run_verify_package
+
+        return run_verify_package(**kwargs)
+
+    _emit(_run(in_process, flow, use_prefect), json_output=json_output, title=str(package_dir))
+
+
+@app.command("verify-airgap-bundle")
+def verify_airgap_bundle(
+    bundle: Path = typer.Argument(..., help="<runtime>-<version>.zip"),
+    trust_root: Path = TRUST_ROOT,
+    extract_dir: Path | None = typer.Option(None, "--extract-dir", help="Empty directory to extract into, after "
+                                                                         "verification."),
+    allow_missing_bootstrap: bool = typer.Option(False, "--allow-missing-bootstrap"),
+    at: str | None = AT,
+    json_output: bool = JSON,
+    use_prefect: bool = PREFECT,
+    no_evidence: bool = NO_EVIDENCE,
+) -> None:
+    """Verify an air-gapped bundle zip member by member, without extracting it first."""
+    kwargs = {"bundle": str(bundle), "trust_root": str(trust_root),
+              "extract_dir": str(extract_dir) if extract_dir else None,
+              "require_bootstrap": not allow_missing_bootstrap, "now": _parse_now(at), "record": not no_evidence}
+
+    def flow() -> dict[str, Any]:
+        from flows._common import run_flow
+        from flows.verify_airgap import verify_airgap_flow
+
+        return run_flow(verify_airgap_flow, **kwargs)
+
+    def in_process() -> dict[str, Any]:
+        from ringward.operations.release_ops import run_verify_airgap
+
+        return run_verify_airgap(**kwargs)
+
+    _emit(_run(in_process, flow, use_prefect), json_output=json_output, title=str(bundle))
+
+
+@app.command("validate-upgrade")
+def validate_upgrade(
+    previous_dir: Path = typer.Argument(...),
+    candidate_dir: Path = typer.Argument(...),
+    trust_root: Path = TRUST_ROOT,
+    allow_same_version: bool = typer.Option(False, "--allow-same-version",
+                                            help="Accept re-validating the identical release."),
+    at: str | None = AT,
+    json_output: bool = JSON,
+    use_prefect: bool = PREFECT,
+    no_evidence: bool = NO_EVIDENCE,
+) -> None:
+    """Verify both packages and refuse rollbacks, re-published versions and removed controls."""
+    kwargs = {"previous_dir": str(previous_dir), "candidate_dir": str(candidate_dir), "trust_root": str(trust_root),
+              "allow_same_version": allow_same_version, "now": _parse_now(at), "record": not no_evidence}
+
+    def flow() -> dict[str, Any]:
+        from flows._common import run_flow
+        from flows.validate_upgrade import validate_upgrade_flow
+
+        return run_flow(validate_upgrade_flow, **kwargs)
+
+    def in_process() -> dict[str, Any]:
+        from ringward.operations.release_ops import run_validate_upgrade
+
+        return run_validate_upgrade(**kwargs)
+
+    result = _run(in_process, flow, use_prefect)
+    if not json_output:
+        comparison = result.get("comparison") or {}
+        typer.echo(f"previous {comparison.get('previous_version', '?')} -> candidate "
+                   f"{comparison.get('candidate_version', '?')}")
+        for change in comparison.get("install_path_changes", []):
+            typer.echo(f"install path {change['target']}: {change['previous']} -> {change['candidate']}")
+    _emit(result, json_output=json_output, title=f"upgrade {previous_dir} -> {candidate_dir}")
+
+
+@app.command("smoke-installers")
+def smoke_installers(
+    package_dir: Path = typer.Argument(...),
+    trust_root: Path = TRUST_ROOT,
+    skip_execution: bool = typer.Option(False, "--skip-execution", help="Static checks only."),
+    timeout_seconds: float = typer.Option(5.0, "--timeout-seconds", min=0.1, max=600),
+    probe_arg: list[str] = typer.Option(["--version"], "--probe-arg", help="Arguments of the probe (repeatable)."),
+    no_expect_version: bool = typer.Option(False, "--no-expect-version",
+                                           help="Do not require the version string in the probe output."),
+    at: str | None = AT,
+    json_output: bool = JSON,
+    use_prefect: bool = PREFECT,
+    no_evidence: bool = NO_EVIDENCE,
+) -> None:
+    """Check installer metadata and run this platform's binary with a version probe."""
+    kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
+              "timeout_seconds": timeout_seconds, "probe_args": list(probe_arg),
+              "expect_version": not no_expect_version, "now": _parse_now(at), "record": not no_evidence}
+
+    def flow() -> dict[str, Any]:
+        from flows._common import run_flow
+        from flows.smoke_installers import smoke_installers_flow
+
+        return run_flow(smoke_installers_flow, **kwargs)
+
+    def in_process() -> dict[str, Any]:
+        from ringward.operations.release_ops import run_smoke_installers
+
+        return run_smoke_installers(**kwargs)
+
+    result = _run(in_process, flow, use_prefect)
+    if not json_output:
+        for execution in result.get("executions", []):
+            outcome = "timed out" if execution["timed_out"] else f"exit {execution['returncode']}"
+            first = (execution["stdout"] or execution["stderr"]).strip().splitlines()[:1]
+            typer.echo(f"ran {' '.join(execution['command'])} [{execution['target']}]: {outcome}"
+                       + (f": {first[0][:120]}" if first else ""))
+    _emit(result, json_output=json_output, title=f"installer smoke {package_dir}")
+
+
+def _verified_documents(package_dir: Path, trust_root: Path, at: str | None) -> Any:
+    from ringward.operations.keys import load_trust_root
+    from ringward.operations.release_ops import verified_view
+
+    return verified_view(package_dir, load_trust_root(trust_root), now=_parse_now(at))
+
+
+@app.command("channel-manifest")
+def channel_manifest(
+    package_dir: Path = typer.Argument(...),
+    trust_root: Path = TRUST_ROOT,
+    channel: str | None = typer.Option(None, "--channel"),
+    at: str | None = AT,
+    json_output: bool = JSON,
+) -> None:
+    """Show the verified channel manifest (refuses an unverified package)."""
+    view = _verified_documents(package_dir, trust_root, at)
+    channels = view.channels.channels
+    if channel is not None:
+        channels = [c for c in channels if c.channel == channel]
+        if not channels:
+            raise InputError(f"--channel: release channel not found: {channel} "
+                             f"(package has {', '.join(c.channel for c in view.channels.channels)})")
+    if json_output:
+        print_json({"version": view.channels.version, "verified": True,
+                    "channels": [c.model_dump(mode="json") for c in channels]})
+        return
+    typer.echo(f"{view.runtime} {view.channels.version} (verified)")
+    print_table(["channel", "version", "recommended", "rings", "targets", "auto_update", "approval"],
+                [[c.channel, c.version, c.recommended, " > ".join(c.ring_order), len(c.workstation_targets),
+                  c.auto_update, c.approval_required] for c in channels])
+
+
+@app.command("updater-policy")
+def updater_policy(
+    package_dir: Path = typer.Argument(...),
+    trust_root: Path = TRUST_ROOT,
+    at: str | None = AT,
+    json_output: bool = JSON,
+) -> None:
+    """Show the verified updater policy (refuses an unverified package)."""
+    view = _verified_documents(package_dir, trust_root, at)
+    policy = view.updater
+    if json_output:
+        print_json({"version": policy.version, "verified": True, **policy.model_dump(mode="json")})
+        return
+    typer.echo(f"{view.runtime} {policy.version} (verified); default_auto_update={policy.default_auto_update}")
+    print_table(["channel", "approval", "minimum", "rings (max% / soak h)", "pause ≤ min"],
+                [[p.channel, p.approval_required, p.minimum_approval,
+                  ", ".join(f"{r.ring} {r.max_percentage}%/{r.soak_hours}h" for r in p.rollout_rings),
+                  p.rollback.max_minutes_to_pause] for p in policy.policies])
+
+
+__all__ = ["RingwardError", "app"]

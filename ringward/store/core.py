@@ -1,0 +1,196 @@
+"""The :class:`Store`: one database, evidence chain plus approvals, tokens and key/value state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from ringward.core.errors import InputError, StateError
+from ringward.core.evidence import EvidenceDraft, EvidenceRecord
+from ringward.core.evidence_query import EvidencePage, EvidenceQuery
+from ringward.settings import database_url
+from ringward.store import evidence_repo
+from ringward.store.approval_repo import ApprovalRepository
+from ringward.store.db import (
+    DEFAULT_BUSY_TIMEOUT_S,
+    create_store_engine,
+    database_label,
+    migrate,
+    redact_url,
+    write_connection,
+)
+from ringward.store.evidence_repo import ChainHead
+from ringward.store.state_repo import StateRepository
+from ringward.store.token_repo import TokenRepository
+
+#: drafts per transaction in :meth:`Store.append_many`
+APPEND_BATCH = 1000
+
+#: set by read-only front doors (the API's GET routes): any write transaction is then refused
+READ_ONLY: ContextVar[bool] = ContextVar("ringward_store_read_only", default=False)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Store:
+    """Persistence for evidence, approvals, API tokens and generic state.
+
+    Use :func:`open_store`; close it (or use it as a context manager) when done.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.approvals = ApprovalRepository(self)
+        self.tokens = TokenRepository(self)
+        self.state = StateRepository(self)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @property
+    def label(self) -> str:
+        return database_label(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # --- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A read transaction (never takes the write lock; GET routes use only this)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """One write transaction: commits on success, rolls back on any exception."""
+        if READ_ONLY.get():
+            raise RuntimeError("write attempted in a read-only context (a GET route must never write)")
+        with write_connection(self.engine) as conn, conn.begin():
+            yield conn
+
+    # --- evidence ------------------------------------------------------------------------------
+
+    def append(self, draft: EvidenceDraft, *, now: datetime | None = None) -> EvidenceRecord:
+        """Append one record to the chain (atomic, concurrent-safe)."""
+        (record,) = self.append_many([draft], now=now, batch_size=1)
+        return record
+
+    def append_many(
+        self, drafts: Iterable[EvidenceDraft], *, now: datetime | None = None, batch_size: int = APPEND_BATCH
+    ) -> list[EvidenceRecord]:
+        """Append records in order, ``batch_size`` per transaction."""
+        if batch_size < 1:
+            raise InputError(f"batch_size: expected >= 1, found {batch_size}")
+        if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+            raise InputError("now: naive datetime, expected a timezone-aware (UTC) time")
+        out: list[EvidenceRecord] = []
+        batch: list[EvidenceDraft] = []
+        for draft in drafts:
+            if not isinstance(draft, EvidenceDraft):
+                raise InputError(f"append: expected an EvidenceDraft, found {type(draft).__name__}")
+            batch.append(draft)
+            if len(batch) >= batch_size:
+                out.extend(self._append_batch(batch, now))
+                batch = []
+        if batch:
+            out.extend(self._append_batch(batch, now))
+        return out
+
+    def _append_batch(self, drafts: list[EvidenceDraft], now: datetime | None) -> list[EvidenceRecord]:
+        return _retry_locked(lambda: self._append_once(drafts, now))
+
+    def _append_once(self, drafts: list[EvidenceDraft], now: datetime | None) -> list[EvidenceRecord]:
+        with self.writing() as conn:
+            return evidence_repo.append_locked(conn, drafts, now or _utcnow())
+
+    def get_evidence(self, record_id: int) -> EvidenceRecord:
+        with self.reading() as conn:
+            return evidence_repo.get_record(conn, record_id)
+
+    def search_evidence(self, query: EvidenceQuery) -> EvidencePage:
+        with self.reading() as conn:
+            return evidence_repo.search(conn, query)
+
+    def head(self) -> ChainHead:
+        with self.reading() as conn:
+            return evidence_repo.read_head(conn)
+
+    def count_evidence(self) -> int:
+        return self.head().last_id
+
+    def find_evidence_by_payload(self, kind: str, payload_sha256: str) -> int | None:
+        with self.reading() as conn:
+            return evidence_repo.find_by_payload_digest(conn, kind, payload_sha256)
+
+    @contextmanager
+    def chain_segment(self, start_id: int, end_id: int) -> Iterator[Iterator[tuple[Any, ...]]]:
+        """Records ``start_id..end_id`` in id order (a parallel verifier's share of the chain)."""
+        with self.engine.connect() as conn, conn.begin():
+            yield evidence_repo.stream_chain_raw(conn, start_after=start_id - 1, stop_at=end_id)
+
+    @contextmanager
+    def chain_snapshot(self) -> Iterator[tuple[ChainHead, Iterator[tuple[Any, ...]]]]:
+        """The head and a stream of every record up to it, read in one transaction.
+
+        On PostgreSQL the transaction is REPEATABLE READ so rows appended meanwhile stay
+        invisible; on SQLite a read transaction in WAL mode is already a snapshot.
+        """
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                head = evidence_repo.read_head(conn)
+                yield head, evidence_repo.stream_chain_raw(conn)
+
+
+_T = TypeVar("_T")
+
+
+def _retry_locked(fn: Callable[[], _T], *, attempts: int = 5) -> _T:
+    """Retry a write transaction that lost to SQLite's lock after the busy timeout."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except OperationalError as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise StateError(f"store busy: {exc.orig}") from exc
+            time.sleep(0.05 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def open_store(url: str | None = None, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S) -> Store:
+    """Open (and migrate to head) the store at ``url`` or ``ringward.settings.database_url()``."""
+    target = url or database_url()
+    engine = create_store_engine(target, busy_timeout_s=busy_timeout_s)
+    try:
+        migrate(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        raise StateError(f"cannot open store {redact_url(target)}: {type(exc.orig).__name__}: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine)

@@ -1,0 +1,69 @@
+"""Prefect tasks around the release operations. Coarse on purpose: one task per check family,
+never one per file (Prefect costs tens of milliseconds per task run)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import State, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
+
+from ringward.core.package_rules import VerifiedContent, run_document_family
+from ringward.core.verification import FamilyResult
+from ringward.operations import release_ops
+from ringward.operations.keys import load_trust_root
+from ringward.operations.verify import (
+    DirectorySource,
+    IntegrityScan,
+    scan_integrity,
+    skipped_family,
+    spdx_validator,
+)
+
+
+@task(name="integrity-and-signatures", cache_policy=NO_CACHE)
+def verify_integrity(package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool) -> IntegrityScan:
+    """Read, hash and signature-check every byte of the package against the pinned trust root."""
+    root = load_trust_root(Path(trust_root))
+    return scan_integrity(DirectorySource(Path(package_dir)), root, now=now, allow_unsigned=allow_unsigned)
+
+
+@task(name="check-family", cache_policy=NO_CACHE, task_run_name="check-{family}")
+def check_family(family: str, content: VerifiedContent | None) -> FamilyResult | State:
+    """One document check family over already-verified bytes. A failing family ends in a
+    Failed state (red in the UI) that still carries its FamilyResult."""
+    if content is None:
+        return skipped_family(family, "integrity and signatures failed; documents not parsed")
+    result = run_document_family(family, content, spdx_validator() if family == "sbom" else None)
+    if result.status == "failed":
+        return Failed(message=f"{family}: {result.errors[0].message}", data=result)
+    return result
+
+
+@task(name="record-verification-evidence", cache_policy=NO_CACHE)
+def record_verification(verification: Any, package_dir: str, record: bool, flow_run_id: str | None) -> dict[str, Any]:
+    return release_ops.finish_verification(verification, package_dir=package_dir, record=record,
+                                           flow_run_id=flow_run_id)
+
+
+@task(name="package-release", cache_policy=NO_CACHE)
+def package_release(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
+    return release_ops.run_package(**params, flow_run_id=flow_run_id)
+
+
+@task(name="verify-airgap-bundle", cache_policy=NO_CACHE)
+def verify_airgap(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
+    return release_ops.run_verify_airgap(**params, flow_run_id=flow_run_id)
+
+
+@task(name="validate-upgrade", cache_policy=NO_CACHE)
+def validate_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
+    return release_ops.run_validate_upgrade(**params, flow_run_id=flow_run_id)
+
+
+@task(name="smoke-installers", cache_policy=NO_CACHE)
+def smoke_installers(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
+    return release_ops.run_smoke_installers(**params, flow_run_id=flow_run_id)
