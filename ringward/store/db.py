@@ -17,6 +17,8 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,7 +99,7 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor, busy_timeout_s)
             # NORMAL in WAL mode never corrupts; FULL also syncs each commit (audit records)
             cursor.execute("PRAGMA synchronous = FULL")
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -110,6 +112,29 @@ def _configure_sqlite(engine: Engine, busy_timeout_s: float) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         else:
             conn.exec_driver_sql("BEGIN")
+
+
+def _enable_wal(cursor: Any, busy_timeout_s: float) -> None:
+    """Switch to WAL, waiting out concurrent openers of a fresh database file.
+
+    Changing the journal mode needs an exclusive lock and SQLite does not call the busy handler
+    for it: several processes opening a new database at once get "database is locked" at once.
+    Once any of them has switched, the mode is persistent and this returns on the first read.
+    """
+    deadline = time.monotonic() + busy_timeout_s
+    delay = 0.005
+    while True:
+        try:
+            row = cursor.execute("PRAGMA journal_mode").fetchone()
+            if row is not None and str(row[0]).lower() == "wal":
+                return
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

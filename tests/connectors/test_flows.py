@@ -133,6 +133,6 @@ def test_cli_deliver_with_prefect_flag_runs_the_flow(
     assert "Traceback" not in done.stderr
     result = json.loads(done.stdout)
     assert {d["destination"]: d["status"] for d in result["deliveries"]} == {
-        "cli-fleet": "delivered", "cli-tickets": "rejected"}
+        "cli-fleet": "delivered", "cli-tickets": "rejected"}, result["deliveries"]
     assert result["flow_run_id"]
     assert len(ok.requests) == 1

@@ -109,3 +109,29 @@ def test_parallel_first_opens_of_a_fresh_database_all_succeed(db_url: str) -> No
     with open_store(db_url) as store, store.reading() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
         assert conn.execute(sa.text("SELECT count(*) FROM evidence_head")).scalar_one() == 1
+
+
+def test_threads_opening_fresh_sqlite_files_at_once_never_see_database_locked(tmp_path: Path) -> None:
+    """Switching a new file to WAL ignores SQLite's busy handler: openers must wait it out themselves.
+
+    (Two Prefect delivery tasks opening a fresh RINGWARD_HOME at once hit this in CI.)
+    """
+    import threading
+
+    failures: list[str] = []
+    for attempt in range(40):
+        url = f"sqlite:///{tmp_path / f'fresh-{attempt}.db'}"
+
+        def open_once(url: str = url) -> None:
+            try:
+                with open_store(url):
+                    pass
+            except Exception as exc:  # collected: the assertion below names them
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=open_once) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
