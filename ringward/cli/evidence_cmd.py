@@ -125,12 +125,28 @@ def checkpoint(
     role: str = typer.Option("release", "--role", help="Trust-root role of checkpoint signers."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing checkpoint file."),
     actor: str | None = typer.Option(None, "--actor", help="Who signs (default: $RINGWARD_ACTOR/user)."),
+    deliver_config: Path | None = typer.Option(
+        None,
+        "--deliver",
+        help="Also deliver the signed checkpoint as a ringward.evidence.checkpoint event to the "
+        "destinations of this connectors file (a SIEM keeps an independent copy).",
+    ),
+    provider: str = typer.Option("all", "--provider", "-p", help="With --deliver: destinations (names/kinds)."),
     json_output: bool = JSON,
 ) -> None:
-    """Sign the chain head with a trust-root key; a later `verify --checkpoint` checks against it."""
+    """Sign the chain head with a trust-root key; a later `verify --checkpoint` checks against it.
+
+    Exit 1 when --deliver could not deliver to every selected destination (the file is written).
+    """
     from ringward.operations import evidence_ops
     from ringward.operations.keys import load_signing_key
 
+    config = None
+    if deliver_config is not None:
+        from ringward.operations import delivery as delivery_ops
+
+        config = delivery_ops.load_connector_config(deliver_config)  # bad config fails before signing
+        delivery_ops.select_destinations(config, provider)
     key = load_signing_key(signing_key)
     if key is None:
         raise InputError("--signing-key: no key given and $RINGWARD_SIGNING_KEY is not set")
@@ -140,10 +156,34 @@ def checkpoint(
         result = evidence_ops.create_checkpoint(
             store, private_key=key, actor=_actor(actor), output=output, overwrite=force
         )
+        run = None
+        if config is not None:
+            from ringward.operations import delivery as delivery_ops
+
+            run = delivery_ops.deliver_event(
+                evidence_ops.checkpoint_event(result),
+                config,
+                store=store,
+                providers=provider,
+                source="ringward_evidence_checkpoint",
+            )
     if json_output:
-        print_json(result.to_document())
+        document = result.to_document()
+        if run is not None:
+            document = {**document, "delivery": {**run.payload["delivery"], "evidence_id": run.evidence_id}}
+        print_json(document)
     else:
         typer.echo(f"wrote {output}: head record {result.head_id} {result.head_hash[:16]}…")
+        if run is not None:
+            for row in run.summary_rows():
+                typer.echo(
+                    f"  {row['destination']} ({row['provider']}): {row['status']}"
+                    + (f" - {row['error']}" if row["error"] else "")
+                )
+            verdict = "delivered" if run.success else "NOT delivered to every destination"
+            typer.echo(f"checkpoint event {run.event.event_id} {verdict} (evidence {run.evidence_id})")
+    if run is not None and not run.success:
+        raise typer.Exit(1)
 
 
 def _query(**values: Any) -> Any:

@@ -25,6 +25,7 @@ from ringward.core.checkpoint import (
     sign_checkpoint,
     verify_checkpoint_signature,
 )
+from ringward.core.connector_event import ConnectorEvent, Severity
 from ringward.core.errors import EvidenceNotFoundError, InputError, UnsafePathError
 from ringward.core.evidence import (
     ChainBreak,
@@ -410,6 +411,34 @@ def create_checkpoint(
     )
     atomic_write(output, dumps_document(checkpoint.to_document()), overwrite=overwrite)
     return checkpoint
+
+
+CHECKPOINT_EVENT_TYPE = "ringward.evidence.checkpoint"
+
+
+def checkpoint_event(checkpoint: Checkpoint) -> ConnectorEvent:
+    """The connector event that carries a signed checkpoint to a SIEM.
+
+    A checkpoint kept only next to the database proves nothing against whoever controls both; a
+    copy in an append-only system someone else runs (the SOC's SIEM) does. The event id is derived
+    from the head, so re-sending the same checkpoint is de-duplicated by the delivery log.
+    """
+    signature = checkpoint.signature
+    key = signature.key_id[:16] if signature else "unsigned"
+    return ConnectorEvent(
+        event_id=f"checkpoint-{checkpoint.head_id}-{checkpoint.head_hash[:16]}",
+        event_type=CHECKPOINT_EVENT_TYPE,
+        created_at=datetime.fromisoformat(checkpoint.created_at.replace("Z", "+00:00")),
+        severity=Severity.INFO,
+        title=f"Evidence chain checkpoint at record {checkpoint.head_id}",
+        summary=(
+            f"Ringward evidence chain head {checkpoint.head_id} ({checkpoint.record_count} records) "
+            f"hash {checkpoint.head_hash}, signed by key {key} for {checkpoint.created_by}. Keep this "
+            "event: `ringward evidence verify --checkpoint` proves the chain still extends it."
+        ),
+        actor=checkpoint.created_by,
+        attributes={"checkpoint": checkpoint.to_document()},
+    )
 
 
 # --- search and detail -----------------------------------------------------------------------------
