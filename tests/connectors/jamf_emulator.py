@@ -1,0 +1,406 @@
+"""A stateful Jamf Pro emulator on loopback (stdlib ThreadingHTTPServer in a thread).
+
+It answers the calls the native publisher makes, the way Jamf Pro does (shapes from the Jamf Pro
+API / Classic API references):
+
+- ``POST /api/oauth/token``: API client credentials (form) -> ``access_token``; wrong ones: 401.
+- Jamf Pro API (JSON, errors in an ``{"httpStatus", "errors": [...]}`` envelope):
+  ``GET/POST /api/v1/packages`` (RSQL ``filter=packageName=="..."``; required fields checked;
+  duplicate names refused), ``PUT /api/v1/packages/{id}``, ``POST /api/v1/packages/{id}/upload``
+  (multipart parsed, the ``file`` part's bytes kept), ``GET/POST /api/v1/scripts``,
+  ``PUT /api/v1/scripts/{id}``.
+- Classic API (XML, errors as an HTML status page): ``GET /JSSResource/policies/name/{name}`` (404 when
+  absent), ``POST /JSSResource/policies/id/0`` and ``PUT /JSSResource/policies/id/{id}`` (the XML sent
+  is parsed; a PUT replaces only the sections it carries), answering ``<policy><id>N</id></policy>``.
+
+Every request is recorded with the step it belongs to. Faults are injected per step: a status with
+headers and body, a delay (client timeout), and optionally "apply, then fail" (the change is made
+but the answer is lost).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+REQUIRED_PACKAGE_FIELDS = (
+    "packageName",
+    "fileName",
+    "categoryId",
+    "priority",
+    "fillUserTemplate",
+    "uninstall",
+    "rebootRequired",
+    "osInstall",
+    "suppressUpdates",
+    "suppressFromDock",
+    "suppressEula",
+    "suppressRegistration",
+)
+_FILTER = re.compile(r'^(\w+)=="((?:[^"\\]|\\.)*)"$')
+
+
+@dataclass(frozen=True)
+class JamfFault:
+    status: int = 500
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = "application/json"
+    #: seconds to wait before answering (longer than the client timeout: a timeout)
+    delay: float = 0.0
+    #: make the change first, then answer with the fault (a lost success)
+    apply: bool = False
+
+    @classmethod
+    def of(cls, status: int, body: str = "", *, retry_after: str | None = None, **kwargs: Any) -> JamfFault:
+        headers = (("Retry-After", retry_after),) if retry_after is not None else ()
+        return cls(status=status, body=body, headers=headers, **kwargs)
+
+
+@dataclass(frozen=True)
+class JamfRequest:
+    step: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class JamfState:
+    packages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    uploads: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    scripts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: id -> the policy as an XML element (what Jamf would hold)
+    policies: dict[str, ET.Element] = field(default_factory=dict)
+    next_id: int = 1
+
+    def new_id(self) -> str:
+        value = str(self.next_id)
+        self.next_id += 1
+        return value
+
+
+def _error(status: int, code: str, description: str, field_name: str | None = None) -> _Answer:
+    item: dict[str, Any] = {"code": code, "description": description, "id": "0"}
+    if field_name:
+        item["field"] = field_name
+    return _Answer(status, json.dumps({"httpStatus": status, "errors": [item]}).encode())
+
+
+def _html(status: int, title: str, detail: str) -> _Answer:
+    page = (
+        '<html><head><title>Status page</title></head><body style="font-family: sans-serif;">'
+        f'<p style="font-size: 1.2em;font-weight: bold;margin: 1em 0px;">{title}</p><p>{detail}</p>'
+        '<p>You can get technical details <a href="http://www.w3.org/Protocols/rfc2616/rfc2616-sec10.html">here</a>.</p>'
+        "</body></html>"
+    )
+    return _Answer(status, page.encode(), "text/html;charset=UTF-8")
+
+
+def _xml(element: ET.Element, status: int = 200) -> _Answer:
+    return _Answer(status, ET.tostring(element, encoding="utf-8", xml_declaration=True), "application/xml")
+
+
+class JamfEmulator:
+    """The emulator; ``url`` is the Jamf Pro server base."""
+
+    def __init__(self, *, client_id: str, client_secret: str, token: str) -> None:
+        self.client_id, self.client_secret, self.token = client_id, client_secret, token
+        self.state = JamfState()
+        self.requests: list[JamfRequest] = []
+        self._faults: dict[str, deque[JamfFault]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            #: answer in one segment, without Nagle (keep-alive exchanges would wait for delayed ACKs)
+            disable_nagle_algorithm = True
+            wbufsize = 1 << 16
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                answer = emulator.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                if answer is None:  # a timeout fault: the client gave up; drop the connection
+                    self.close_connection = True
+                    return
+                self.send_response(answer.status)
+                self.send_header("Content-Type", answer.content_type)
+                self.send_header("Content-Length", str(len(answer.body)))
+                for name, value in answer.headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(answer.body)
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, name="jamf-emulator", daemon=True
+        )
+
+    # -- lifecycle and test controls -----------------------------------------------------------------
+
+    def start(self) -> JamfEmulator:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail(self, step: str, *faults: JamfFault | int) -> None:
+        """Answer the next calls of ``step`` with ``faults`` (in order), then normally again."""
+        for fault in faults:
+            self._faults[step].append(JamfFault(status=fault) if isinstance(fault, int) else fault)
+
+    def steps(self) -> list[str]:
+        return [r.step for r in self.requests]
+
+    def of(self, step: str) -> list[JamfRequest]:
+        return [r for r in self.requests if r.step == step]
+
+    # -- dispatch ------------------------------------------------------------------------------------
+
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer | None:
+        parts = urlsplit(target)
+        path, query = parts.path, parts.query
+        step, action = self._route(method, path)
+        with self._lock:
+            fault = self._faults[step].popleft() if self._faults[step] else None
+        answer: _Answer | None
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+            self._record(step, method, path, query, headers, body, 0)
+            return None
+        if fault is not None and not fault.apply:
+            answer = _Answer(fault.status, fault.body.encode(), fault.content_type, fault.headers)
+        else:
+            with self._lock:
+                answer = self._authorised(step, headers) or action(path, query, headers, body)
+            if fault is not None:
+                answer = _Answer(fault.status, fault.body.encode(), fault.content_type, fault.headers)
+        self._record(step, method, path, query, headers, body, answer.status)
+        return answer
+
+    def _record(
+        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes, status: int
+    ) -> None:
+        with self._lock:
+            self.requests.append(JamfRequest(step, method, path, query, headers, body, status))
+
+    def _authorised(self, step: str, headers: dict[str, str]) -> _Answer | None:
+        if step == "token" or headers.get("authorization") == f"Bearer {self.token}":
+            return None
+        if step.endswith("policy"):
+            return _html(401, "Unauthorized", "The request requires user authentication")
+        return _error(401, "INVALID_TOKEN", "Unauthorized")
+
+    def _route(self, method: str, path: str) -> tuple[str, Any]:
+        routes: list[tuple[str, str, str, Any]] = [
+            ("POST", r"/api/oauth/token", "token", self._token),
+            ("GET", r"/api/v1/packages", "find package", self._find_package),
+            ("POST", r"/api/v1/packages", "create package", self._create_package),
+            ("POST", r"/api/v1/packages/(\d+)/upload", "upload package", self._upload),
+            ("PUT", r"/api/v1/packages/(\d+)", "record package hash", self._put_package),
+            ("GET", r"/api/v1/scripts", "find script", self._find_script),
+            ("POST", r"/api/v1/scripts", "create script", self._create_script),
+            ("PUT", r"/api/v1/scripts/(\d+)", "update script", self._put_script),
+            ("GET", r"/JSSResource/policies/name/(.+)", "find policy", self._find_policy),
+            ("POST", r"/JSSResource/policies/id/0", "create policy", self._create_policy),
+            ("PUT", r"/JSSResource/policies/id/(\d+)", "update policy", self._put_policy),
+        ]
+        for verb, pattern, step, action in routes:
+            if verb == method and re.fullmatch(pattern, path):
+                return step, action
+        return "unknown", lambda *_: _error(404, "NOT_FOUND", "no such endpoint")
+
+    # -- Jamf Pro API ------------------------------------------------------------------------------
+
+    def _token(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}
+        expected = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+        }
+        if form != expected or not headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+            return _Answer(401, b'{"error":"invalid_client"}')
+        return _Answer(
+            200, json.dumps({"access_token": self.token, "expires_in": 1199, "token_type": "Bearer"}).encode()
+        )
+
+    @staticmethod
+    def _filter(query: str) -> tuple[str, str]:
+        params = parse_qs(query)
+        match = _FILTER.match(params.get("filter", [""])[0])
+        assert match, f"unexpected RSQL filter in {query!r}"
+        return match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+
+    def _search(self, records: dict[str, dict[str, Any]], query: str) -> _Answer:
+        key, value = self._filter(query)
+        results = [dict(r) for r in records.values() if r.get(key) == value]
+        return _Answer(200, json.dumps({"totalCount": len(results), "results": results}).encode())
+
+    def _find_package(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        return self._search(self.state.packages, query)
+
+    def _check_package(self, record: dict[str, Any], own_id: str | None) -> _Answer | None:
+        for name in REQUIRED_PACKAGE_FIELDS:
+            if name not in record:
+                return _error(400, "INVALID_FIELD", f"{name} is required", name)
+        if any(p["packageName"] == record["packageName"] and i != own_id for i, p in self.state.packages.items()):
+            return _error(409, "DUPLICATE_FIELD", "packageName must be unique", "packageName")
+        return None
+
+    def _create_package(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        record = json.loads(body)
+        problem = self._check_package(record, None)
+        if problem:
+            return problem
+        package_id = self.state.new_id()
+        self.state.packages[package_id] = {**record, "id": package_id}
+        return _Answer(201, json.dumps({"id": package_id, "href": f"{self.url}/api/v1/packages/{package_id}"}).encode())
+
+    def _put_package(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        package_id = path.rsplit("/", 1)[-1]
+        if package_id not in self.state.packages:
+            return _error(404, "NOT_FOUND", "Package not found")
+        record = json.loads(body)
+        problem = self._check_package(record, package_id)
+        if problem:
+            return problem
+        self.state.packages[package_id] = {**record, "id": package_id}
+        return _Answer(200, json.dumps(self.state.packages[package_id]).encode())
+
+    def _upload(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        package_id = path.split("/")[-2]
+        if package_id not in self.state.packages:
+            return _error(404, "NOT_FOUND", "Package not found")
+        content_type = headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data; boundary="):
+            return _error(415, "UNSUPPORTED_MEDIA_TYPE", f"expected multipart/form-data, got {content_type}")
+        message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file"]
+        if len(parts) != 1:
+            return _error(400, "INVALID_FIELD", "exactly one file part is required", "file")
+        (part,) = parts
+        payload = part.get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        self.state.uploads[package_id].append((str(part.get_filename()), payload))
+        return _Answer(201, json.dumps({"id": package_id, "href": f"{self.url}/api/v1/packages/{package_id}"}).encode())
+
+    def _find_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        return self._search(self.state.scripts, query)
+
+    def _create_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        record = json.loads(body)
+        if not record.get("name"):
+            return _error(400, "INVALID_FIELD", "name is required", "name")
+        if any(s["name"] == record["name"] for s in self.state.scripts.values()):
+            return _error(409, "DUPLICATE_FIELD", "name must be unique", "name")
+        script_id = self.state.new_id()
+        self.state.scripts[script_id] = {**record, "id": script_id}
+        return _Answer(201, json.dumps({"id": script_id, "href": f"{self.url}/api/v1/scripts/{script_id}"}).encode())
+
+    def _put_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        script_id = path.rsplit("/", 1)[-1]
+        if script_id not in self.state.scripts:
+            return _error(404, "NOT_FOUND", "Script not found")
+        self.state.scripts[script_id] = {**json.loads(body), "id": script_id}
+        return _Answer(200, json.dumps(self.state.scripts[script_id]).encode())
+
+    # -- Classic API ---------------------------------------------------------------------------------
+
+    def _policy_by_name(self, name: str) -> tuple[str, ET.Element] | None:
+        for policy_id, policy in self.state.policies.items():
+            if policy.findtext("general/name") == name:
+                return policy_id, policy
+        return None
+
+    def _find_policy(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        found = self._policy_by_name(unquote(path.removeprefix("/JSSResource/policies/name/")))
+        if found is None:
+            return _html(404, "Not Found", "The server has not found anything matching the request URI")
+        return _xml(found[1])
+
+    @staticmethod
+    def _parse(body: bytes) -> ET.Element | _Answer:
+        try:
+            element = ET.fromstring(body)
+        except ET.ParseError as exc:
+            return _html(400, "Bad Request", f"Problem with XML: {exc}")
+        if element.tag != "policy" or not element.findtext("general/name"):
+            return _html(400, "Bad Request", "Problem with policy name")
+        return element
+
+    def _create_policy(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        element = self._parse(body)
+        if isinstance(element, _Answer):
+            return element
+        if self._policy_by_name(element.findtext("general/name") or "") is not None:
+            return _html(409, "Conflict", "Error: Duplicate name")
+        policy_id = self.state.new_id()
+        general = element.find("general")
+        assert general is not None
+        ident = ET.Element("id")
+        ident.text = policy_id
+        general.insert(0, ident)
+        self.state.policies[policy_id] = element
+        return _xml(_id_answer(policy_id), 201)
+
+    def _put_policy(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        policy_id = path.rsplit("/", 1)[-1]
+        current = self.state.policies.get(policy_id)
+        if current is None:
+            return _html(404, "Not Found", "The server has not found anything matching the request URI")
+        element = self._parse(body)
+        if isinstance(element, _Answer):
+            return element
+        for section in element:  # a Classic PUT changes only the elements it carries
+            target = current.find(section.tag)
+            if target is None:
+                current.append(section)
+                continue
+            for child in section:
+                old = target.find(child.tag)
+                if old is not None:
+                    target.remove(old)
+                target.append(child)
+        return _xml(_id_answer(policy_id), 201)
+
+
+def _id_answer(policy_id: str) -> ET.Element:
+    answer = ET.Element("policy")
+    ET.SubElement(answer, "id").text = policy_id
+    return answer
