@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from connectors.auth import TokenError
-from connectors.interface import PreparedRequest, Provider
+from connectors.interface import DeadlineExceeded, PreparedRequest, Provider, Publication, Reply, read_capped
 from connectors.ledger import Completion, DeliveryLedger
 from connectors.providers.webhook import PrivateQueue
 from connectors.registry import provider_for
@@ -65,19 +65,12 @@ from ringward.core.delivery_policy import (
 )
 from ringward.core.redaction import excerpt, redact_headers, redact_url
 
-#: bytes of a response body read (enough for every provider's answer; the rest is dropped)
-RESPONSE_CAP_BYTES = 64 * 1024
-
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], None]
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class _DeadlineExceeded(Exception):
-    """The attempt's whole-exchange deadline passed (slow body, slow token endpoint...)."""
 
 
 @dataclass
@@ -189,7 +182,8 @@ class DeliveryEngine:
                             max_workers=connections, thread_name_prefix=f"ringward-{dest.name}"
                         )
                     )
-                    runs.append(_DestinationRun(dest, provider_for(dest.kind), client, pool))
+                    provider = provider_for(dest.kind, dest.config.publish_mode)
+                    runs.append(_DestinationRun(dest, provider, client, pool))
                 with ThreadPoolExecutor(max_workers=max(1, len(runs) + len(config_errors or {}))) as leads:
                     jobs: list[Future[list[DestinationResult]]] = [
                         leads.submit(self._deliver_destination, run, events) for run in runs
@@ -208,7 +202,12 @@ class DeliveryEngine:
         for event in events:
             accepted = {r.destination for r in report.results[event.event_id]}
             report.filtered[event.event_id] = sorted(
-                d.name for d in destinations if d.name not in accepted and not d.config.accepts(event)
+                d.name
+                for d in destinations
+                if d.name not in accepted
+                and not (
+                    d.config.accepts(event) and provider_for(d.kind, d.config.publish_mode).accepts(event, d)
+                )
             )
             report.results[event.event_id].sort(key=lambda r: (r.provider, r.destination))
         return report
@@ -279,7 +278,7 @@ class DeliveryEngine:
         self, run: _DestinationRun, events: Sequence[ConnectorEvent]
     ) -> list[DestinationResult]:
         dest, provider = run.dest, run.provider
-        accepted = [e for e in events if dest.config.accepts(e)]
+        accepted = [e for e in events if dest.config.accepts(e) and provider.accepts(e, dest)]
         if not accepted:
             return []
         keys = {e.event_id: DeliveryKey(e.event_id, dest.kind.value, dest.name) for e in accepted}
@@ -482,13 +481,16 @@ class DeliveryEngine:
         def left() -> float:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _DeadlineExceeded
+                raise DeadlineExceeded
             return remaining
 
         request: PreparedRequest | None = None
         try:
             auth = provider.auth_headers(dest, client, left())
             if len(events) == 1:
+                publication = provider.publish(events[0], dest, client, auth, left=left, now=now)
+                if publication is not None:
+                    return self._publication_try(publication, dest)
                 lookup = provider.find_existing(events[0], dest, client, auth, left())
                 if lookup is not None and lookup.external_ref:
                     return _Try(Outcome.EXISTS, status_code=200, external_ref=lookup.external_ref)
@@ -511,7 +513,7 @@ class DeliveryEngine:
                 headers=prepared.headers,
                 timeout=httpx.Timeout(left()),
             ) as response:
-                text = _read_capped(response, deadline)
+                text = read_capped(response, deadline)
         except TokenError as exc:
             outcome = Outcome.RETRY if exc.status_code is None else classify_status(exc.status_code)
             return _Try(
@@ -521,7 +523,7 @@ class DeliveryEngine:
                 retry_after=exc.retry_after,
                 request=request,
             )
-        except (_DeadlineExceeded, httpx.TimeoutException) as exc:
+        except (DeadlineExceeded, httpx.TimeoutException) as exc:
             kind = type(exc).__name__ if isinstance(exc, httpx.TimeoutException) else "deadline"
             return _Try(Outcome.RETRY, error=f"timeout after {timeout:.3g}s ({kind})", request=request)
         except httpx.ConnectError as exc:
@@ -540,6 +542,24 @@ class DeliveryEngine:
             status, batch_size=len(events), splittable=provider.batching
         )
         error: str | None = None
+        if outcome in SUCCESS_OUTCOMES:
+            try:
+                confirmed = provider.confirm(dest, client, auth, reply, left=left, sleep=self.sleep)
+            except (DeadlineExceeded, httpx.TransportError) as exc:
+                confirmed = Reply(
+                    outcome=Outcome.RETRY,
+                    error=f"confirmation failed: {type(exc).__name__} {_short(exc) if str(exc) else ''}".rstrip(),
+                )
+            if confirmed is not None:
+                if confirmed.outcome not in SUCCESS_OUTCOMES:
+                    return _Try(
+                        confirmed.outcome or Outcome.RETRY,
+                        status_code=status,
+                        error=dest.scrubber.scrub(confirmed.error or "not confirmed"),
+                        request=request,
+                    )
+                outcome = confirmed.outcome or outcome
+                reply = Reply(outcome, confirmed.external_ref or reply.external_ref)
         if outcome not in SUCCESS_OUTCOMES:
             detail = reply.error or excerpt(text, limit=200)
             if 300 <= status < 400:
@@ -552,6 +572,27 @@ class DeliveryEngine:
             retry_after=response.headers.get("retry-after"),
             external_ref=reply.external_ref,
             request=request,
+        )
+
+    @staticmethod
+    def _publication_try(publication: Publication, dest: ResolvedDestination) -> _Try:
+        """A multi-call provider's result, classified like a single request's (never split)."""
+        last = publication.last
+        status = last.status_code
+        outcome = publication.outcome or classify_status(status)
+        error: str | None = None
+        if outcome not in SUCCESS_OUTCOMES:
+            detail = publication.error or excerpt(last.text, limit=200)
+            if 300 <= status < 400:
+                detail = "redirect not followed"
+            error = dest.scrubber.scrub(f"{publication.step}: HTTP {status} {last.reason}: {detail}".rstrip(": "))
+        return _Try(
+            outcome,
+            status_code=status,
+            error=error,
+            retry_after=last.headers.get("retry-after"),
+            external_ref=publication.external_ref,
+            request=last.request,
         )
 
     @staticmethod
@@ -589,20 +630,6 @@ def _skip_error(status: DeliveryStatus, destination: str) -> str | None:
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return excerpt(text, limit=160)
-
-
-def _read_capped(response: httpx.Response, deadline: float) -> str:
-    """Read at most RESPONSE_CAP_BYTES, giving up at ``deadline`` (a trickling body is a timeout)."""
-    chunks: list[bytes] = []
-    size = 0
-    for chunk in response.iter_bytes():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= RESPONSE_CAP_BYTES:
-            break
-        if time.monotonic() > deadline:
-            raise _DeadlineExceeded
-    return b"".join(chunks)[:RESPONSE_CAP_BYTES].decode("utf-8", "replace")
 
 
 def _batches(

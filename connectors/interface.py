@@ -4,13 +4,20 @@ A provider is pure request building plus response reading; the engine (``connect
 owns I/O, retries, budgets, idempotency and evidence. A provider that needs to look before it
 creates (Jira, ServiceNow: no idempotency key on their create APIs) implements
 :meth:`Provider.find_existing`; one that needs a token first implements :meth:`Provider.auth_headers`.
+
+A provider whose delivery is a conversation of several API calls (native Jamf Pro and Microsoft
+Graph publication: look up, create, upload content, commit) implements :meth:`Provider.publish`
+and makes its calls through :func:`exchange`. The engine still owns retries, budgets and the
+idempotency claim; ``publish`` must be safe to run again after any failed call (look up what an
+earlier attempt created and continue from there).
 """
 
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -24,6 +31,16 @@ from ringward.core.delivery_policy import Outcome
 
 USER_AGENT = "Ringward-Connectors/1"
 JSON = "application/json"
+
+#: bytes of a response body read (enough for every provider's answer; the rest is dropped)
+RESPONSE_CAP_BYTES = 64 * 1024
+
+#: seconds left in the current attempt; raises :class:`DeadlineExceeded` once none are left
+TimeLeft = Callable[[], float]
+
+
+class DeadlineExceeded(Exception):
+    """The attempt's whole-exchange deadline passed (slow body, slow token endpoint...)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +61,75 @@ class Reply:
     outcome: Outcome | None = None
     external_ref: str | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP exchange made by a multi-call provider: what was sent and what came back."""
+
+    request: PreparedRequest
+    status_code: int
+    reason: str
+    text: str
+    headers: httpx.Headers
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        """The body as JSON, or None when it is not JSON (or was cut at the read cap)."""
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What a multi-call provider made of its conversation (see :meth:`Provider.publish`).
+
+    ``last`` is the exchange that decided the outcome: its request is the one recorded (redacted)
+    in evidence, and its status is classified like a single request's unless ``outcome`` is set.
+    ``step`` names the call in error messages ("create win32LobApp").
+    """
+
+    last: Exchange
+    step: str
+    outcome: Outcome | None = None
+    external_ref: str | None = None
+    error: str | None = None
+    #: every call made, in order: (step, method, redacted-by-engine URL, status)
+    calls: tuple[tuple[str, str, str, int], ...] = ()
+
+
+def read_capped(response: httpx.Response, deadline: float) -> str:
+    """Read at most RESPONSE_CAP_BYTES, giving up at ``deadline`` (a trickling body is a timeout)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= RESPONSE_CAP_BYTES:
+            break
+        if time.monotonic() > deadline:
+            raise DeadlineExceeded
+    return b"".join(chunks)[:RESPONSE_CAP_BYTES].decode("utf-8", "replace")
+
+
+def exchange(client: httpx.Client, request: PreparedRequest, left: TimeLeft) -> Exchange:
+    """Send ``request`` within the attempt's remaining time; transport errors propagate to the engine."""
+    remaining = left()
+    deadline = time.monotonic() + remaining
+    with client.stream(
+        request.method,
+        request.url,
+        content=request.content,
+        headers=request.headers,
+        timeout=httpx.Timeout(remaining),
+    ) as response:
+        text = read_capped(response, deadline)
+    return Exchange(request, response.status_code, response.reason_phrase, text, response.headers)
 
 
 @dataclass
@@ -145,6 +231,44 @@ class Provider(ABC):
         timeout: float,
     ) -> Lookup | None:
         """Search-before-create; None when the provider has no such step."""
+        return None
+
+    def confirm(
+        self,
+        dest: ResolvedDestination,
+        client: httpx.Client,
+        auth: dict[str, str],
+        reply: Reply,
+        *,
+        left: TimeLeft,
+        sleep: Callable[[float], None],
+    ) -> Reply | None:
+        """After a successful send: wait for the receiver to confirm it (Splunk indexer acks).
+
+        None (the default): the send's outcome stands. Otherwise the returned reply replaces it
+        (``Outcome.RETRY`` resends the whole request).
+        """
+        return None
+
+    def accepts(self, event: ConnectorEvent, dest: ResolvedDestination) -> bool:
+        """Whether this provider can deliver ``event`` at all (native publishers need their payload);
+        an event it cannot deliver is reported as filtered for the destination, never sent."""
+        return True
+
+    def publish(
+        self,
+        event: ConnectorEvent,
+        dest: ResolvedDestination,
+        client: httpx.Client,
+        auth: dict[str, str],
+        *,
+        left: TimeLeft,
+        now: datetime,
+    ) -> Publication | None:
+        """Deliver ``event`` as a conversation of calls made with :func:`exchange`.
+
+        None (the default): the provider sends the single request of :meth:`prepare`.
+        """
         return None
 
     def verbatim(self, event: ConnectorEvent) -> dict[str, Any] | None:

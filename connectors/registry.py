@@ -11,12 +11,25 @@ from connectors.providers.fleet import Intune, Jamf, LinuxFleet
 from connectors.providers.itsm import Jira, PagerDuty, ServiceNow
 from connectors.providers.siem import Datadog, Sentinel, SplunkHec
 from connectors.providers.webhook import PrivateQueue, Webhook
-from ringward.core.connector_config import ProviderKind
+from ringward.core.connector_config import ProviderKind, PublishMode
 
 
 @cache
-def provider_for(kind: ProviderKind) -> Provider:
-    """The (stateless, shared) provider implementation for ``kind``."""
+def provider_for(kind: ProviderKind, mode: PublishMode = PublishMode.NATIVE) -> Provider:
+    """The (stateless, shared) provider implementation for ``kind``.
+
+    ``mode`` matters for Jamf Pro and Intune only: ``native`` talks to the tool's own API (Jamf Pro
+    API / Classic API, Microsoft Graph), ``relay`` posts the reference system's publication envelope
+    to an in-house receiver.
+    """
+    if mode is PublishMode.NATIVE and kind is ProviderKind.JAMF:
+        from connectors.providers.jamf_pro import JamfPro
+
+        return JamfPro()
+    if mode is PublishMode.NATIVE and kind is ProviderKind.INTUNE:
+        from connectors.providers.intune_graph import IntuneGraph
+
+        return IntuneGraph()
     match kind:
         case ProviderKind.SPLUNK:
             return SplunkHec()

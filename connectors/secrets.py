@@ -114,6 +114,8 @@ _SECRET_FIELDS = (
     "password",
     "api_token",
     "signing_secret",
+    "signing_secret_previous",
+    "signing_key",
     "routing_key",
     "client_secret",
 )
@@ -152,6 +154,10 @@ def resolve_destination(
         ref = getattr(dest, name)
         if ref is not None:
             secrets[name] = resolver.resolve(ref)
+    if "signing_key" in secrets:
+        from ringward.core.webhook_signing import load_signing_key
+
+        load_signing_key(secrets["signing_key"], source=f"{dest.name}.signing_key ({dest.signing_key})")
     if dest.username and "password" in secrets:
         basic = base64.b64encode(f"{dest.username}:{secrets['password']}".encode()).decode()
         scrubber.add(basic)

@@ -7,20 +7,34 @@ at search time (delivery-escalation-anchors §0.5). All three take batches.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
 from connectors.auth import TOKENS, TokenError, entra_token_url
-from connectors.interface import Provider, Reply, dumps_body, event_document
+from connectors.interface import (
+    USER_AGENT,
+    PreparedRequest,
+    Provider,
+    Reply,
+    TimeLeft,
+    dumps_body,
+    event_document,
+    exchange,
+)
 from connectors.providers._common import bearer_or_authorization, iso
 from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
 from ringward.core.connector_event import ConnectorEvent, Severity
 from ringward.core.delivery_policy import Outcome
+from ringward.core.redaction import excerpt
+
+#: first wait between indexer-acknowledgement polls (doubles up to the cap)
+ACK_POLL_INTERVAL_S = 0.5
+ACK_POLL_MAX_INTERVAL_S = 5.0
 
 
 class SplunkHec(Provider):
@@ -74,12 +88,80 @@ class SplunkHec(Provider):
         # which the status classifier already says. A 200 with a non-zero code is not success.
         if 200 <= status < 300:
             try:
-                code = json.loads(text).get("code", 0)
+                answer = json.loads(text)
+                code = answer.get("code", 0)
             except (ValueError, AttributeError):
                 return Reply()
             if isinstance(code, int) and code != 0:
                 return Reply(outcome=Outcome.REJECTED, error=f"HEC code {code}: {text[:200]}")
+            ack_id = answer.get("ackId")
+            if isinstance(ack_id, int) and not isinstance(ack_id, bool):
+                return Reply(external_ref=f"ackId={ack_id}")
         return Reply()
+
+    def confirm(
+        self,
+        dest: ResolvedDestination,
+        client: httpx.Client,
+        auth: dict[str, str],
+        reply: Reply,
+        *,
+        left: TimeLeft,
+        sleep: Callable[[float], None],
+    ) -> Reply | None:
+        """Poll ``/services/collector/ack`` until the indexer acknowledges the batch's ackId.
+
+        A 200 from HEC with useACK only means "received": the events may still be lost before
+        indexing. Splunk's guidance is to resend what is not acknowledged in time (every record
+        carries ``event_id``, so a rare duplicate is found at search time).
+        """
+        if not dest.config.indexer_ack or not (reply.external_ref or "").startswith("ackId="):
+            return None
+        ack_id = int((reply.external_ref or "").removeprefix("ackId="))
+        channel = dest.config.request_channel or ""
+        parts = urlsplit(dest.url)
+        url = f"{parts.scheme}://{parts.netloc}/services/collector/ack?channel={quote(channel, safe='')}"
+        request = PreparedRequest(
+            method="POST",
+            url=url,
+            headers={
+                "content-type": "application/json",
+                "accept": "application/json",
+                "user-agent": USER_AGENT,
+                "x-splunk-request-channel": channel,
+                **auth,
+            },
+            content=dumps_body({"acks": [ack_id]}),
+        )
+        waited = 0.0
+        interval = ACK_POLL_INTERVAL_S
+        while True:
+            answer = exchange(client, request, left)
+            if answer.status_code == 400 and '"code":14' in answer.text.replace(" ", ""):
+                return None  # ACK is disabled for this token after all: the send's outcome stands
+            if not answer.ok:
+                return Reply(
+                    outcome=Outcome.RETRY,
+                    error=f"ack poll for ackId {ack_id}: HTTP {answer.status_code} {excerpt(answer.text, limit=120)}",
+                )
+            acks = answer.json()
+            acked = acks.get("acks", {}).get(str(ack_id)) if isinstance(acks, dict) else None
+            if acked is True:
+                return Reply(outcome=Outcome.DELIVERED, external_ref=f"ackId={ack_id} indexed")
+            if waited >= dest.config.ack_timeout_seconds:
+                return Reply(
+                    outcome=Outcome.RETRY,
+                    error=f"indexer did not acknowledge ackId {ack_id} within {dest.config.ack_timeout_seconds:g}s",
+                )
+            pause = min(interval, max(dest.config.ack_timeout_seconds - waited, 0.0))
+            if pause >= left():
+                return Reply(
+                    outcome=Outcome.RETRY,
+                    error=f"indexer did not acknowledge ackId {ack_id} before the attempt's deadline",
+                )
+            sleep(pause)
+            waited += pause
+            interval = min(interval * 2, ACK_POLL_MAX_INTERVAL_S)
 
 
 class Sentinel(Provider):

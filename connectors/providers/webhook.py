@@ -2,16 +2,15 @@
 endpoint that receives the event for in-house tools).
 
 Standard Webhooks: ``webhook-id`` is the same on every retry (the consumer's idempotency key);
-``webhook-timestamp`` is this attempt's Unix time; ``webhook-signature`` is
-``v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`` where a ``whsec_`` secret is base64.
+``webhook-timestamp`` is this attempt's Unix time; ``webhook-signature`` carries
+``v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`` per configured secret (two during a
+rotation) and ``v1a,<base64 Ed25519>`` when a ``whsk_`` signing key is configured
+(``ringward.core.webhook_signing``).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
+import functools
 import os
 import tempfile
 from collections.abc import Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from connectors.interface import Provider, Reply, dumps_body, event_document
 from connectors.providers._common import bearer_or_authorization, iso
@@ -27,23 +27,17 @@ from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
 from ringward.core.connector_event import ConnectorEvent
 from ringward.core.delivery_policy import Outcome
-
-
-def signing_key(secret: str) -> bytes:
-    """Key bytes of a Standard Webhooks secret (``whsec_<base64>``; other values are used as UTF-8)."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except (binascii.Error, ValueError):
-            pass
-    return secret.encode("utf-8")
+from ringward.core.webhook_signing import load_signing_key, sign_v1, signature_header
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``webhook-signature`` value for one attempt."""
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    digest = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode("ascii")
+    """The ``v1`` item of ``webhook-signature`` for one attempt (kept for receivers' tests)."""
+    return sign_v1(secret, msg_id, timestamp, body)
+
+
+@functools.lru_cache(maxsize=16)
+def _parsed_key(text: str) -> Ed25519PrivateKey:
+    return load_signing_key(text, source="signing_key")
 
 
 class Webhook(Provider):
@@ -68,9 +62,18 @@ class Webhook(Provider):
         timestamp = int(now.timestamp())
         headers["webhook-id"] = msg_id
         headers["webhook-timestamp"] = str(timestamp)
-        if "signing_secret" in dest.secrets:
-            headers["webhook-signature"] = sign(dest.secrets["signing_secret"], msg_id, timestamp, body)
+        secrets = [dest.secrets[n] for n in ("signing_secret", "signing_secret_previous") if n in dest.secrets]
+        keys = [self._key(dest)] if "signing_key" in dest.secrets else []
+        if secrets or keys:
+            headers["webhook-signature"] = signature_header(
+                msg_id, timestamp, body, secrets=secrets, signing_keys=keys
+            )
         return headers
+
+    @staticmethod
+    def _key(dest: ResolvedDestination) -> Ed25519PrivateKey:
+        # checked when the destination was resolved, so this cannot fail here; parsed once per key
+        return _parsed_key(dest.secrets["signing_key"])
 
     def auth_headers(self, dest: ResolvedDestination, client: httpx.Client, timeout: float) -> dict[str, str]:
         return bearer_or_authorization(dest)

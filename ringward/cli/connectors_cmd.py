@@ -317,3 +317,49 @@ def enable(destination: str = typer.Argument(..., help="Destination name disable
     with open_store() as store:
         queued = ops.enable_destination(store, destination)
     typer.echo(f"enabled {destination}; {queued} deliveries queued for redelivery")
+
+
+@app.command("webhook-keygen")
+def webhook_keygen(
+    output: Path = typer.Option(..., "--output", "-o", help="File for the whsk_ secret key (mode 0600)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Create a Standard Webhooks v1a (Ed25519) signing key; prints the whpk_ key receivers pin.
+
+    Put the file's content in a secret store and reference it as `signing_key: env:NAME` or
+    `prefect-secret:NAME`; the key itself is never printed.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from ringward.core.webhook_signing import public_key_text, signing_key_text
+    from ringward.operations.files import atomic_write
+
+    key = Ed25519PrivateKey.generate()
+    atomic_write(output, (signing_key_text(key) + "\n").encode("ascii"), mode=0o600, overwrite=force)
+    typer.echo(f"wrote {output} (keep it secret)")
+    typer.echo(f"public key for receivers: {public_key_text(key)}")
+
+
+@app.command("webhook-public-key")
+def webhook_public_key(
+    destination: str = typer.Argument(..., help="A webhook destination with signing_key."),
+    config_path: Path = CONFIG,
+) -> None:
+    """Print the whpk_ public key of a webhook destination's configured signing key."""
+    from connectors.secrets import SecretResolver, resolve_destinations
+    from ringward.core.webhook_signing import load_signing_key, public_key_text
+    from ringward.operations import delivery as ops
+
+    config = ops.load_connector_config(config_path)
+    try:
+        dest = config.destination(destination)
+    except KeyError:
+        raise ConnectorConfigError(f"{destination}: no such destination in {config_path}") from None
+    if dest.signing_key is None:
+        raise ConnectorConfigError(f"{destination}.signing_key: not configured (only v1a destinations have one)")
+    resolver = SecretResolver(_lookups(config))
+    resolved, errors = resolve_destinations(config, (dest,), resolver=resolver)
+    if errors:
+        raise ConnectorConfigError(errors[destination])
+    key = load_signing_key(resolved[0].secrets["signing_key"], source=f"{destination}.signing_key")
+    typer.echo(public_key_text(key))

@@ -74,6 +74,18 @@ class ProviderKind(StrEnum):
     PRIVATE_QUEUE = "private_queue"
 
 
+class PublishMode(StrEnum):
+    """How Jamf Pro and Intune destinations publish (other providers ignore it)."""
+
+    #: the tool's own API: Jamf Pro API / Classic API, Microsoft Graph (create, upload, commit)
+    NATIVE = "native"
+    #: POST the reference system's publication envelope to an in-house receiver
+    RELAY = "relay"
+
+
+#: providers with a native publication mode
+NATIVE_PUBLISH_PROVIDERS = frozenset({ProviderKind.JAMF, ProviderKind.INTUNE})
+
 #: providers whose whole URL is a credential (anyone holding it can post)
 SECRET_URL_PROVIDERS = frozenset({ProviderKind.SLACK, ProviderKind.TEAMS})
 
@@ -239,6 +251,10 @@ class DestinationConfig(PolicyOverrides):
     email: str | None = Field(default=None, max_length=256)
     api_token: SecretField | None = None
     signing_secret: SecretField | None = None
+    #: a second Standard Webhooks secret signed with during a rotation (receivers accept either)
+    signing_secret_previous: SecretField | None = None
+    #: Standard Webhooks ``v1a`` Ed25519 secret key (``whsk_<base64>``); receivers pin its ``whpk_``
+    signing_key: SecretField | None = None
     routing_key: SecretField | None = None
     client_id: str | None = Field(default=None, max_length=256)
     client_secret: SecretField | None = None
@@ -253,6 +269,11 @@ class DestinationConfig(PolicyOverrides):
     sourcetype: str | None = Field(default=None, max_length=256)
     host: str | None = Field(default=None, max_length=256)
     request_channel: str | None = Field(default=None, max_length=64)
+    #: Splunk HEC indexer acknowledgement (useACK tokens): a delivery counts only once the ackId is
+    #: acknowledged as indexed; not acknowledged within ``ack_timeout_seconds`` -> resent (the wait is
+    #: part of the attempt, so it is also bounded by ``timeout_seconds``)
+    indexer_ack: bool = False
+    ack_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
     service: str | None = Field(default=None, max_length=256)
     ddsource: str | None = Field(default=None, max_length=256)
     ddtags: str | None = Field(default=None, max_length=1024)
@@ -269,6 +290,16 @@ class DestinationConfig(PolicyOverrides):
     caller_id: str | None = Field(default=None, max_length=256)
     category: str = Field(default="software", max_length=64)
     directory: str | None = Field(default=None, max_length=4096)
+
+    # -- endpoint-management publication (jamf, intune) --
+    #: native (the tool's API, default) or relay (the reference envelope to ``url``)
+    mode: PublishMode | None = None
+    #: directory holding the export artifacts named by publication events (installer content is
+    #: read from here, confined to it, and checked against the event's sha256 before upload)
+    artifact_root: str | None = Field(default=None, max_length=4096)
+    #: Jamf computer group ids / Entra group object ids the published policy or app is scoped or
+    #: assigned to; empty: published unscoped, for review in the tool before assignment
+    target_group_ids: tuple[str, ...] = ()
 
     # -- routing filter --
     #: only deliver events whose type matches one of these globs (empty: every type)
@@ -320,6 +351,11 @@ class DestinationConfig(PolicyOverrides):
 
     def policy(self, defaults: DeliveryPolicy) -> DeliveryPolicy:
         return self.apply(defaults)
+
+    @property
+    def publish_mode(self) -> PublishMode:
+        """The effective publication mode (native unless ``mode: relay``)."""
+        return self.mode or PublishMode.NATIVE
 
     def accepts(self, event: ConnectorEvent) -> bool:
         """Whether this destination's routing filter selects ``event``."""
@@ -387,7 +423,7 @@ _AUTH_REQUIREMENTS: dict[ProviderKind, tuple[tuple[str, ...], ...]] = {
     ProviderKind.JIRA: (("email", "api_token"), ("token",), ("authorization",)),
     ProviderKind.SERVICENOW: (("username", "password"), ("token",), ("authorization",)),
     ProviderKind.PAGERDUTY: (("routing_key",),),
-    ProviderKind.WEBHOOK: (("signing_secret",),),
+    ProviderKind.WEBHOOK: (("signing_secret",), ("signing_key",)),
 }
 
 _DEFAULT_URLS: dict[ProviderKind, str] = {
@@ -417,6 +453,16 @@ def _semantic_problems(dest: DestinationConfig, path: str) -> list[str]:
             problems.append(f"{path}.dcr_immutable_id: required for sentinel (dcr-<32 hex>)")
         if dest.stream_name is None:
             problems.append(f"{path}.stream_name: required for sentinel (Custom-<Table>_CL)")
+    if kind is not ProviderKind.WEBHOOK:
+        for field_name in ("signing_secret_previous", "signing_key"):
+            if getattr(dest, field_name) is not None:
+                problems.append(f"{path}.{field_name}: only webhook destinations take it")
+    elif dest.signing_secret_previous is not None and dest.signing_secret is None:
+        problems.append(f"{path}.signing_secret_previous: needs signing_secret (the new secret)")
+    if dest.indexer_ack and kind is not ProviderKind.SPLUNK:
+        problems.append(f"{path}.indexer_ack: only splunk destinations take it")
+    if dest.indexer_ack and not dest.request_channel:
+        problems.append(f"{path}.request_channel: required with indexer_ack (the HEC channel GUID)")
     if kind is ProviderKind.JIRA and dest.project_key is None:
         problems.append(f"{path}.project_key: required for jira")
     if (
@@ -432,6 +478,17 @@ def _semantic_problems(dest: DestinationConfig, path: str) -> list[str]:
         and dest.token_url is None
     ):
         problems.append(f"{path}.tenant_id: required with client_id (or set token_url)")
+    if kind not in NATIVE_PUBLISH_PROVIDERS:
+        for field_name in ("mode", "artifact_root"):
+            if getattr(dest, field_name) is not None:
+                problems.append(f"{path}.{field_name}: only jamf and intune destinations take it")
+        if dest.target_group_ids:
+            problems.append(f"{path}.target_group_ids: only jamf and intune destinations take it")
+    for n, group_id in enumerate(dest.target_group_ids):
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", group_id):
+            problems.append(
+                f"{path}.target_group_ids[{n}]: expected a group id ([A-Za-z0-9-], 1-64), found {group_id!r}"
+            )
     for n, pattern in enumerate(dest.event_types):
         if not pattern or len(pattern) > 128:
             problems.append(f"{path}.event_types[{n}]: must be a 1-128 character glob")
@@ -475,6 +532,8 @@ def _from_reference(entries: dict[str, Any], root: str) -> tuple[list[Any], list
                 item[field] = value
         item.setdefault("name", str(key).lower().replace(" ", "-"))
         item.setdefault("provider", str(key).lower())
+        if item["provider"] in ("jamf", "intune"):
+            item.setdefault("mode", "relay")  # the reference posts its envelope to a receiver
         providers.append(item)
         origins.append(origin)
     return providers, origins, problems

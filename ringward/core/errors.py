@@ -151,6 +151,12 @@ class UnsignedPackageError(SignatureError):
     code = "unsigned-package"
 
 
+class WebhookSignatureError(SignatureError):
+    """A webhook message's signature does not verify, or its timestamp is outside the tolerance."""
+
+    code = "webhook-signature-invalid"
+
+
 class BindingMismatchError(VerificationError):
     """Documents are not bound to the same release (mix-and-match)."""
 

@@ -269,6 +269,7 @@ def test_no_secret_reaches_any_stored_record(
         {
             "name": "jamf",
             "provider": "jamf",
+            "mode": "relay",
             "url": routes["jamf"].url,
             "client_id": "c",
             "client_secret": "env:RW_JAMF_SECRET",

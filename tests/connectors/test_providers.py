@@ -447,13 +447,13 @@ def test_pagerduty_events_v2_dedup_key(
     [
         (
             "jamf",
-            {"client_id": "jamf-api-client", "client_secret": "env:RW_JAMF_SECRET"},
+            {"mode": "relay", "client_id": "jamf-api-client", "client_secret": "env:RW_JAMF_SECRET"},
             "/api/oauth/token",
             None,
         ),
         (
             "intune",
-            {"client_id": "intune-app", "client_secret": "env:RW_INTUNE_SECRET", "tenant_id": "t1"},
+            {"mode": "relay", "client_id": "intune-app", "client_secret": "env:RW_INTUNE_SECRET", "tenant_id": "t1"},
             "/t1/oauth2/v2.0/token",
             "https://graph.microsoft.com/.default",
         ),
