@@ -1,0 +1,372 @@
+"""The Microsoft Intune publication an event asks for, parsed once at the boundary (pure: no I/O).
+
+An endpoint-management publication event (``cavra.endpoint-management-publication.v1``, or a native
+Ringward event built the same way) carries the reference Intune export file ``intune-win32-app.json``
+(schema ``cavra.endpoint-management.intune.v1``, cavra-spec §4.7) under
+``provider_payloads["intune"]``. The native Graph publisher (``connectors.providers.intune_graph``)
+turns it into a ``win32LobApp`` with uploaded content; everything it sends is decided here, so the
+provider never reads an unvalidated dict and a bad payload fails before the first call.
+
+The installer content is the list of files named by the payload's ``content`` (names, or objects
+with ``artifact``, ``sha256`` and ``bytes``); names without a digest are completed from the event's
+``attributes["artifacts"]`` (``[{artifact, sha256, bytes}]``, the reference publication event
+shape), and without ``content`` every listed artifact is packaged. Digest and size must be known:
+the publisher checks the bytes it reads against them before anything is uploaded.
+
+Why the detection rule is a PowerShell script: the reference detects the install by the binary's
+SHA-256, and Graph's ``win32LobAppFileSystemRule`` can only compare existence, version, size or
+dates, never a hash. The script compares ``Get-FileHash -Algorithm SHA256`` with the allowed
+digests and, as Intune requires of a detection script, exits 0 and writes to STDOUT on a match.
+"""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ringward.core.connector_event import ConnectorEvent, format_validation_error
+from ringward.core.errors import ConnectorEventError
+
+INTUNE_APP_SCHEMA = "cavra.endpoint-management.intune.v1"
+#: provider_payloads key of the Intune export file
+INTUNE_PAYLOAD_KEY = "intune"
+#: written into the app's ``notes`` so a later run finds the app an earlier run created
+EVENT_MARKER = "ringward-event:"
+#: the publisher shown in the Company Portal and the Intune admin center
+PUBLISHER = "Ringward"
+#: exit codes as Windows installers conventionally use them (msiexec / Win32 setup)
+RETURN_CODES: tuple[tuple[int, str], ...] = (
+    (0, "success"),
+    (1707, "success"),
+    (3010, "softReboot"),
+    (1641, "hardReboot"),
+    (1618, "retry"),
+)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: one path segment of an artifact: no separators, no leading dot (no ``..``, no hidden files)
+_SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_ARCHITECTURES = re.compile(r"^(none|x86|x64|arm|neutral|arm64)(,(none|x86|x64|arm|neutral|arm64))*$")
+#: a file name inside a command line (the setup file is the first content file named there)
+_COMMAND_TOKEN = re.compile(r"[^\s\"']+")
+
+
+def check_artifact_path(value: str) -> str:
+    """A relative POSIX path of plain segments (no absolute path, ``..``, ``.``, backslash, NUL).
+
+    The lexical half of confinement; the provider still opens every segment with ``O_NOFOLLOW`` so
+    a symlink cannot lead out of the artifact root.
+
+    Raises:
+        ValueError: with the offending path.
+    """
+    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
+        raise ValueError(f"artifact path must be relative inside the artifact root, found {value!r}")
+    if any(not _SEGMENT.match(segment) for segment in value.split("/")):
+        raise ValueError(
+            f"artifact path must be plain segments [A-Za-z0-9._+-] (no '..', no hidden names), found {value!r}"
+        )
+    return value
+
+
+def _one_line(value: str) -> str:
+    if _CONTROL.search(value) or value != value.strip():
+        raise ValueError("must be one line without control characters or surrounding spaces")
+    return value
+
+
+class ContentFile(BaseModel):
+    """One file of the installer content: where it is under ``artifact_root`` and what its bytes must be."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: path relative to the destination's artifact root (also its path inside the package)
+    artifact: str
+    sha256: str
+    size: int = Field(alias="bytes", ge=0)
+
+    @field_validator("artifact")
+    @classmethod
+    def _check_artifact(cls, value: str) -> str:
+        return check_artifact_path(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: str) -> str:
+        lowered = value.lower()
+        if not _SHA256.match(lowered):
+            raise ValueError(f"expected 64 hex characters, found {value!r}")
+        return lowered
+
+    @property
+    def windows_path(self) -> str:
+        """The file's path inside the package as Intune names it (``setupFilePath``)."""
+        return self.artifact.replace("/", "\\")
+
+
+class DetectionRule(BaseModel):
+    """The reference detection rule: the installed file and the SHA-256 values it may have."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["file_sha256"]
+    #: Windows path, environment variables allowed (``%ProgramFiles%\\CAVRA\\cavra-runtime.exe``)
+    path: str = Field(min_length=1, max_length=1024)
+    sha256_values: tuple[str, ...] = Field(min_length=1, max_length=64)
+
+    @field_validator("path")
+    @classmethod
+    def _check_path(cls, value: str) -> str:
+        return _one_line(value)
+
+    @field_validator("sha256_values")
+    @classmethod
+    def _check_values(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(v.lower() for v in value)
+        bad = [v for v in lowered if not _SHA256.match(v)]
+        if bad:
+            raise ValueError(f"expected 64 hex characters each, found {bad[0]!r}")
+        return tuple(dict.fromkeys(lowered))
+
+
+class IntuneAppPayload(BaseModel):
+    """``intune-win32-app.json`` as the reference writes it, plus the optional content fields.
+
+    Reference fields Ringward does not use (targets, approval flags) are ignored, not refused, so a
+    newer export still publishes.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal["cavra.endpoint-management.intune.v1"]
+    display_name: str = Field(min_length=1, max_length=200)
+    install_behavior: Literal["system", "user"] = "system"
+    install_command: str = Field(min_length=1, max_length=1024)
+    uninstall_command: str = Field(min_length=1, max_length=1024)
+    detection_rule: DetectionRule
+    publication_context: dict[str, Any] | None = None
+    description: str | None = Field(default=None, max_length=4000)
+    #: the installer content: artifact names, or {artifact, sha256, bytes}; None: every event artifact
+    content: tuple[str | dict[str, Any], ...] | None = None
+    #: the setup file inside the content (default: the first content file the install command names)
+    setup_file: str | None = None
+    applicable_architectures: str = "x64"
+    #: Windows 10 release the app needs at least (Graph ``minimumSupportedWindowsRelease``)
+    minimum_supported_windows_release: str = Field(default="1607", pattern=r"^[0-9A-Za-z]{2,8}$")
+
+    @field_validator("display_name", "install_command", "uninstall_command")
+    @classmethod
+    def _check_line(cls, value: str) -> str:
+        return _one_line(value)
+
+    @field_validator("applicable_architectures")
+    @classmethod
+    def _check_architectures(cls, value: str) -> str:
+        if not _ARCHITECTURES.match(value):
+            raise ValueError(f"expected a comma list of x86/x64/arm/arm64/neutral/none, found {value!r}")
+        return value
+
+
+class IntunePublication(BaseModel):
+    """Everything the Intune publisher sends for one event, decided before the first call."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: str
+    release_version: str | None = None
+    app: IntuneAppPayload
+    content: tuple[ContentFile, ...] = Field(min_length=1)
+    setup: ContentFile
+
+    @property
+    def marker(self) -> str:
+        """The ``notes`` token that identifies this event's app (matched as a whole word)."""
+        return f"{EVENT_MARKER}{self.event_id}"
+
+    @property
+    def notes(self) -> str:
+        return f"Published by Ringward for review before assignment. {self.marker}"
+
+    @property
+    def file_name(self) -> str:
+        """The uploaded file's name, as IntuneWinAppUtil names it: ``<setup stem>.intunewin``."""
+        stem, _ext = posixpath.splitext(posixpath.basename(self.setup.artifact))
+        return f"{stem}.intunewin"
+
+    def has_marker(self, notes: object) -> bool:
+        """Whether an app's ``notes`` carry this event's marker (whole token: ``evt-1`` is not ``evt-10``)."""
+        return isinstance(notes, str) and self.marker in notes.split()
+
+    def detection_script(self) -> str:
+        """The PowerShell detection script (CRLF lines, as Windows tools write them)."""
+        rule = self.app.detection_rule
+        path = rule.path.replace("'", "''")
+        allowed = ", ".join(f"'{value}'" for value in rule.sha256_values)
+        lines = [
+            "# Ringward detection: the file's SHA-256 must be one of the released digests",
+            "$ErrorActionPreference = 'Stop'",
+            f"$path = [Environment]::ExpandEnvironmentVariables('{path}')",
+            f"$allowed = @({allowed})",
+            "if (-not (Test-Path -LiteralPath $path -PathType Leaf)) { exit 1 }",
+            "$hash = (Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash.ToLowerInvariant()",
+            "if ($allowed -contains $hash) {",
+            '    Write-Output "Detected $path sha256 $hash"',
+            "    exit 0",
+            "}",
+            "exit 1",
+        ]
+        return "\r\n".join(lines) + "\r\n"
+
+    def win32_lob_app(self) -> dict[str, Any]:
+        """The Graph ``win32LobApp`` create body (POST ``/deviceAppManagement/mobileApps``)."""
+        app = self.app
+        body: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.win32LobApp",
+            "displayName": app.display_name,
+            "description": app.description or f"{app.display_name}, published by Ringward from event {self.event_id}.",
+            "publisher": PUBLISHER,
+            "notes": self.notes,
+            "isFeatured": False,
+            "fileName": self.file_name,
+            "setupFilePath": self.setup.windows_path,
+            "installCommandLine": app.install_command,
+            "uninstallCommandLine": app.uninstall_command,
+            "installExperience": {
+                "@odata.type": "microsoft.graph.win32LobAppInstallExperience",
+                "runAsAccount": app.install_behavior,
+                "deviceRestartBehavior": "basedOnReturnCode",
+            },
+            "returnCodes": [
+                {"@odata.type": "microsoft.graph.win32LobAppReturnCode", "returnCode": code, "type": kind}
+                for code, kind in RETURN_CODES
+            ],
+            "applicableArchitectures": app.applicable_architectures,
+            "minimumSupportedWindowsRelease": app.minimum_supported_windows_release,
+            "rules": [
+                {
+                    "@odata.type": "#microsoft.graph.win32LobAppPowerShellScriptRule",
+                    "ruleType": "detection",
+                    "displayName": "Ringward SHA-256 detection",
+                    "enforceSignatureCheck": False,
+                    "runAs32Bit": False,
+                    "scriptContent": base64.b64encode(self.detection_script().encode("utf-8")).decode("ascii"),
+                    "operationType": "notConfigured",
+                    "operator": "notConfigured",
+                    "comparisonValue": None,
+                }
+            ],
+        }
+        if self.release_version:
+            body["displayVersion"] = self.release_version
+        return body
+
+
+def has_intune_payload(event: ConnectorEvent) -> bool:
+    """Whether ``event`` asks for an Intune publication at all."""
+    return isinstance(event.provider_payloads.get(INTUNE_PAYLOAD_KEY), dict)
+
+
+def _event_artifacts(event: ConnectorEvent) -> list[dict[str, Any]]:
+    raw = event.attributes.get("artifacts")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConnectorEventError(
+            f"event {event.event_id}: attributes.artifacts: expected a list of objects, found {type(raw).__name__}"
+        )
+    return raw
+
+
+def _content_fields(event: ConnectorEvent, content: tuple[str | dict[str, Any], ...] | None) -> list[dict[str, Any]]:
+    """Each content file's {artifact, sha256, bytes}: from the payload, completed from the event's artifacts."""
+    artifacts = _event_artifacts(event)
+    if content is None:
+        if not artifacts:
+            raise ConnectorEventError(
+                f"event {event.event_id}: provider_payloads.intune.content: expected content files in the "
+                "payload or in attributes.artifacts, found none"
+            )
+        return [{k: a.get(k) for k in ("artifact", "sha256", "bytes")} for a in artifacts]
+    fields: list[dict[str, Any]] = []
+    for n, item in enumerate(content):
+        entry: dict[str, Any] = {"artifact": item} if isinstance(item, str) else dict(item)
+        if "sha256" in entry and "bytes" in entry:
+            fields.append(entry)
+            continue
+        name = entry.get("artifact")
+        listed = [a for a in artifacts if a.get("artifact") == name]
+        if len(listed) != 1:
+            raise ConnectorEventError(
+                f"event {event.event_id}: provider_payloads.intune.content[{n}]: expected sha256 and bytes of "
+                f"{name!r} in the payload or once in attributes.artifacts, found {len(listed)} entries"
+            )
+        merged = {k: listed[0].get(k) for k in ("artifact", "sha256", "bytes")}
+        for key in ("sha256", "bytes"):
+            if key in entry and entry[key] != merged[key]:
+                raise ConnectorEventError(
+                    f"event {event.event_id}: provider_payloads.intune.content[{n}].{key}: payload says "
+                    f"{entry[key]!r}, attributes.artifacts says {merged[key]!r}"
+                )
+        fields.append(merged)
+    return fields
+
+
+def _setup_file(event_id: str, app: IntuneAppPayload, files: tuple[ContentFile, ...]) -> ContentFile:
+    if app.setup_file is not None:
+        for item in files:
+            if app.setup_file in (item.artifact, item.windows_path):
+                return item
+        names = ", ".join(f.artifact for f in files)
+        raise ConnectorEventError(
+            f"event {event_id}: provider_payloads.intune.setup_file: expected one of the content files "
+            f"({names}), found {app.setup_file!r}"
+        )
+    tokens = {t.replace("\\", "/").rsplit("/", 1)[-1].lower() for t in _COMMAND_TOKEN.findall(app.install_command)}
+    for item in files:
+        if posixpath.basename(item.artifact).lower() in tokens:
+            return item
+    return files[0]
+
+
+def parse_intune_publication(event: ConnectorEvent) -> IntunePublication:
+    """The publication ``event`` asks for.
+
+    Raises:
+        ConnectorEventError: no Intune payload, or the payload or its content is invalid (every
+            problem listed with its path).
+    """
+    raw = event.provider_payloads.get(INTUNE_PAYLOAD_KEY)
+    if not isinstance(raw, dict):
+        raise ConnectorEventError(f"event {event.event_id}: provider_payloads.intune is missing")
+    try:
+        app = IntuneAppPayload.model_validate(raw)
+    except ValidationError as exc:
+        found = format_validation_error(exc, prefix="provider_payloads.intune")
+        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(found)) from exc
+    problems: list[str] = []
+    files: list[ContentFile] = []
+    for n, entry in enumerate(_content_fields(event, app.content)):
+        try:
+            files.append(ContentFile.model_validate(entry))
+        except ValidationError as exc:
+            problems.extend(format_validation_error(exc, prefix=f"provider_payloads.intune.content[{n}]"))
+    if problems:
+        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems))
+    seen: set[str] = set()
+    for item in files:
+        if item.artifact in seen:
+            raise ConnectorEventError(
+                f"event {event.event_id}: provider_payloads.intune.content: expected distinct files, "
+                f"found {item.artifact!r} twice"
+            )
+        seen.add(item.artifact)
+    content = tuple(files)
+    setup = _setup_file(event.event_id, app, content)
+    return IntunePublication(
+        event_id=event.event_id, release_version=event.release_version, app=app, content=content, setup=setup
+    )

@@ -1,0 +1,436 @@
+"""A stateful Microsoft Graph + Entra + Azure Blob emulator on loopback for the Intune publisher tests.
+
+It serves (under ``/v1.0``) the win32LobApp calls the native Intune publisher makes: app search with
+``$filter`` and ``@odata.nextLink`` paging, create, PATCH, content versions, content files whose
+``uploadState`` moves pending -> ``azureStorageUriRequestSuccess`` -> (commit) pending ->
+``commitFileSuccess``/``commitFileFailed``, assignments; the Entra token endpoint; and an Azure Blob
+endpoint taking ``Put Block``/``Put Block List`` against a SAS signature. A commit is judged the way
+Intune judges it: the committed blob is decrypted with the ``fileEncryptionInfo`` and its MAC and
+digest checked.
+
+Every request is recorded (method, path, query, headers, body, step). Faults are scripted per step
+(:meth:`GraphEmulator.fail`): any status with headers and body, a delay before answering (timeouts),
+and optionally "slow but done" (the delay elapses, then the request is handled normally: the client
+has given up, the server still acted).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from connectors.providers.intune_graph import ContentIntegrityError, decrypt_content
+
+TOKEN = "graph-bearer-token-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+SAS_SIG = "sasSig0123SECRETxyzQWERTYuiop9876"
+TENANT = "11111111-2222-3333-4444-555555555555"
+APPS = "/v1.0/deviceAppManagement/mobileApps"
+_APP = re.compile(r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)$")
+_VERSIONS = re.compile(r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/microsoft\.graph\.win32LobApp/contentVersions$")
+_FILES = re.compile(
+    r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/microsoft\.graph\.win32LobApp/contentVersions/([^/]+)/files$"
+)
+_FILE = re.compile(
+    r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/microsoft\.graph\.win32LobApp/contentVersions/([^/]+)"
+    r"/files/([^/]+)(/commit)?$"
+)
+_ASSIGN = re.compile(r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/(assign|assignments)$")
+_BLOB = re.compile(r"^/blob/([^/]+)$")
+_NAME_FILTER = re.compile(r"displayName eq '((?:[^']|'')*)'")
+
+
+@dataclass(frozen=True)
+class Fault:
+    status: int = 500
+    body: str = '{"error":{"code":"InternalServerError","message":"injected"}}'
+    headers: tuple[tuple[str, str], ...] = ()
+    #: seconds before answering
+    delay: float = 0.0
+    #: after the delay, handle the request normally (the server acts although the client gave up)
+    then_handle: bool = False
+
+    @classmethod
+    def ok(cls) -> Fault:
+        """Handle the call normally (a placeholder to fail a later call of the same step)."""
+        return cls(then_handle=True)
+
+    @classmethod
+    def of(cls, status: int, body: str = "", **headers: str) -> Fault:
+        return cls(status=status, body=body, headers=tuple((k.replace("_", "-"), v) for k, v in headers.items()))
+
+
+@dataclass(frozen=True)
+class Seen:
+    step: str
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class ContentFileState:
+    id: str
+    name: str
+    size: int
+    size_encrypted: int
+    blob: str
+    upload_state: str = "azureStorageUriRequestPending"
+    polls_left: int = 1
+    encryption_info: dict[str, Any] | None = None
+    commit_error: str | None = None
+
+
+@dataclass
+class BlobState:
+    blocks: dict[str, bytes] = field(default_factory=dict)
+    committed: bytes | None = None
+    block_puts: int = 0
+
+
+class GraphEmulator:
+    """The emulator; ``start()`` it, point a destination at :attr:`base` and :attr:`token_url`."""
+
+    def __init__(self, *, page_size: int = 50, pending_polls: int = 1) -> None:
+        self.page_size = page_size
+        self.pending_polls = pending_polls
+        self.apps: dict[str, dict[str, Any]] = {}
+        self.versions: dict[str, list[str]] = defaultdict(list)
+        self.files: dict[tuple[str, str], list[ContentFileState]] = defaultdict(list)
+        self.blobs: dict[str, BlobState] = defaultdict(BlobState)
+        self.assignments: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[Seen] = []
+        self.faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._ids = 0
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> GraphEmulator:
+        emulator = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def _any(self) -> None:
+                emulator._serve(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.block_on_close = False
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="graph-emulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def origin(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def base(self) -> str:
+        return f"{self.origin}/v1.0"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.origin}/{TENANT}/oauth2/v2.0/token"
+
+    # -- test controls -----------------------------------------------------------------------------------
+
+    def fail(self, step: str, *faults: Fault | int) -> GraphEmulator:
+        """Answer the next calls of ``step`` with ``faults`` (an int is that status with a Graph error body)."""
+        for fault in faults:
+            self.faults[step].append(Fault(status=fault) if isinstance(fault, int) else fault)
+        return self
+
+    def add_app(self, **fields: Any) -> str:
+        """Seed an app (as if made earlier, by Ringward or by a person); its id."""
+        app_id = self._new_id("app")
+        self.apps[app_id] = {
+            "@odata.type": "#microsoft.graph.win32LobApp",
+            "id": app_id,
+            "committedContentVersion": None,
+            **fields,
+        }
+        return app_id
+
+    def steps(self) -> list[str]:
+        return [r.step for r in self.requests]
+
+    def of_step(self, step: str) -> list[Seen]:
+        return [r for r in self.requests if r.step == step]
+
+    # -- serving -----------------------------------------------------------------------------------------
+
+    def _new_id(self, prefix: str) -> str:
+        with self._lock:
+            self._ids += 1
+            n = self._ids
+        if prefix == "app":
+            return f"0a1b2c3d-0000-4000-8000-{n:012d}"
+        return f"{prefix}{n:04d}"
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("content-length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        parts = urlsplit(handler.path)
+        method, path, query = handler.command, parts.path, parts.query
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        step = self._step(method, path, query)
+        fault: Fault | None = None
+        with self._lock:
+            if self.faults[step]:
+                fault = self.faults[step].popleft()
+        status, answer, extra = 500, b"", ()
+        if fault is not None and fault.delay:
+            time.sleep(fault.delay)
+        if fault is not None and not fault.then_handle:
+            status, answer, extra = fault.status, fault.body.encode(), fault.headers
+        else:
+            try:
+                with self._lock:
+                    status, value = self._handle(step, method, path, query, headers, body)
+            except Exception as exc:  # an emulator bug must show as a 500, not a hang
+                status, value = 500, {"error": {"code": "EmulatorError", "message": repr(exc)}}
+            answer = b"" if value is None else json.dumps(value).encode()
+            extra = (("content-type", "application/json"),) if value is not None else ()
+        with self._lock:
+            self.requests.append(Seen(step, method, path, query, headers, body, status))
+        try:
+            handler.send_response(status)
+            for name, value_ in extra:
+                handler.send_header(name, value_)
+            handler.send_header("content-length", str(len(answer)))
+            handler.end_headers()
+            handler.wfile.write(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    @staticmethod
+    def _step(method: str, path: str, query: str) -> str:
+        if path.endswith("/oauth2/v2.0/token"):
+            return "token"
+        if _BLOB.match(path):
+            comp = parse_qs(query).get("comp", [""])[0]
+            return {"block": "block", "blocklist": "blocklist"}.get(comp, "blob")
+        if path == APPS:
+            return {"GET": "find", "POST": "create"}.get(method, "apps")
+        if _APP.match(path):
+            return {"PATCH": "patch", "GET": "get app"}.get(method, "app")
+        if _VERSIONS.match(path):
+            return {"GET": "versions", "POST": "create version"}.get(method, "versions")
+        if _FILES.match(path):
+            return {"GET": "version files", "POST": "create file"}.get(method, "files")
+        match = _FILE.match(path)
+        if match:
+            return "commit" if match.group(4) else "get file"
+        match = _ASSIGN.match(path)
+        if match:
+            return "assign" if match.group(2) == "assign" else "assignments"
+        return "unknown"
+
+    def _handle(
+        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, Any]:
+        if step == "token":
+            return 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3599}
+        if step in ("block", "blocklist", "blob"):
+            return self._blob(step, path, query, headers, body)
+        if headers.get("authorization") != f"Bearer {TOKEN}":
+            return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
+        if step == "find":
+            return self._find(query)
+        if step == "create":
+            created = json.loads(body)
+            app_id = self._new_id("app")
+            self.apps[app_id] = {**created, "id": app_id, "committedContentVersion": None}
+            return 201, self.apps[app_id]
+        match = _APP.match(path)
+        if match:
+            app = self.apps.get(match.group(1))
+            if app is None:
+                return 404, {"error": {"code": "ResourceNotFound", "message": "no such app"}}
+            if step == "patch":
+                update = json.loads(body)
+                version = update.get("committedContentVersion")
+                if version is not None and not any(
+                    f.upload_state == "commitFileSuccess" for f in self.files[(app["id"], version)]
+                ):
+                    return 400, {"error": {"code": "BadRequest", "message": f"content version {version} not committed"}}
+                app.update({k: v for k, v in update.items() if k != "@odata.type"})
+                return 204, None
+            return 200, app
+        match = _VERSIONS.match(path)
+        if match:
+            app_id = match.group(1)
+            if app_id not in self.apps:
+                return 404, {"error": {"code": "ResourceNotFound", "message": "no such app"}}
+            if step == "versions":
+                return 200, {"value": [{"id": v} for v in self.versions[app_id]]}
+            version = str(len(self.versions[app_id]) + 1)
+            self.versions[app_id].append(version)
+            return 201, {"id": version}
+        match = _FILES.match(path)
+        if match:
+            key = (match.group(1), match.group(2))
+            if match.group(2) not in self.versions[match.group(1)]:
+                return 404, {"error": {"code": "ResourceNotFound", "message": "no such content version"}}
+            if step == "version files":
+                return 200, {"value": [self._file_doc(f) for f in self.files[key]]}
+            spec = json.loads(body)
+            file_id = self._new_id("file")
+            state = ContentFileState(
+                id=file_id,
+                name=spec["name"],
+                size=spec["size"],
+                size_encrypted=spec["sizeEncrypted"],
+                blob=f"{key[0]}-{key[1]}-{file_id}",
+                polls_left=self.pending_polls,
+            )
+            self.files[key].append(state)
+            return 201, self._file_doc(state)
+        match = _FILE.match(path)
+        if match:
+            key = (match.group(1), match.group(2))
+            found = [f for f in self.files[key] if f.id == match.group(3)]
+            if not found:
+                return 404, {"error": {"code": "ResourceNotFound", "message": "no such file"}}
+            state = found[0]
+            if step == "commit":
+                state.encryption_info = json.loads(body)["fileEncryptionInfo"]
+                state.upload_state = "commitFilePending"
+                state.polls_left = self.pending_polls
+                return 200, None
+            self._advance(state)
+            return 200, self._file_doc(state)
+        match = _ASSIGN.match(path)
+        if match:
+            app_id = match.group(1)
+            if app_id not in self.apps:
+                return 404, {"error": {"code": "ResourceNotFound", "message": "no such app"}}
+            if step == "assignments":
+                return 200, {"value": self.assignments.get(app_id, [])}
+            items = json.loads(body)["mobileAppAssignments"]
+            self.assignments[app_id] = [{**item, "id": f"{app_id}_{n}"} for n, item in enumerate(items)]
+            return 204, None
+        return 404, {"error": {"code": "ResourceNotFound", "message": path}}
+
+    def _find(self, query: str) -> tuple[int, Any]:
+        params = parse_qs(query)
+        filter_ = params.get("$filter", [""])[0]
+        if "isof('microsoft.graph.win32LobApp')" not in filter_:
+            return 400, {"error": {"code": "BadRequest", "message": "expected an isof filter"}}
+        match = _NAME_FILTER.search(filter_)
+        name = match.group(1).replace("''", "'") if match else None
+        apps = [a for a in self.apps.values() if name is None or a.get("displayName") == name]
+        skip = int(params.get("$skiptoken", ["0"])[0])
+        page = apps[skip : skip + self.page_size]
+        doc: dict[str, Any] = {"value": page}
+        if skip + self.page_size < len(apps):
+            from urllib.parse import quote
+
+            doc["@odata.nextLink"] = (
+                f"{self.base}/deviceAppManagement/mobileApps?$filter={quote(filter_, safe='')}"
+                f"&$skiptoken={skip + self.page_size}"
+            )
+        return 200, doc
+
+    def _advance(self, state: ContentFileState) -> None:
+        if state.upload_state in ("azureStorageUriRequestPending", "commitFilePending") and state.polls_left > 0:
+            state.polls_left -= 1
+            return
+        if state.upload_state == "azureStorageUriRequestPending":
+            state.upload_state = "azureStorageUriRequestSuccess"
+        elif state.upload_state == "commitFilePending":
+            state.upload_state = self._judge_commit(state)
+
+    def _judge_commit(self, state: ContentFileState) -> str:
+        blob = self.blobs[state.blob].committed
+        if blob is None or state.encryption_info is None:
+            state.commit_error = "no committed blob"
+            return "commitFileFailed"
+        if len(blob) != state.size_encrypted:
+            state.commit_error = f"expected {state.size_encrypted} encrypted bytes, found {len(blob)}"
+            return "commitFileFailed"
+        try:
+            plain = decrypt_content(blob, state.encryption_info)
+        except ContentIntegrityError as exc:
+            state.commit_error = str(exc)
+            return "commitFileFailed"
+        if len(plain) != state.size:
+            state.commit_error = f"expected {state.size} bytes, found {len(plain)}"
+            return "commitFileFailed"
+        return "commitFileSuccess"
+
+    def _file_doc(self, state: ContentFileState) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "@odata.type": "#microsoft.graph.mobileAppContentFile",
+            "id": state.id,
+            "name": state.name,
+            "size": state.size,
+            "sizeEncrypted": state.size_encrypted,
+            "isCommitted": state.upload_state == "commitFileSuccess",
+            "uploadState": state.upload_state,
+            "azureStorageUri": None,
+        }
+        if state.upload_state != "azureStorageUriRequestPending":
+            doc["azureStorageUri"] = f"{self.origin}/blob/{state.blob}?sv=2024-08-04&sr=b&sp=rcw&sig={SAS_SIG}"
+        return doc
+
+    def decrypted(self, app_id: str, version: str) -> bytes:
+        """The plain package committed into ``version`` of ``app_id`` (decrypted like Intune does)."""
+        (state,) = [f for f in self.files[(app_id, version)] if f.upload_state == "commitFileSuccess"]
+        blob = self.blobs[state.blob].committed
+        assert blob is not None and state.encryption_info is not None
+        return decrypt_content(blob, state.encryption_info)
+
+    def _blob(self, step: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        params = parse_qs(query)
+        if params.get("sig", [""])[0] != SAS_SIG:
+            return 403, {"error": "AuthenticationFailed"}
+        match = _BLOB.match(path)
+        assert match is not None
+        blob = self.blobs[match.group(1)]
+        if step == "block":
+            if headers.get("x-ms-blob-type") != "BlockBlob":
+                return 400, {"error": "MissingRequiredHeader x-ms-blob-type"}
+            block = unquote(params["blockid"][0])
+            blob.blocks[block] = body
+            blob.block_puts += 1
+            return 201, None
+        if step == "blocklist":
+            ids = re.findall(r"<Latest>([^<]+)</Latest>", body.decode())
+            missing = [i for i in ids if i not in blob.blocks]
+            if missing:
+                return 400, {"error": f"InvalidBlockList {missing}"}
+            blob.committed = b"".join(blob.blocks[i] for i in ids)
+            return 201, None
+        return 400, {"error": "unsupported blob operation"}

@@ -1,0 +1,575 @@
+"""The native Intune (Microsoft Graph) publisher against a stateful Graph/Entra/Azure Blob emulator on
+loopback, delivered through the real engine: exact create call (recorded body), content that
+decrypts back to the zip of the artifact files, re-entrance after failures at any step, artifact
+checks before any upload, 4xx final vs 5xx retried, and no secret in stored evidence."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import random
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import DeliveryEngine, EngineReport, MemoryLedger, SecretResolver, resolve_destinations
+from connectors.providers import intune_graph
+from connectors.providers.fleet import Intune
+from connectors.providers.intune_graph import (
+    ContentIntegrityError,
+    IntuneGraph,
+    build_zip,
+    decrypt_content,
+    encrypt_content,
+    odata_string,
+)
+from connectors.registry import provider_for
+from ringward.core.connector_config import ProviderKind, PublishMode
+from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
+from ringward.core.connector_event import ConnectorEvent
+from ringward.core.delivery_policy import Outcome
+from ringward.core.errors import ConnectorEventError
+from ringward.core.intune_publication import parse_intune_publication
+from ringward.operations import delivery as ops
+from ringward.operations.delivery import DeliveryHooks
+from ringward.store import Store
+from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event, scan_for_secrets
+from tests.connectors.graph_emulator import SAS_SIG, TOKEN, Fault, GraphEmulator
+from tests.connectors.test_providers import recorded
+
+EVENT_ID = "emp_3c9d0e1f2a4b"
+DISPLAY_NAME = "CAVRA Go Runtime stable"
+GROUPS = ("6f1c2d3e-4b5a-4978-8a9b-0c1d2e3f4a5b", "7a8b9c0d-1e2f-4a3b-8c4d-5e6f7a8b9c0d")
+#: lowered in every test so the installer spans several blocks
+BLOCK = 16 * 1024
+_R = "REDACTED"
+
+
+@pytest.fixture
+def graph() -> Iterator[GraphEmulator]:
+    emulator = GraphEmulator().start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fast_polls(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waits: list[float] = []
+    monkeypatch.setattr(intune_graph, "SLEEP", waits.append)
+    monkeypatch.setattr(intune_graph, "BLOCK_BYTES", BLOCK)
+    return waits
+
+
+def write_artifacts(root: Path) -> dict[str, bytes]:
+    files = {
+        "install-cavra-runtime.ps1": b'Copy-Item cavra-runtime.exe "$env:ProgramFiles\\CAVRA\\" -Force\r\n',
+        "rollback-cavra-runtime.ps1": b'Remove-Item "$env:ProgramFiles\\CAVRA\\cavra-runtime.exe"\r\n',
+        "cavra-runtime.exe": random.Random(42).randbytes(50_000),
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    return files
+
+
+def artifacts_of(files: dict[str, bytes]) -> list[dict[str, Any]]:
+    return [
+        {"artifact": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        for name, data in files.items()
+    ]
+
+
+def intune_payload(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "schema_version": "cavra.endpoint-management.intune.v1",
+        "display_name": DISPLAY_NAME,
+        "install_behavior": "system",
+        "install_command": "powershell.exe -ExecutionPolicy Bypass -File install-cavra-runtime.ps1",
+        "uninstall_command": "powershell.exe -ExecutionPolicy Bypass -File rollback-cavra-runtime.ps1",
+        "detection_rule": {
+            "type": "file_sha256",
+            "path": "%ProgramFiles%\\CAVRA\\cavra-runtime.exe",
+            "sha256_values": ["9f2c" * 16],
+        },
+        "publication_context": {"provider": "intune", "channel": "stable"},
+    }
+    payload.update(overrides)
+    return payload
+
+
+def publication_event(files: dict[str, bytes], event_id: str = EVENT_ID, **payload: Any) -> ConnectorEvent:
+    return make_event(
+        event_id,
+        event_type="cavra.endpoint_management_export_publication",
+        attributes={"publication_id": event_id, "artifacts": artifacts_of(files)},
+        provider_payloads={"intune": intune_payload(**payload)},
+    )
+
+
+def destination(graph: GraphEmulator, root: Path, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": "intune-prod",
+        "provider": "intune",
+        "url": graph.base,
+        "client_id": "ringward-graph-app",
+        "client_secret": "env:RW_INTUNE_SECRET",
+        "token_url": graph.token_url,
+        "artifact_root": str(root),
+        "target_group_ids": list(GROUPS),
+        **extra,
+    }
+
+
+def run(
+    dest: dict[str, Any],
+    events: list[ConnectorEvent],
+    clock: FakeClock,
+    ledger: MemoryLedger | None = None,
+    **defaults: Any,
+) -> EngineReport:
+    config = config_of(dest, **defaults)
+    dests, errors = resolve_destinations(config, config.providers, resolver=SecretResolver())
+    assert not errors, errors
+    engine = DeliveryEngine(
+        ledger if ledger is not None else MemoryLedger(),
+        run_id="intune-test",
+        clock=clock,
+        sleep=clock.sleep,
+        rng=random.Random(5),
+    )
+    return engine.deliver(events, dests)
+
+
+def only(report: EngineReport) -> DestinationResult:
+    (result,) = report.all_results()
+    return result
+
+
+FULL_CONVERSATION = [
+    "token",
+    "find",
+    "create",
+    "versions",
+    "create version",
+    "create file",
+    "get file",
+    "get file",
+    *["block"] * 4,
+    "blocklist",
+    "commit",
+    "get file",
+    "get file",
+    "patch",
+    "assign",
+]
+
+
+# -- the whole publication -------------------------------------------------------------------------------
+
+
+def test_publishes_a_win32_app_with_encrypted_content_and_assignments(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    sqlite_store: Store,
+    hooks: DeliveryHooks,
+    secret_env: dict[str, str],
+    _fast_polls: list[float],
+) -> None:
+    files = write_artifacts(tmp_path / "export")
+    config = config_of(destination(graph, tmp_path / "export"))
+    event = publication_event(files)
+    delivery = ops.deliver_event(event, config, store=sqlite_store, hooks=hooks, run_id="intune-1")
+    (result,) = delivery.results
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    (app_id,) = graph.apps
+    assert result.external_ref == app_id
+    assert graph.steps() == FULL_CONVERSATION
+    # one pending answer per wait, slept through the injected function, never beyond half the time left
+    assert len(_fast_polls) == 2 and all(0 < w <= 1.0 for w in _fast_polls)
+
+    (create,) = graph.of_step("create")
+    assert (create.method, create.path, create.query) == ("POST", "/v1.0/deviceAppManagement/mobileApps", "")
+    assert create.headers["authorization"] == f"Bearer {TOKEN}"
+    assert create.headers["content-type"] == "application/json" and create.headers["accept"] == "application/json"
+    assert create.body == recorded("intune_graph", create.body)
+    app = create.json()
+    assert app["notes"].split()[-1] == f"ringward-event:{EVENT_ID}" and app["displayVersion"] == "1.4.2"
+    assert (app["setupFilePath"], app["fileName"]) == ("install-cavra-runtime.ps1", "install-cavra-runtime.intunewin")
+    assert [(c["returnCode"], c["type"]) for c in app["returnCodes"]] == [
+        (0, "success"),
+        (1707, "success"),
+        (3010, "softReboot"),
+        (1641, "hardReboot"),
+        (1618, "retry"),
+    ]
+    (rule,) = app["rules"]
+    assert rule["@odata.type"] == "#microsoft.graph.win32LobAppPowerShellScriptRule"
+    script = base64.b64decode(rule["scriptContent"]).decode()
+    assert "Get-FileHash -LiteralPath $path -Algorithm SHA256" in script and "9f2c" * 16 in script
+    assert "Write-Output" in script and "exit 0" in script
+
+    (find,) = graph.of_step("find")
+    assert find.query.startswith("$filter=") and "isof%28%27microsoft.graph.win32LobApp%27%29" in find.query
+    assert "displayName%20eq%20%27CAVRA%20Go%20Runtime%20stable%27" in find.query
+
+    # the uploaded content is the encrypted zip of exactly the artifact files
+    package = graph.decrypted(app_id, "1")
+    assert package == build_zip(sorted(files.items()))
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        assert {name: archive.read(name) for name in archive.namelist()} == files
+    (made,) = graph.of_step("create file")
+    spec = made.json()
+    assert spec == {
+        "@odata.type": "#microsoft.graph.mobileAppContentFile",
+        "name": "install-cavra-runtime.intunewin",
+        "size": len(package),
+        "sizeEncrypted": spec["sizeEncrypted"],
+        "manifest": None,
+        "isDependency": False,
+    }
+    assert spec["sizeEncrypted"] == 48 + (len(package) // 16 + 1) * 16
+    info = graph.of_step("commit")[0].json()["fileEncryptionInfo"]
+    assert info["profileIdentifier"] == "ProfileVersion1" and info["fileDigestAlgorithm"] == "SHA256"
+    assert base64.b64decode(info["fileDigest"]) == hashlib.sha256(package).digest()
+
+    # blob storage: SAS only (no Graph token, no configured headers), blocks of at most BLOCK bytes
+    blocks = graph.of_step("block")
+    assert all("authorization" not in b.headers and b.headers["x-ms-blob-type"] == "BlockBlob" for b in blocks)
+    assert all(len(b.body) <= BLOCK for b in blocks) and sum(len(b.body) for b in blocks) == spec["sizeEncrypted"]
+    assert all("comp=block&blockid=" in b.query for b in blocks)
+    (block_list,) = graph.of_step("blocklist")
+    assert "authorization" not in block_list.headers
+    assert block_list.body.startswith(b'<?xml version="1.0" encoding="utf-8"?><BlockList><Latest>')
+    assert block_list.body.count(b"<Latest>") == 4
+
+    assert graph.apps[app_id]["committedContentVersion"] == "1"
+    (assign,) = graph.of_step("assign")
+    assert assign.json() == {
+        "mobileAppAssignments": [
+            {
+                "@odata.type": "#microsoft.graph.mobileAppAssignment",
+                "intent": "required",
+                "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group},
+            }
+            for group in GROUPS
+        ]
+    }
+
+    # a second delivery of the same event sends nothing (ledger)
+    sent = len(graph.requests)
+    again = ops.deliver_event(event, config, store=sqlite_store, hooks=hooks, run_id="intune-2")
+    assert {r.status for r in again.results} == {DeliveryStatus.ALREADY_DELIVERED}
+    assert len(graph.requests) == sent
+
+    secrets = {"client-secret": SECRETS["RW_INTUNE_SECRET"], "graph-token": TOKEN, "sas-sig": SAS_SIG}
+    assert scan_for_secrets(sqlite_store, secrets) == []
+
+
+def test_without_target_groups_the_app_is_left_unassigned_for_review(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    result = only(run(destination(graph, tmp_path, target_group_ids=[]), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert graph.steps()[-1] == "patch" and graph.assignments == {}
+
+
+def test_events_without_an_intune_payload_are_filtered(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    report = run(destination(graph, tmp_path), [make_event()], clock)
+    assert report.all_results() == [] and report.filtered["evt-promotion-0001"] == ["intune-prod"]
+    assert graph.requests == []
+
+
+def test_relay_mode_keeps_the_envelope_provider() -> None:
+    assert isinstance(provider_for(ProviderKind.INTUNE, PublishMode.RELAY), Intune)
+    assert isinstance(provider_for(ProviderKind.INTUNE, PublishMode.NATIVE), IntuneGraph)
+    relay = config_of({"name": "i", "provider": "intune", "url": "https://relay.example.com/p", "mode": "relay"})
+    assert relay.providers[0].publish_mode is PublishMode.RELAY
+
+
+# -- re-entrance -----------------------------------------------------------------------------------------
+
+
+def test_a_fresh_run_after_a_failure_mid_upload_resumes_without_a_second_app(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("block", Fault.ok(), Fault.of(500, f"blob broke for sig={SAS_SIG}"))
+    first = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert first.status is DeliveryStatus.FAILED and first.retryable
+    assert first.error is not None and first.error.endswith(
+        f"upload block 1: HTTP 500 Internal Server Error: blob broke for sig={_R}"
+    )
+    assert SAS_SIG not in (first.error or "") and first.request is not None and SAS_SIG not in first.request.url
+    assert first.request.method == "PUT" and first.request.url.endswith("?REDACTED")
+    (app_id,) = graph.apps
+    assert graph.apps[app_id]["committedContentVersion"] is None
+
+    second = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert second.status is DeliveryStatus.DELIVERED and second.external_ref == app_id
+    assert list(graph.apps) == [app_id] and len(graph.of_step("create")) == 1
+    assert graph.versions[app_id] == ["1", "2"] and graph.apps[app_id]["committedContentVersion"] == "2"
+    assert graph.decrypted(app_id, "2") == build_zip(sorted(files.items()))
+
+
+def test_a_commit_whose_patch_failed_is_reused_not_uploaded_again(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("patch", Fault.of(503, '{"error":{"code":"ServiceUnavailable","message":"busy"}}', Retry_After="4"))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert [a.status_code for a in result.attempts] == [503, 204]
+    assert "set committedContentVersion: HTTP 503" in (result.attempts[0].error or "")
+    assert clock.sleeps == [4.0]
+    assert len(graph.of_step("block")) == 4 and len(graph.of_step("create")) == 1  # uploaded once
+    assert graph.steps()[FULL_CONVERSATION.index("patch") + 1 :] == [
+        "find",
+        "versions",
+        "version files",
+        "patch",
+        "assign",
+    ]
+
+
+def test_a_slow_create_that_the_server_finished_is_found_not_duplicated(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("create", Fault(status=201, delay=1.2, then_handle=True))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock, timeout_seconds=0.6))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert result.attempts[0].outcome is Outcome.RETRY and "timeout" in (result.attempts[0].error or "")
+    assert len(graph.apps) == 1 and len(graph.of_step("create")) == 1
+
+
+def test_an_app_already_published_is_reported_existing(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.page_size = 1
+    graph.add_app(displayName=DISPLAY_NAME, notes="someone else's app")
+    graph.add_app(displayName=DISPLAY_NAME, notes=f"Published by Ringward. ringward-event:{EVENT_ID}0")
+    app_id = graph.add_app(
+        displayName=DISPLAY_NAME, notes=f"Published by Ringward. ringward-event:{EVENT_ID}", committedContentVersion="3"
+    )
+    result = only(run(destination(graph, tmp_path, target_group_ids=[]), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.EXISTS and result.external_ref == app_id
+    assert graph.steps() == ["token", "find", "find", "find"]  # followed @odata.nextLink, created nothing
+
+
+def test_a_run_that_failed_only_at_assignment_is_completed(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("assign", 500)
+    first = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert first.status is DeliveryStatus.FAILED and "assign: HTTP 500" in (first.error or "")
+    before = len(graph.requests)
+    second = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert second.status is DeliveryStatus.DELIVERED
+    assert graph.steps()[before:] == ["find", "assignments", "assign"]
+    (app_id,) = graph.apps
+    assert [a["target"]["groupId"] for a in graph.assignments[app_id]] == list(GROUPS)
+    third = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert third.status is DeliveryStatus.EXISTS and graph.steps()[-2:] == ["find", "assignments"]
+
+
+def test_a_next_link_to_another_host_is_refused(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    body = json.dumps({"value": [], "@odata.nextLink": "https://attacker.example.com/v1.0/mobileApps?x=1"})
+    graph.fail("find", Fault.of(200, body))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "expected @odata.nextLink on http://127.0.0.1" in (result.error or "")
+    assert graph.steps() == ["token", "find"]
+
+
+# -- artifacts -------------------------------------------------------------------------------------------
+
+
+def test_an_artifact_whose_bytes_differ_from_the_event_fails_before_any_graph_call(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    event = publication_event(files)
+    (tmp_path / "cavra-runtime.exe").write_bytes(b"X" + files["cavra-runtime.exe"][1:])
+    result = only(run(destination(graph, tmp_path), [event], clock))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    expected = hashlib.sha256(files["cavra-runtime.exe"]).hexdigest()
+    assert result.error is not None and "artifact cavra-runtime.exe: expected sha256 " + expected in result.error
+    assert "found sha256 " in result.error and "nothing uploaded" in result.error
+    assert graph.steps() == ["token"]  # the engine fetched a token; nothing was sent to Graph
+
+
+@pytest.mark.parametrize("name", ["../outside.bin", "/etc/passwd", "sub/../../x", ".hidden"])
+def test_a_path_escaping_artifact_name_is_refused(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, name: str
+) -> None:
+    files = write_artifacts(tmp_path / "root")
+    event = publication_event(files, content=[{"artifact": name, "sha256": "0" * 64, "bytes": 1}])
+    result = only(run(destination(graph, tmp_path / "root"), [event], clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "artifact path must be" in (result.error or "") and graph.steps() == ["token"]
+
+
+def test_a_symlink_out_of_the_artifact_root_is_refused(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path / "root")
+    outside = tmp_path / "outside.exe"
+    outside.write_bytes(files["cavra-runtime.exe"])
+    os.remove(tmp_path / "root" / "cavra-runtime.exe")
+    os.symlink(outside, tmp_path / "root" / "cavra-runtime.exe")
+    result = only(run(destination(graph, tmp_path / "root"), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "found a symlink or non-directory on its path (refused)" in (result.error or "")
+    assert graph.steps() == ["token"]
+
+
+# -- faults ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "fault", "status", "apps"),
+    [
+        ("create", 400, DeliveryStatus.REJECTED, 0),
+        ("find", 403, DeliveryStatus.REJECTED, 0),
+        ("token", 401, DeliveryStatus.REJECTED, 0),
+        ("commit", 404, DeliveryStatus.REJECTED, 1),
+        ("create", 500, DeliveryStatus.DELIVERED, 1),
+        ("block", 503, DeliveryStatus.DELIVERED, 1),
+        ("create version", 429, DeliveryStatus.DELIVERED, 1),
+        ("get file", 502, DeliveryStatus.DELIVERED, 1),
+    ],
+)
+def test_4xx_is_final_and_5xx_or_429_is_retried(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    clock: FakeClock,
+    step: str,
+    fault: int,
+    status: DeliveryStatus,
+    apps: int,
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail(step, fault)
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is status, result.error
+    assert result.attempts[0].status_code == fault and len(graph.apps) == apps
+    creates = {"create": 1 if fault < 500 else 2, "find": 0, "token": 0}.get(step, 1)
+    assert len(graph.of_step("create")) == creates
+    if status is DeliveryStatus.REJECTED:
+        assert len(result.attempts) == 1 and not result.retryable and clock.sleeps == []
+    else:
+        assert len(result.attempts) == 2 and len(clock.sleeps) == 1
+        # a fault after the content version was made leaves it uncommitted: the retry uses version 2
+        (app,) = graph.apps.values()
+        assert app["committedContentVersion"] == ("2" if step in ("block", "get file") else "1")
+
+
+def test_429_retry_after_is_honoured(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("find", Fault.of(429, '{"error":{"code":"TooManyRequests","message":"slow down"}}', Retry_After="9"))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED and clock.sleeps == [9.0]
+    assert result.attempts[0].error == "find win32LobApp: HTTP 429 Too Many Requests: TooManyRequests: slow down"
+
+
+def test_a_failed_upload_state_is_retried_and_a_failed_commit_is_final(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_artifacts(tmp_path)
+    failed_uri = json.dumps({"id": "x", "uploadState": "azureStorageUriRequestFailed"})
+    graph.fail("get file", Fault.of(200, failed_uri))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert "found azureStorageUriRequestFailed" in (result.attempts[0].error or "")
+
+    # a package the service cannot verify (here: a wrong digest) is a final failure
+    real = intune_graph.encrypt_content
+
+    def wrong_digest(plain: bytes, **kwargs: Any) -> intune_graph.EncryptedContent:
+        content = real(plain, **kwargs)
+        info = {**content.encryption_info, "fileDigest": base64.b64encode(b"\0" * 32).decode()}
+        return intune_graph.EncryptedContent(content.data, info, content.size)
+
+    monkeypatch.setattr(intune_graph, "encrypt_content", wrong_digest)
+    event = publication_event(files, event_id="emp_second")
+    second = only(run(destination(graph, tmp_path), [event], clock))
+    assert second.status is DeliveryStatus.REJECTED and len(second.attempts) == 1
+    assert (
+        second.error == "wait for commit: HTTP 200 OK: expected uploadState commitFileSuccess, found commitFileFailed"
+    )
+
+
+def test_endless_pending_state_gives_up_within_the_attempt(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, _fast_polls: list[float]
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.pending_polls = 10_000
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert result.status is DeliveryStatus.FAILED and result.retryable
+    assert "expected uploadState azureStorageUriRequestSuccess within 60 polls" in (result.error or "")
+    assert len(_fast_polls) == 60 and all(0 < w <= 1.0 for w in _fast_polls)
+
+
+# -- pure parts ------------------------------------------------------------------------------------------
+
+
+def test_encryption_round_trips_and_tampering_breaks_the_mac() -> None:
+    package = build_zip([("b.txt", b"bee"), ("a.txt", b"ay" * 1000)])
+    assert package == build_zip([("a.txt", b"ay" * 1000), ("b.txt", b"bee")])  # deterministic
+    content = encrypt_content(package)
+    assert decrypt_content(content.data, content.encryption_info) == package
+    assert encrypt_content(package).data != content.data  # fresh keys every time
+    tampered = bytearray(content.data)
+    tampered[60] ^= 1
+    with pytest.raises(ContentIntegrityError, match="HMAC-SHA256"):
+        decrypt_content(bytes(tampered), content.encryption_info)
+    with pytest.raises(ContentIntegrityError, match="expected fileDigest"):
+        decrypt_content(content.data, {**content.encryption_info, "fileDigest": base64.b64encode(b"1" * 32).decode()})
+    fixed = encrypt_content(b"x", key=b"k" * 32, mac_key=b"m" * 32, iv=b"i" * 16)
+    assert fixed.data[32:48] == b"i" * 16 and len(fixed.data) == 64
+
+
+def test_payload_parsing_and_translation() -> None:
+    files = {"setup/install.ps1": b"a", "setup/app.exe": b"b"}
+    event = make_event(
+        attributes={"artifacts": artifacts_of(files)},
+        provider_payloads={
+            "intune": intune_payload(
+                display_name="O'Brien's runtime",
+                install_behavior="user",
+                install_command="powershell.exe -File setup\\install.ps1",
+                content=["setup/app.exe", "setup/install.ps1"],
+            )
+        },
+    )
+    publication = parse_intune_publication(event)
+    body = publication.win32_lob_app()
+    assert body["setupFilePath"] == "setup\\install.ps1" and body["fileName"] == "install.intunewin"
+    assert body["installExperience"]["runAsAccount"] == "user"
+    assert odata_string("O'Brien's runtime") == "'O''Brien''s runtime'"
+    assert publication.has_marker("x ringward-event:evt-promotion-0001") and not publication.has_marker(
+        "ringward-event:evt-promotion-00012"
+    )
+    bad = make_event(provider_payloads={"intune": intune_payload(install_behavior="admin", content=["nope.exe"])})
+    with pytest.raises(ConnectorEventError, match=r"provider_payloads\.intune\.install_behavior"):
+        parse_intune_publication(bad)
+    unknown = make_event(provider_payloads={"intune": intune_payload(content=["nope.exe"])})
+    with pytest.raises(ConnectorEventError, match=r"content\[0\]: expected sha256 and bytes of 'nope.exe'"):
+        parse_intune_publication(unknown)
