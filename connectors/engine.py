@@ -578,6 +578,11 @@ class DeliveryEngine:
     def _publication_try(publication: Publication, dest: ResolvedDestination) -> _Try:
         """A multi-call provider's result, classified like a single request's (never split)."""
         last = publication.last
+        if last is None:  # nothing was sent: the provider's own verdict and reason stand
+            return _Try(
+                publication.outcome or Outcome.REJECTED,
+                error=dest.scrubber.scrub(f"{publication.step}: {publication.error or 'not sent'}"),
+            )
         status = last.status_code
         outcome = publication.outcome or classify_status(status)
         error: str | None = None

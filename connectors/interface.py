@@ -91,16 +91,29 @@ class Publication:
 
     ``last`` is the exchange that decided the outcome: its request is the one recorded (redacted)
     in evidence, and its status is classified like a single request's unless ``outcome`` is set.
+    ``last`` is None when the delivery failed before anything was sent (:meth:`not_sent`).
     ``step`` names the call in error messages ("create win32LobApp").
     """
 
-    last: Exchange
+    last: Exchange | None
     step: str
     outcome: Outcome | None = None
     external_ref: str | None = None
     error: str | None = None
     #: every call made, in order: (step, method, redacted-by-engine URL, status)
     calls: tuple[tuple[str, str, str, int], ...] = ()
+
+    @classmethod
+    def not_sent(
+        cls,
+        step: str,
+        error: str,
+        *,
+        outcome: Outcome = Outcome.REJECTED,
+        calls: tuple[tuple[str, str, str, int], ...] = (),
+    ) -> Publication:
+        """A failure found before sending (bad payload, bad artifact): final unless ``outcome`` says so."""
+        return cls(last=None, step=step, outcome=outcome, error=error, calls=calls)
 
 
 def read_capped(response: httpx.Response, deadline: float) -> str:

@@ -51,12 +51,10 @@ Why it is shaped this way:
 from __future__ import annotations
 
 import base64
-import errno
 import hashlib
 import hmac
 import io
 import os
-import stat
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +67,7 @@ import httpx
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from connectors.artifacts import ArtifactError, read_artifact
 from connectors.auth import TOKENS, entra_token_url
 from connectors.interface import (
     JSON,
@@ -84,11 +83,10 @@ from connectors.interface import (
 from connectors.providers._common import bearer_or_authorization
 from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind, check_url
-from ringward.core.connector_event import ConnectorEvent
+from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
 from ringward.core.delivery_policy import Outcome
 from ringward.core.errors import ConnectorEventError
 from ringward.core.intune_publication import (
-    ContentFile,
     IntunePublication,
     has_intune_payload,
     parse_intune_publication,
@@ -106,16 +104,10 @@ MAX_POLLS = 60
 SLEEP: Callable[[float], None] = time.sleep
 #: pages of app search results followed at most
 MAX_PAGES = 20
-#: status of a synthetic exchange for a check made before sending (nothing went over the wire)
-NOT_SENT = 0
 PROFILE = "ProfileVersion1"
 _ERROR_LIMIT = 200
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-
-
-class ArtifactError(Exception):
-    """A content file cannot be used: missing, outside the artifact root, or not the bytes the event names."""
 
 
 class ContentIntegrityError(Exception):
@@ -127,67 +119,6 @@ class RefusedAnswer(Exception):
 
 
 # -- content: read, package, encrypt -------------------------------------------------------------------
-
-
-def read_artifact(root: str, item: ContentFile) -> bytes:
-    """A content file's bytes, read confined to ``root`` and checked against the event.
-
-    Every path segment is opened relative to its parent with ``O_NOFOLLOW``, so neither the file
-    nor any directory on the way may be a symlink; the file must be a regular file of exactly the
-    expected size and SHA-256.
-
-    Raises:
-        ArtifactError: one line naming the artifact, expected vs found.
-    """
-    name = item.artifact
-    *folders, leaf = name.split("/")
-    cloexec = getattr(os, "O_CLOEXEC", 0)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | cloexec)
-    except OSError as exc:
-        raise ArtifactError(f"artifact root {root!r}: expected a readable directory, found {exc.strerror}") from exc
-    try:
-        for folder in folders:
-            try:
-                inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | nofollow | cloexec, dir_fd=fd)
-            except OSError as exc:
-                raise _open_error(name, exc) from exc
-            os.close(fd)
-            fd = inner
-        try:
-            file_fd = os.open(leaf, os.O_RDONLY | nofollow | os.O_NONBLOCK | cloexec, dir_fd=fd)
-        except OSError as exc:
-            raise _open_error(name, exc) from exc
-    finally:
-        os.close(fd)
-    with os.fdopen(file_fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ArtifactError(f"artifact {name}: expected a regular file, found another file type; nothing uploaded")
-        if info.st_size != item.size:
-            raise ArtifactError(
-                f"artifact {name}: expected {item.size} bytes, found {info.st_size} bytes; nothing uploaded"
-            )
-        content = handle.read(item.size + 1)
-    digest = hashlib.sha256(content).hexdigest()
-    if len(content) != item.size or digest != item.sha256:
-        raise ArtifactError(
-            f"artifact {name}: expected sha256 {item.sha256} ({item.size} bytes), "
-            f"found sha256 {digest} ({len(content)} bytes); nothing uploaded"
-        )
-    return content
-
-
-def _open_error(name: str, exc: OSError) -> ArtifactError:
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-        return ArtifactError(
-            f"artifact {name}: expected a file inside the artifact root, found a symlink or non-directory "
-            "on its path (refused); nothing uploaded"
-        )
-    if exc.errno == errno.ENOENT:
-        return ArtifactError(f"artifact {name}: expected under the artifact root, found no such file; nothing uploaded")
-    return ArtifactError(f"artifact {name}: cannot be read ({exc.strerror}); nothing uploaded")
 
 
 def build_zip(files: Sequence[tuple[str, bytes]]) -> bytes:
@@ -405,13 +336,8 @@ class _Conversation:
         )
 
     def not_sent(self, step: str, error: str) -> Publication:
-        """A final failure found before sending (bad payload, bad artifact): nothing reached Graph.
-
-        The interface needs an exchange; this one is synthetic (status 0, method ``VERIFY``).
-        """
-        request = PreparedRequest(method="VERIFY", url=self.base, headers={}, content=b"")
-        answer = Exchange(request, NOT_SENT, "not sent", "", httpx.Headers())
-        return self.failed(step, answer, error=error, outcome=Outcome.REJECTED)
+        """A final failure found before sending (bad payload, bad artifact): nothing reached the tool."""
+        return Publication.not_sent(step, self.dest.scrubber.scrub(error), calls=tuple(self.calls))
 
 
 @dataclass(frozen=True)
@@ -442,8 +368,8 @@ class IntuneGraph(Provider):
         return bearer_or_authorization(dest)
 
     def accepts(self, event: ConnectorEvent, dest: ResolvedDestination) -> bool:
-        """Only events carrying an Intune export payload can be published natively."""
-        return has_intune_payload(event)
+        """Events carrying an Intune export payload, and ``ringward connectors test`` (a read-only check)."""
+        return has_intune_payload(event) or event.event_type == TEST_EVENT_TYPE
 
     def publish(
         self,
@@ -456,6 +382,19 @@ class IntuneGraph(Provider):
         now: datetime,
     ) -> Publication:
         talk = _Conversation(dest, client, auth, left)
+        if event.event_type == TEST_EVENT_TYPE:
+            # token plus one read of the apps this publisher manages: proves URL, credentials and the
+            # DeviceManagementApps permission without changing anything
+            query = "$filter=" + quote("isof('microsoft.graph.win32LobApp')", safe="'()") + "&$top=1&$select=id"
+            answer = talk.graph("connectivity check", "GET", f"/deviceAppManagement/mobileApps?{query}")
+            if not answer.ok:
+                return talk.failed("connectivity check", answer)
+            return Publication(
+                last=answer,
+                step="connectivity check",
+                external_ref="Graph mobileApps readable",
+                calls=tuple(talk.calls),
+            )
         try:
             publication = parse_intune_publication(event)
         except ConnectorEventError as exc:

@@ -39,11 +39,8 @@ Why it is shaped this way:
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import re
-import stat
 import xml.etree.ElementTree as ET  # answers are parsed only by _parse_xml, which refuses DTDs
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +50,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from connectors.artifacts import ArtifactError, read_artifact
 from connectors.interface import (
     JSON,
     USER_AGENT,
@@ -66,12 +64,11 @@ from connectors.interface import (
 from connectors.providers.fleet import _FleetProvider
 from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent
+from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
 from ringward.core.delivery_policy import Outcome
 from ringward.core.errors import ConnectorEventError
 from ringward.core.jamf_publication import (
     JamfPublication,
-    PackageArtifact,
     has_jamf_payload,
     parse_jamf_publication,
 )
@@ -84,8 +81,6 @@ NO_CATEGORY = "-1"
 PACKAGE_PRIORITY = 10
 #: the hash type Ringward records on a package record once its content is uploaded
 HASH_TYPE = "SHA_512"
-#: status of a synthetic exchange for a check made before sending (nothing went over the wire)
-NOT_SENT = 0
 _ERROR_LIMIT = 200
 _FORBIDDEN_XML = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _HTML_NOISE = re.compile(r"<(head|style|script)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
@@ -93,73 +88,8 @@ _TAG = re.compile(r"<[^>]*>")
 _JAMF_ID = re.compile(r"^[0-9]{1,18}$")
 
 
-class ArtifactError(Exception):
-    """The installer cannot be used: missing, outside the artifact root, or not the bytes the event names."""
-
-
 class RefusedAnswer(Exception):
     """An answer Ringward will not read (DTD/entity declarations, malformed, no id)."""
-
-
-def read_artifact(root: str, package: PackageArtifact) -> bytes:
-    """The installer's bytes, read confined to ``root`` and checked against the event.
-
-    Every path segment is opened relative to its parent with ``O_NOFOLLOW``, so neither the file
-    nor any directory on the way may be a symlink (a link cannot point the upload outside the
-    root); the file must be a regular file of exactly the expected size and SHA-256.
-
-    Raises:
-        ArtifactError: one line naming the artifact, expected vs found.
-    """
-    name = package.artifact
-    *folders, leaf = name.split("/")
-    cloexec = getattr(os, "O_CLOEXEC", 0)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    try:
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | cloexec)
-    except OSError as exc:
-        raise ArtifactError(f"artifact root {root!r}: expected a readable directory, found {exc.strerror}") from exc
-    try:
-        for folder in folders:
-            try:
-                inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | nofollow | cloexec, dir_fd=fd)
-            except OSError as exc:
-                raise _open_error(name, exc) from exc
-            os.close(fd)
-            fd = inner
-        try:
-            file_fd = os.open(leaf, os.O_RDONLY | nofollow | os.O_NONBLOCK | cloexec, dir_fd=fd)
-        except OSError as exc:
-            raise _open_error(name, exc) from exc
-    finally:
-        os.close(fd)
-    with os.fdopen(file_fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ArtifactError(f"artifact {name}: expected a regular file, found another file type; nothing uploaded")
-        if info.st_size != package.size:
-            raise ArtifactError(
-                f"artifact {name}: expected {package.size} bytes, found {info.st_size} bytes; nothing uploaded"
-            )
-        content = handle.read(package.size + 1)
-    digest = hashlib.sha256(content).hexdigest()
-    if len(content) != package.size or digest != package.sha256:
-        raise ArtifactError(
-            f"artifact {name}: expected sha256 {package.sha256} ({package.size} bytes), "
-            f"found sha256 {digest} ({len(content)} bytes); nothing uploaded"
-        )
-    return content
-
-
-def _open_error(name: str, exc: OSError) -> ArtifactError:
-    if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EMLINK):
-        return ArtifactError(
-            f"artifact {name}: expected a file inside the artifact root, found a symlink or non-directory "
-            "on its path (refused); nothing uploaded"
-        )
-    if exc.errno == errno.ENOENT:
-        return ArtifactError(f"artifact {name}: expected under the artifact root, found no such file; nothing uploaded")
-    return ArtifactError(f"artifact {name}: cannot be read ({exc.strerror}); nothing uploaded")
 
 
 def _parse_xml(text: str) -> ET.Element:
@@ -399,13 +329,8 @@ class _Conversation:
         )
 
     def not_sent(self, step: str, error: str) -> Publication:
-        """A final failure found before sending (bad payload, bad artifact): nothing reached Jamf.
-
-        The interface needs an exchange; this one is synthetic (status 0, method ``VERIFY``).
-        """
-        request = PreparedRequest(method="VERIFY", url=self.base, headers={}, content=b"")
-        answer = Exchange(request, NOT_SENT, "not sent", "", httpx.Headers())
-        return self.failed(step, answer, error=error, outcome=Outcome.REJECTED)
+        """A final failure found before sending (bad payload, bad artifact): nothing reached the tool."""
+        return Publication.not_sent(step, self.dest.scrubber.scrub(error), calls=tuple(self.calls))
 
 
 class JamfPro(_FleetProvider):
@@ -417,8 +342,8 @@ class JamfPro(_FleetProvider):
         return dest.config.token_url or f"{dest.url.rstrip('/')}/api/oauth/token"
 
     def accepts(self, event: ConnectorEvent, dest: ResolvedDestination) -> bool:
-        """Only events carrying a Jamf export payload can be published natively."""
-        return has_jamf_payload(event)
+        """Events carrying a Jamf export payload, and ``ringward connectors test`` (a read-only check)."""
+        return has_jamf_payload(event) or event.event_type == TEST_EVENT_TYPE
 
     def publish(
         self,
@@ -431,6 +356,8 @@ class JamfPro(_FleetProvider):
         now: datetime,
     ) -> Publication:
         talk = _Conversation(dest, client, auth, left)
+        if event.event_type == TEST_EVENT_TYPE:
+            return self._connectivity_check(talk)
         try:
             publication = parse_jamf_publication(event)
         except ConnectorEventError as exc:
@@ -457,6 +384,17 @@ class JamfPro(_FleetProvider):
             assert talk.last is not None  # only answers are refused, so a call was made
             step, answer = talk.last
             return talk.failed(step, answer, error=str(exc), outcome=Outcome.REJECTED)
+
+    @staticmethod
+    def _connectivity_check(talk: _Conversation) -> Publication:
+        """Token plus one authenticated read: proves URL, credentials and API reachability, changes nothing."""
+        answer = talk.send("connectivity check", "GET", "/api/v1/jamf-pro-version")
+        if not answer.ok:
+            return talk.failed("connectivity check", answer)
+        data = answer.json()
+        version = data.get("version") if isinstance(data, dict) else None
+        reference = f"Jamf Pro {excerpt(str(version), limit=40)}" if version else "Jamf Pro API reachable"
+        return Publication(last=answer, step="connectivity check", external_ref=reference, calls=tuple(talk.calls))
 
     # -- steps ----------------------------------------------------------------------------------------
     # Each returns the record id, or the Publication of the call that failed.

@@ -292,6 +292,10 @@ def from_reference_event(document: dict[str, Any], *, source: str, now: datetime
         raise ConnectorEventError(f"{source}: reference event: " + "; ".join(problems)) from exc
 
 
+#: the event type of ``ringward connectors test`` (native publishers answer it with a read-only check)
+TEST_EVENT_TYPE = "ringward.connector.test"
+
+
 def make_test_event(*, destination: str, now: datetime) -> ConnectorEvent:
     """A harmless, clearly labelled event for ``ringward connectors test``.
 
@@ -300,7 +304,7 @@ def make_test_event(*, destination: str, now: datetime) -> ConnectorEvent:
     stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     return ConnectorEvent(
         event_id=f"ringward-test-{stamp}",
-        event_type="ringward.connector.test",
+        event_type=TEST_EVENT_TYPE,
         created_at=now,
         severity=Severity.INFO,
         title=f"Ringward connector test for {destination}",

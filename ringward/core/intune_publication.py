@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ringward.core.connector_event import ConnectorEvent, format_validation_error
 from ringward.core.errors import ConnectorEventError
+from ringward.core.publication_artifact import ArtifactFile
 
 INTUNE_APP_SCHEMA = "cavra.endpoint-management.intune.v1"
 #: provider_payloads key of the Intune export file
@@ -48,30 +49,10 @@ RETURN_CODES: tuple[tuple[int, str], ...] = (
 )
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-#: one path segment of an artifact: no separators, no leading dot (no ``..``, no hidden files)
-_SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ARCHITECTURES = re.compile(r"^(none|x86|x64|arm|neutral|arm64)(,(none|x86|x64|arm|neutral|arm64))*$")
 #: a file name inside a command line (the setup file is the first content file named there)
 _COMMAND_TOKEN = re.compile(r"[^\s\"']+")
-
-
-def check_artifact_path(value: str) -> str:
-    """A relative POSIX path of plain segments (no absolute path, ``..``, ``.``, backslash, NUL).
-
-    The lexical half of confinement; the provider still opens every segment with ``O_NOFOLLOW`` so
-    a symlink cannot lead out of the artifact root.
-
-    Raises:
-        ValueError: with the offending path.
-    """
-    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
-        raise ValueError(f"artifact path must be relative inside the artifact root, found {value!r}")
-    if any(not _SEGMENT.match(segment) for segment in value.split("/")):
-        raise ValueError(
-            f"artifact path must be plain segments [A-Za-z0-9._+-] (no '..', no hidden names), found {value!r}"
-        )
-    return value
 
 
 def _one_line(value: str) -> str:
@@ -80,28 +61,9 @@ def _one_line(value: str) -> str:
     return value
 
 
-class ContentFile(BaseModel):
-    """One file of the installer content: where it is under ``artifact_root`` and what its bytes must be."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    #: path relative to the destination's artifact root (also its path inside the package)
-    artifact: str
-    sha256: str
-    size: int = Field(alias="bytes", ge=0)
-
-    @field_validator("artifact")
-    @classmethod
-    def _check_artifact(cls, value: str) -> str:
-        return check_artifact_path(value)
-
-    @field_validator("sha256")
-    @classmethod
-    def _check_sha256(cls, value: str) -> str:
-        lowered = value.lower()
-        if not _SHA256.match(lowered):
-            raise ValueError(f"expected 64 hex characters, found {value!r}")
-        return lowered
+class ContentFile(ArtifactFile):
+    """One file of the installer content: where it is under ``artifact_root`` and what its bytes must be
+    (its path there is also its path inside the package)."""
 
     @property
     def windows_path(self) -> str:

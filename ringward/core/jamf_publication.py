@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ringward.core.connector_event import ConnectorEvent, format_validation_error
 from ringward.core.errors import ConnectorEventError
+from ringward.core.publication_artifact import ArtifactFile
 
 JAMF_POLICY_SCHEMA = "cavra.endpoint-management.jamf.v1"
 #: provider_payloads key of the Jamf export file
@@ -33,31 +34,9 @@ EVENT_MARKER = "ringward-event:"
 #: installer suffixes Jamf Pro distributes (flat packages and disk images)
 INSTALLER_SUFFIXES = (".pkg", ".mpkg", ".dmg")
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-#: one path segment of an artifact: no separators, no leading dot (no ``..``, no hidden files)
-_SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 #: Jamf custom event names: what ``jamf policy -event <name>`` accepts without quoting
 _TRIGGER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-
-
-def check_artifact_path(value: str) -> str:
-    """A relative POSIX path of plain segments (no absolute path, ``..``, ``.``, backslash, NUL).
-
-    The lexical half of confinement; the provider still opens every segment with ``O_NOFOLLOW`` so
-    a symlink cannot lead out of the artifact root.
-
-    Raises:
-        ValueError: with the offending path.
-    """
-    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
-        raise ValueError(f"artifact path must be relative inside the artifact root, found {value!r}")
-    segments = value.split("/")
-    if any(not _SEGMENT.match(segment) for segment in segments):
-        raise ValueError(
-            f"artifact path must be plain segments [A-Za-z0-9._+-] (no '..', no hidden names), found {value!r}"
-        )
-    return value
 
 
 class JamfTarget(BaseModel):
@@ -74,28 +53,8 @@ class JamfTarget(BaseModel):
     management_tool: str | None = None
 
 
-class PackageArtifact(BaseModel):
+class PackageArtifact(ArtifactFile):
     """The installer package: where it is under ``artifact_root`` and what its bytes must be."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    #: path relative to the destination's artifact root
-    artifact: str
-    sha256: str
-    size: int = Field(alias="bytes", ge=0)
-
-    @field_validator("artifact")
-    @classmethod
-    def _check_artifact(cls, value: str) -> str:
-        return check_artifact_path(value)
-
-    @field_validator("sha256")
-    @classmethod
-    def _check_sha256(cls, value: str) -> str:
-        lowered = value.lower()
-        if not _SHA256.match(lowered):
-            raise ValueError(f"expected 64 hex characters, found {value!r}")
-        return lowered
 
     @property
     def file_name(self) -> str:

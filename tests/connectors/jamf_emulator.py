@@ -229,6 +229,7 @@ class JamfEmulator:
     def _route(self, method: str, path: str) -> tuple[str, Any]:
         routes: list[tuple[str, str, str, Any]] = [
             ("POST", r"/api/oauth/token", "token", self._token),
+            ("GET", r"/api/v1/jamf-pro-version", "version", self._version),
             ("GET", r"/api/v1/packages", "find package", self._find_package),
             ("POST", r"/api/v1/packages", "create package", self._create_package),
             ("POST", r"/api/v1/packages/(\d+)/upload", "upload package", self._upload),
@@ -246,6 +247,9 @@ class JamfEmulator:
         return "unknown", lambda *_: _error(404, "NOT_FOUND", "no such endpoint")
 
     # -- Jamf Pro API ------------------------------------------------------------------------------
+
+    def _version(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        return _Answer(200, b'{"version":"11.12.1-t1731333333"}')
 
     def _token(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
         form = {k: v[0] for k, v in parse_qs(body.decode(), keep_blank_values=True).items()}

@@ -409,6 +409,8 @@ def test_an_artifact_whose_bytes_differ_from_the_event_fails_before_any_graph_ca
     expected = hashlib.sha256(files["cavra-runtime.exe"]).hexdigest()
     assert result.error is not None and "artifact cavra-runtime.exe: expected sha256 " + expected in result.error
     assert "found sha256 " in result.error and "nothing uploaded" in result.error
+    assert result.error.startswith("verify artifact: artifact cavra-runtime.exe: ")
+    assert result.status_code is None and result.request is None
     assert graph.steps() == ["token"]  # the engine fetched a token; nothing was sent to Graph
 
 
@@ -573,3 +575,18 @@ def test_payload_parsing_and_translation() -> None:
     unknown = make_event(provider_payloads={"intune": intune_payload(content=["nope.exe"])})
     with pytest.raises(ConnectorEventError, match=r"content\[0\]: expected sha256 and bytes of 'nope.exe'"):
         parse_intune_publication(unknown)
+
+
+def test_connector_test_event_is_a_read_only_connectivity_check(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    """`ringward connectors test` on a native Intune destination: token + one read, nothing created."""
+    from ringward.core.connector_event import make_test_event
+
+    event = make_test_event(destination="intune-prod", now=clock.now)
+    result = only(run(destination(graph, tmp_path), [event], clock))
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "Graph mobileApps readable"
+    assert graph.steps() == ["token", "find"] and not graph.apps
+    graph.fail("find", 403)
+    denied = only(run(destination(graph, tmp_path), [make_test_event(destination="x", now=clock.now)], clock))
+    assert denied.status is DeliveryStatus.REJECTED and (denied.error or "").startswith("connectivity check: HTTP 403")

@@ -417,7 +417,8 @@ def test_mismatched_artifact_bytes_fail_before_any_upload(
     result = only(run(destination(jamf, root), clock, max_attempts=3))
     assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
     error = result.error or ""
-    assert error.startswith(f"verify artifact: HTTP 0 not sent: artifact {PACKAGE}: expected ")
+    assert error.startswith(f"verify artifact: artifact {PACKAGE}: expected ")
+    assert result.status_code is None and result.request is None  # nothing was sent
     assert found in error and "nothing uploaded" in error
     assert jamf.steps() == ["token"] and not jamf.state.packages and not jamf.state.uploads
 
@@ -533,7 +534,7 @@ def test_an_invalid_payload_is_final_and_names_the_field(jamf: JamfEmulator, roo
     result = only(run(destination(jamf, root), clock, publication_event(trigger="has space", install_script=[])))
     assert result.status is DeliveryStatus.REJECTED
     error = result.error or ""
-    assert error.startswith("read jamf payload: HTTP 0 not sent: event emp_0a1b2c3d4e5f: ")
+    assert error.startswith("read jamf payload: event emp_0a1b2c3d4e5f: ")
     assert "provider_payloads.jamf.trigger: expected a Jamf custom event name" in error
     assert "provider_payloads.jamf.install_script" in error
     assert jamf.steps() == ["token"]
@@ -578,3 +579,18 @@ def test_no_secret_reaches_any_stored_evidence(
     errors = " ".join(r.error or "" for run in runs for r in run.results)
     assert "REDACTED" in errors
     assert scan_for_secrets(sqlite_store, {"RW_JAMF_SECRET": SECRETS["RW_JAMF_SECRET"], "jamf-token": TOKEN}) == []
+
+
+def test_connector_test_event_is_a_read_only_connectivity_check(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
+    """`ringward connectors test` on a native Jamf destination: token + one read, nothing created."""
+    from ringward.core.connector_event import make_test_event
+
+    result = only(run(destination(jamf, root), clock, make_test_event(destination="jamf-prod", now=T0)))
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "Jamf Pro 11.12.1-t1731333333"
+    assert jamf.steps() == ["token", "version"]
+    assert not jamf.state.packages and not jamf.state.policies
+    jamf.fail("version", 403)
+    denied = only(run(destination(jamf, root), clock, make_test_event(destination="jamf-prod", now=T0)))
+    assert denied.status is DeliveryStatus.REJECTED and (denied.error or "").startswith("connectivity check: HTTP 403")

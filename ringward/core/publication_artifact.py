@@ -1,0 +1,64 @@
+"""An installer file named by an endpoint-management publication event (Jamf package, Intune content).
+
+The event names each file by its path under the destination's ``artifact_root`` plus the size and
+SHA-256 its bytes must have; the native publishers read the file confined to that root and compare
+before anything is uploaded (``connectors.artifacts``). This module is the lexical half: a path of
+plain relative segments, and a well-formed digest.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: one path segment of an artifact: no separators, no leading dot (no ``..``, no hidden files)
+_SEGMENT = re.compile(r"^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,254}$")
+
+
+def check_artifact_path(value: str) -> str:
+    """A relative POSIX path of plain segments (no absolute path, ``..``, ``.``, backslash, NUL).
+
+    The lexical half of confinement; the reader still opens every segment with ``O_NOFOLLOW`` so a
+    symlink cannot lead out of the artifact root.
+
+    Raises:
+        ValueError: with the offending path.
+    """
+    if not value or value.startswith("/") or "\\" in value or "\x00" in value:
+        raise ValueError(f"artifact path must be relative inside the artifact root, found {value!r}")
+    if any(not _SEGMENT.match(segment) for segment in value.split("/")):
+        raise ValueError(
+            f"artifact path must be plain segments [A-Za-z0-9._+-] (no '..', no hidden names), found {value!r}"
+        )
+    return value
+
+
+def check_sha256(value: str) -> str:
+    """A SHA-256 hex digest, lower-cased."""
+    lowered = value.lower()
+    if not _SHA256.match(lowered):
+        raise ValueError(f"expected 64 hex characters, found {value!r}")
+    return lowered
+
+
+class ArtifactFile(BaseModel):
+    """One file: where it is under ``artifact_root`` and what its bytes must be."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    #: path relative to the destination's artifact root
+    artifact: str
+    sha256: str
+    size: int = Field(alias="bytes", ge=0)
+
+    @field_validator("artifact")
+    @classmethod
+    def _check_artifact(cls, value: str) -> str:
+        return check_artifact_path(value)
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: str) -> str:
+        return check_sha256(value)
