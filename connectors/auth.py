@@ -27,10 +27,15 @@ class TokenError(Exception):
         self.retry_after = retry_after
 
 
+#: a token refused this soon after it was issued is a permission problem, not a stale token
+FRESH_TOKEN_S = 5.0
+
+
 @dataclass
 class _Cached:
     token: str
     expires_at: float
+    fetched_at: float
 
 
 class TokenCache:
@@ -44,6 +49,24 @@ class TokenCache:
     def clear(self) -> None:
         self._tokens.clear()
         self._locks.clear()
+
+    def drop_refused(self, authorization: str | None) -> bool:
+        """Forget the cached token behind a refused ``Authorization: Bearer`` value.
+
+        Returns True when a cached token older than FRESH_TOKEN_S was dropped: it may have been
+        revoked or rotated before its stated expiry, so one more attempt with a new token can
+        succeed. A fresh token that is refused (or a static credential) means wrong permissions:
+        False, and the refusal stays final.
+        """
+        if not authorization or not authorization.startswith("Bearer "):
+            return False
+        token = authorization.removeprefix("Bearer ")
+        with self._guard:
+            for key, cached in list(self._tokens.items()):
+                if cached.token == token:
+                    del self._tokens[key]
+                    return time.monotonic() - cached.fetched_at > FRESH_TOKEN_S
+        return False
 
     def get(
         self,
@@ -104,7 +127,8 @@ class TokenCache:
             if not isinstance(token, str) or not token:
                 raise TokenError("token response has an empty access_token", status_code=502)
             dest.scrubber.add(token)
-            self._tokens[key] = _Cached(token, time.monotonic() + max(expires_in - _EXPIRY_MARGIN_S, 1.0))
+            fetched = time.monotonic()
+            self._tokens[key] = _Cached(token, fetched + max(expires_in - _EXPIRY_MARGIN_S, 1.0), fetched)
             return token
 
 

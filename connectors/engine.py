@@ -38,7 +38,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from connectors.auth import TokenError
+from connectors.auth import TOKENS, TokenError
 from connectors.interface import DeadlineExceeded, PreparedRequest, Provider, Publication, Reply, read_capped
 from connectors.ledger import Completion, DeliveryLedger
 from connectors.providers.webhook import PrivateQueue
@@ -490,7 +490,7 @@ class DeliveryEngine:
             if len(events) == 1:
                 publication = provider.publish(events[0], dest, client, auth, left=left, now=now)
                 if publication is not None:
-                    return self._publication_try(publication, dest)
+                    return self._publication_try(publication, dest, auth)
                 lookup = provider.find_existing(events[0], dest, client, auth, left())
                 if lookup is not None and lookup.external_ref:
                     return _Try(Outcome.EXISTS, status_code=200, external_ref=lookup.external_ref)
@@ -541,6 +541,8 @@ class DeliveryEngine:
         outcome = reply.outcome or classify_status(
             status, batch_size=len(events), splittable=provider.batching
         )
+        if status == 401 and TOKENS.drop_refused(auth.get("authorization")):
+            outcome = Outcome.RETRY  # a cached token revoked before its expiry: the next attempt gets a new one
         error: str | None = None
         if outcome in SUCCESS_OUTCOMES:
             try:
@@ -575,7 +577,7 @@ class DeliveryEngine:
         )
 
     @staticmethod
-    def _publication_try(publication: Publication, dest: ResolvedDestination) -> _Try:
+    def _publication_try(publication: Publication, dest: ResolvedDestination, auth: Mapping[str, str]) -> _Try:
         """A multi-call provider's result, classified like a single request's (never split)."""
         last = publication.last
         if last is None:  # nothing was sent: the provider's own verdict and reason stand
@@ -585,6 +587,8 @@ class DeliveryEngine:
             )
         status = last.status_code
         outcome = publication.outcome or classify_status(status)
+        if status == 401 and publication.outcome is None and TOKENS.drop_refused(auth.get("authorization")):
+            outcome = Outcome.RETRY
         error: str | None = None
         if outcome not in SUCCESS_OUTCOMES:
             detail = publication.error or excerpt(last.text, limit=200)
