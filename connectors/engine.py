@@ -97,6 +97,8 @@ class _Try:
     retry_after: str | None = None
     external_ref: str | None = None
     request: PreparedRequest | RequestSummary | None = None
+    #: redacted calls of a multi-call publication
+    calls: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -353,7 +355,9 @@ class DeliveryEngine:
                 self._finish(run, events, history, last, request, now, budget_exhausted=True)
                 return
             started = self.clock()
-            last = self._attempt(run, events, timeout=min(policy.timeout_seconds, remaining), now=started)
+            last = self._attempt(
+                run, events, timeout=min(policy.timeout_seconds, remaining), budget=remaining, now=started
+            )
             completed = self.clock()
             attempts += 1
             request = last.request or request
@@ -382,6 +386,7 @@ class DeliveryEngine:
                         retry_after_seconds=retry_after,
                         wait_seconds=wait,
                         batch_size=len(events),
+                        calls=last.calls,
                     )
                 )
             if last.outcome is Outcome.SPLIT:
@@ -463,7 +468,7 @@ class DeliveryEngine:
             )
 
     def _attempt(
-        self, run: _DestinationRun, events: list[ConnectorEvent], *, timeout: float, now: datetime
+        self, run: _DestinationRun, events: list[ConnectorEvent], *, timeout: float, budget: float, now: datetime
     ) -> _Try:
         dest, provider, client = run.dest, run.provider, run.client
         if isinstance(provider, PrivateQueue) and provider.is_local(dest):
@@ -488,7 +493,28 @@ class DeliveryEngine:
         try:
             auth = provider.auth_headers(dest, client, left())
             if len(events) == 1:
-                publication = provider.publish(events[0], dest, client, auth, left=left, now=now)
+                # a conversation (upload included) is bounded by the delivery's remaining budget;
+                # each call in it by timeout_seconds
+                conversation_end = time.monotonic() + budget
+                per_call = dest.policy.timeout_seconds
+
+                def call_left() -> float:
+                    remaining = min(per_call, conversation_end - time.monotonic())
+                    if remaining <= 0:
+                        raise DeadlineExceeded
+                    return remaining
+
+                try:
+                    publication = provider.publish(events[0], dest, client, auth, left=call_left, now=now)
+                except (DeadlineExceeded, httpx.TransportError, TokenError):
+                    raise
+                except Exception as exc:  # a publisher bug must not abandon the run's claims
+                    return _Try(
+                        Outcome.REJECTED,
+                        error=dest.scrubber.scrub(
+                            f"unexpected error in the {dest.kind.value} publisher: {type(exc).__name__}: {_short(exc)}"
+                        ),
+                    )
                 if publication is not None:
                     return self._publication_try(publication, dest, auth)
                 lookup = provider.find_existing(events[0], dest, client, auth, left())
@@ -580,10 +606,13 @@ class DeliveryEngine:
     def _publication_try(publication: Publication, dest: ResolvedDestination, auth: Mapping[str, str]) -> _Try:
         """A multi-call provider's result, classified like a single request's (never split)."""
         last = publication.last
+        scrub = dest.scrubber.scrub
+        calls = tuple(scrub(f"{step}: {verb} {url} -> {code}") for step, verb, url, code in publication.calls) or None
         if last is None:  # nothing was sent: the provider's own verdict and reason stand
             return _Try(
                 publication.outcome or Outcome.REJECTED,
                 error=dest.scrubber.scrub(f"{publication.step}: {publication.error or 'not sent'}"),
+                calls=calls,
             )
         status = last.status_code
         outcome = publication.outcome or classify_status(status)
@@ -602,6 +631,7 @@ class DeliveryEngine:
             retry_after=last.headers.get("retry-after"),
             external_ref=publication.external_ref,
             request=last.request,
+            calls=calls,
         )
 
     @staticmethod

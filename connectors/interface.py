@@ -34,6 +34,8 @@ JSON = "application/json"
 
 #: bytes of a response body read (enough for every provider's answer; the rest is dropped)
 RESPONSE_CAP_BYTES = 64 * 1024
+#: bytes read of an answer in a multi-call conversation (searches and records can be large)
+CONVERSATION_CAP_BYTES = 2 * 1024 * 1024
 
 #: seconds left in the current attempt; raises :class:`DeadlineExceeded` once none are left
 TimeLeft = Callable[[], float]
@@ -72,13 +74,17 @@ class Exchange:
     reason: str
     text: str
     headers: httpx.Headers
+    #: the body was longer than the read cap and ``text`` holds only its start
+    truncated: bool = False
 
     @property
     def ok(self) -> bool:
         return 200 <= self.status_code < 300
 
     def json(self) -> Any:
-        """The body as JSON, or None when it is not JSON (or was cut at the read cap)."""
+        """The body as JSON, or None when it is not JSON or was cut at the read cap."""
+        if self.truncated:
+            return None
         try:
             return json.loads(self.text)
         except ValueError:
@@ -116,22 +122,30 @@ class Publication:
         return cls(last=None, step=step, outcome=outcome, error=error, calls=calls)
 
 
-def read_capped(response: httpx.Response, deadline: float) -> str:
-    """Read at most RESPONSE_CAP_BYTES, giving up at ``deadline`` (a trickling body is a timeout)."""
+def read_capped(response: httpx.Response, deadline: float, cap: int = RESPONSE_CAP_BYTES) -> str:
+    """Read at most ``cap`` bytes, giving up at ``deadline`` (a trickling body is a timeout)."""
+    return _read_capped_bytes(response, deadline, cap)[0].decode("utf-8", "replace")
+
+
+def _read_capped_bytes(response: httpx.Response, deadline: float, cap: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         chunks.append(chunk)
         size += len(chunk)
-        if size >= RESPONSE_CAP_BYTES:
+        if size > cap:
             break
         if time.monotonic() > deadline:
             raise DeadlineExceeded
-    return b"".join(chunks)[:RESPONSE_CAP_BYTES].decode("utf-8", "replace")
+    body = b"".join(chunks)
+    return body[:cap], len(body) > cap
 
 
-def exchange(client: httpx.Client, request: PreparedRequest, left: TimeLeft) -> Exchange:
-    """Send ``request`` within the attempt's remaining time; transport errors propagate to the engine."""
+def exchange(
+    client: httpx.Client, request: PreparedRequest, left: TimeLeft, *, cap: int = CONVERSATION_CAP_BYTES
+) -> Exchange:
+    """Send ``request`` within the time ``left()`` gives this call; transport errors propagate to the
+    engine. An answer longer than ``cap`` is marked ``truncated`` (its JSON is then unreadable)."""
     remaining = left()
     deadline = time.monotonic() + remaining
     with client.stream(
@@ -141,8 +155,9 @@ def exchange(client: httpx.Client, request: PreparedRequest, left: TimeLeft) -> 
         headers=request.headers,
         timeout=httpx.Timeout(remaining),
     ) as response:
-        text = read_capped(response, deadline)
-    return Exchange(request, response.status_code, response.reason_phrase, text, response.headers)
+        body, truncated = _read_capped_bytes(response, deadline, cap)
+    text = body.decode("utf-8", "replace")
+    return Exchange(request, response.status_code, response.reason_phrase, text, response.headers, truncated)
 
 
 @dataclass

@@ -128,6 +128,8 @@ class AttemptRecord(BaseModel):
     wait_seconds: float | None = None
     #: events carried by the request (batching providers)
     batch_size: int = Field(default=1, ge=1)
+    #: the calls of a multi-call publication (Jamf, Intune), redacted: "step: METHOD url -> status"
+    calls: tuple[str, ...] | None = None
 
     @property
     def sent(self) -> bool:
@@ -183,7 +185,13 @@ class DestinationResult(BaseModel):
 
     def to_reference(self) -> dict[str, Any]:
         """cavra-spec §7.4 delivery record plus Ringward's fields (attempts, outcome, destination)."""
-        dumped = self.model_dump(mode="json", include={"request", "attempts"})  # one C-level pass
+        # one C-level pass; "calls" appears only for multi-call publications
+        calls = any(a.calls is not None for a in self.attempts)
+        dumped = self.model_dump(
+            mode="json",
+            include={"request": True, "attempts": True},
+            exclude=None if calls else {"attempts": {"__all__": {"calls"}}},
+        )
         return {
             "provider": self.provider,
             "destination": self.destination,

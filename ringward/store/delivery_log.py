@@ -184,6 +184,7 @@ def _attempts_json(completion: Completion, *, first_number: int, run_id: str) ->
             "retry_after_seconds": a.retry_after_seconds,
             "wait_seconds": a.wait_seconds,
             "batch_size": a.batch_size,
+            **({"calls": list(a.calls)} if a.calls is not None else {}),
         }
         for n, a in enumerate(completion.result.attempts, start=first_number)
     ]

@@ -131,6 +131,8 @@ class JamfEmulator:
         self.requests: list[JamfRequest] = []
         self._faults: dict[str, deque[JamfFault]] = defaultdict(deque)
         self._lock = threading.Lock()
+        #: seconds every API call takes before it is handled (token calls excepted)
+        self.latency = 0.0
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -196,6 +198,8 @@ class JamfEmulator:
         parts = urlsplit(target)
         path, query = parts.path, parts.query
         step, action = self._route(method, path)
+        if self.latency and step != "token":
+            time.sleep(self.latency)  # a slow but working server
         with self._lock:
             fault = self._faults[step].popleft() if self._faults[step] else None
         answer: _Answer | None
