@@ -30,8 +30,10 @@ def read_artifact(root: str, item: ArtifactFile) -> bytes:
     """
     name = item.artifact
     *folders, leaf = name.split("/")
+    if not hasattr(os, "O_NOFOLLOW") or os.open not in os.supports_dir_fd:
+        raise ArtifactError(f"artifact {name}: this platform cannot open files confined to a root; nothing uploaded")
     cloexec = getattr(os, "O_CLOEXEC", 0)
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    nofollow = os.O_NOFOLLOW
     try:
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | cloexec)
     except OSError as exc:
@@ -54,11 +56,20 @@ def read_artifact(root: str, item: ArtifactFile) -> bytes:
         info = os.fstat(handle.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise ArtifactError(f"artifact {name}: expected a regular file, found another file type; nothing uploaded")
+        if info.st_nlink != 1:
+            # a hard link can make a file outside the root appear inside it; refuse before reading
+            # (so nothing about that file, not even its digest, reaches the evidence)
+            raise ArtifactError(
+                f"artifact {name}: expected a file with one link, found {info.st_nlink} hard links; nothing uploaded"
+            )
         if info.st_size != item.size:
             raise ArtifactError(
                 f"artifact {name}: expected {item.size} bytes, found {info.st_size} bytes; nothing uploaded"
             )
-        content = handle.read(item.size + 1)
+        try:
+            content = handle.read(item.size + 1)
+        except OSError as exc:
+            raise ArtifactError(f"artifact {name}: cannot be read ({exc.strerror}); nothing uploaded") from exc
     digest = hashlib.sha256(content).hexdigest()
     if len(content) != item.size or digest != item.sha256:
         raise ArtifactError(

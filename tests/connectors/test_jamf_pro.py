@@ -594,3 +594,17 @@ def test_connector_test_event_is_a_read_only_connectivity_check(
     jamf.fail("version", 403)
     denied = only(run(destination(jamf, root), clock, make_test_event(destination="jamf-prod", now=T0)))
     assert denied.status is DeliveryStatus.REJECTED and (denied.error or "").startswith("connectivity check: HTTP 403")
+
+
+def test_hard_linked_artifact_is_refused_without_reading_it(
+    jamf: JamfEmulator, root: Path, tmp_path: Path, clock: FakeClock
+) -> None:
+    outside = tmp_path / "outside-secret.bin"
+    outside.write_bytes(b"private bytes outside the artifact root")
+    (root / PACKAGE).unlink()
+    os.link(outside, root / PACKAGE)
+    result = only(run(destination(jamf, root), clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "found 2 hard links; nothing uploaded" in (result.error or "")
+    assert hashlib.sha256(outside.read_bytes()).hexdigest() not in (result.error or "")
+    assert jamf.steps() == ["token"]
