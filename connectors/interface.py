@@ -14,6 +14,7 @@ earlier attempt created and continue from there).
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from abc import ABC, abstractmethod
@@ -242,6 +243,11 @@ class Provider(ABC):
             body = self.body(events, dest)
         headers = self.headers(events, dest, body, now)
         headers.update(auth)
+        if dest.config.compression == "gzip":
+            # level 1: most of the size win for a fraction of the CPU (JSON compresses ~10x anyway);
+            # mtime 0 keeps the bytes, and so the evidence digest, reproducible
+            body = gzip.compress(body, compresslevel=1, mtime=0)
+            headers["content-encoding"] = "gzip"
         return PreparedRequest(
             method=dest.config.method, url=self.url(dest), headers=headers, content=body, events=len(events)
         )

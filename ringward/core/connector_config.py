@@ -83,6 +83,9 @@ class PublishMode(StrEnum):
     RELAY = "relay"
 
 
+#: providers whose endpoints accept gzip-compressed bodies
+GZIP_PROVIDERS = frozenset({ProviderKind.SPLUNK, ProviderKind.SENTINEL, ProviderKind.DATADOG})
+
 #: providers with a native publication mode
 NATIVE_PUBLISH_PROVIDERS = frozenset({ProviderKind.JAMF, ProviderKind.INTUNE})
 
@@ -310,6 +313,9 @@ class DestinationConfig(PolicyOverrides):
     # -- batching (providers that take batches) --
     batch_max_events: int | None = Field(default=None, ge=1, le=1000)
     batch_max_bytes: int | None = Field(default=None, ge=1024, le=5_000_000)
+    #: compress request bodies (splunk, sentinel, datadog: all accept ``Content-Encoding: gzip``);
+    #: batch limits still count uncompressed bytes, as the receivers do
+    compression: Literal["gzip"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -459,6 +465,8 @@ def _semantic_problems(dest: DestinationConfig, path: str) -> list[str]:
                 problems.append(f"{path}.{field_name}: only webhook destinations take it")
     elif dest.signing_secret_previous is not None and dest.signing_secret is None:
         problems.append(f"{path}.signing_secret_previous: needs signing_secret (the new secret)")
+    if dest.compression is not None and kind not in GZIP_PROVIDERS:
+        problems.append(f"{path}.compression: only splunk, sentinel and datadog destinations take it")
     if dest.indexer_ack and kind is not ProviderKind.SPLUNK:
         problems.append(f"{path}.indexer_ack: only splunk destinations take it")
     if dest.indexer_ack and not dest.request_channel:
