@@ -1,5 +1,9 @@
 """Flow: verify the evidence chain and its files (scheduled daily), publish the result as
-artifacts, record it as evidence, and fail the run when the chain is broken."""
+artifacts, record it as evidence, and fail the run when the chain is broken.
+
+With ``checkpoint_dir`` an intact chain's head is then signed (``$RINGWARD_SIGNING_KEY``) and, with
+``deliver_checkpoint_config``, sent to the SIEM: a daily, independently held proof of the head that
+a later ``evidence verify --checkpoint`` checks. A broken chain is never checkpointed."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from ringward.core.errors import EvidenceIntegrityError
 from ringward.core.evidence import ChainReport
 from ringward.operations.evidence_ops import DEFAULT_CHECKPOINT_ROLE, verification_draft
 from ringward.operations.release_ops import default_actor
-from tasks.evidence import verify_evidence_chain_task, write_evidence
+from tasks.evidence import checkpoint_evidence_chain_task, verify_evidence_chain_task, write_evidence
 
 ARTIFACT_KEY = "evidence-chain-verification"
 
@@ -46,6 +50,9 @@ def verify_evidence_chain(
     record: bool = True,
     fail_on_break: bool = True,
     jobs: int | None = None,
+    checkpoint_dir: str | None = None,
+    deliver_checkpoint_config: str | None = None,
+    checkpoint_provider: str = "all",
 ) -> dict[str, Any]:
     logger = get_run_logger()
     report = verify_evidence_chain_task(check_files, evidence_root, checkpoint, trust_root, role, jobs)
@@ -71,7 +78,15 @@ def verify_evidence_chain(
         description="Evidence chain verification summary",
     )
     logger.info(report.summary())
-    result = {**report.model_dump(mode="json"), "evidence_id": evidence_id}
+    result = {**report.model_dump(mode="json"), "evidence_id": evidence_id, "checkpoint": None}
     if not report.ok and fail_on_break:
         raise EvidenceIntegrityError(report.summary())
+    if report.ok and checkpoint_dir:
+        made = checkpoint_evidence_chain_task(
+            checkpoint_dir, deliver_checkpoint_config, checkpoint_provider, trust_root, role, flow_run_id
+        )
+        result["checkpoint"] = made
+        delivery = made["delivery"]
+        if delivery is not None and not delivery["success"]:
+            logger.warning("checkpoint %s written but not delivered to every destination", made["path"])
     return result

@@ -58,3 +58,50 @@ def verify_evidence_chain_task(
             trusted_keys=trusted,
             jobs=jobs,
         )
+
+
+@task(name="checkpoint-evidence-chain", cache_policy=NO_CACHE)
+def checkpoint_evidence_chain_task(
+    checkpoint_dir: str,
+    connectors_config: str | None = None,
+    provider: str = "all",
+    trust_root: str | None = None,
+    role: str = evidence_ops.DEFAULT_CHECKPOINT_ROLE,
+    flow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Sign the chain head with ``$RINGWARD_SIGNING_KEY`` (never a parameter: parameters are shown in
+    the UI), write ``checkpoint-<head>.json`` under ``checkpoint_dir`` and, with a connectors file,
+    deliver it to the SIEM as a ``ringward.evidence.checkpoint`` event."""
+    from ringward.core.errors import InputError
+    from ringward.operations.keys import load_signing_key
+    from ringward.operations.release_ops import default_actor
+    from ringward.store import open_store
+
+    key = load_signing_key(None)
+    if key is None:
+        raise InputError("checkpoint: $RINGWARD_SIGNING_KEY is not set where this flow runs")
+    if trust_root:
+        evidence_ops.check_signing_key_trusted(key, trust_root=Path(trust_root), role=role)
+    with open_store() as store:
+        head = store.head()
+        output = Path(checkpoint_dir) / f"checkpoint-{head.last_id:012d}.json"
+        checkpoint = evidence_ops.create_checkpoint(
+            store, private_key=key, actor=default_actor(), output=output, overwrite=True
+        )
+        result: dict[str, Any] = {"checkpoint": checkpoint.to_document(), "path": str(output), "delivery": None}
+        if connectors_config:
+            from ringward.operations import delivery as delivery_ops
+            from tasks.delivery import LOOKUPS
+
+            run = delivery_ops.deliver_event(
+                evidence_ops.checkpoint_event(checkpoint),
+                delivery_ops.load_connector_config(Path(connectors_config)),
+                store=store,
+                providers=provider,
+                lookups=LOOKUPS,
+                source="ringward_evidence_checkpoint",
+                actor="ringward-flow",
+                flow_run_id=flow_run_id,
+            )
+            result["delivery"] = {**run.payload["delivery"], "evidence_id": run.evidence_id}
+    return result

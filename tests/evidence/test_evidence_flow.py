@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -92,3 +93,56 @@ def test_flow_fails_and_reports_the_break(
         recorded = store.get_evidence(3)
     assert recorded.kind == "evidence-chain-verification" and recorded.subject.success is False
     assert recorded.payload["first_break"]["record_id"] == 1
+
+
+def test_intact_chain_is_checkpointed_and_sent_to_the_siem_broken_one_never(
+    prefect_server: None, ringward_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, httpserver: Any
+) -> None:
+    import json
+
+    import yaml
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from flows.verify_evidence_chain import verify_evidence_chain
+    from ringward.core.checkpoint import Checkpoint, verify_checkpoint_signature
+    from ringward.core.keys import load_public_key_raw
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    monkeypatch.setenv("RINGWARD_SIGNING_KEY", pem.decode())
+    monkeypatch.setenv("RW_FLOW_HEC", "hec-flow-token-4e1f")
+    httpserver.expect_request("/services/collector/event").respond_with_json({"text": "Success", "code": 0})
+    config = tmp_path / "connectors.yaml"
+    config.write_text(yaml.safe_dump({"providers": [{
+        "name": "soc", "provider": "splunk", "url": httpserver.url_for("/services/collector/event"),
+        "token": "env:RW_FLOW_HEC"}]}))
+    url = f"sqlite:///{tmp_path / 'ringward.db'}"
+    _seed(url, tmp_path / "evidence")
+    monkeypatch.setenv("RINGWARD_DATABASE_URL", url)
+    monkeypatch.setenv("RINGWARD_EVIDENCE_ROOT", str(tmp_path / "evidence"))
+
+    state = verify_evidence_chain(
+        checkpoint_dir=str(tmp_path / "checkpoints"), deliver_checkpoint_config=str(config), return_state=True
+    )
+    assert state.is_completed(), state
+    made = state.result()["checkpoint"]
+    assert made["delivery"]["success"] is True
+    written = Checkpoint.model_validate_json(Path(made["path"]).read_text())
+    assert written.head_id == 3  # two seeded records + this run's verification record
+    pinned = load_public_key_raw(
+        key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw), source="pin"
+    )
+    verify_checkpoint_signature(written, {pinned.key_id: pinned.key}, source="flow checkpoint")
+    (request, _), = httpserver.log
+    assert json.loads(request.get_data())["event"]["attributes"]["checkpoint"] == written.to_document()
+
+    # a broken chain: the run fails and nothing new is signed or sent
+    with open_store(url) as store, store.writing() as conn:
+        conn.execute(sa.text("UPDATE evidence_record SET actor = 'mallory' WHERE id = 1"))
+    broken = verify_evidence_chain(
+        checkpoint_dir=str(tmp_path / "checkpoints"), deliver_checkpoint_config=str(config), return_state=True
+    )
+    assert broken.is_failed()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [Path(made["path"]).name]
+    assert len(httpserver.log) == 1
