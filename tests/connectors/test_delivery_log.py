@@ -138,3 +138,59 @@ def test_expiry_stats_and_destinations(log: DeliveryLog) -> None:
     ) == {DeliveryKey("e9", "webhook", "hook"): ClaimStatus.DESTINATION_DISABLED}
     assert log.enable_destination("hook", now=T0) == 0
     assert log.enable_destination("hook", now=T0) == -1
+
+
+def test_fresh_and_general_completion_paths_store_identical_rows(db_url: str) -> None:
+    """complete() writes keys this instance just claimed without reading them first; the row must be
+    byte-for-byte what the general path (a key claimed by another instance) writes."""
+    import sqlalchemy as sa
+
+    with open_store(db_url) as store:
+        fresh_log, other_log = DeliveryLog(store), DeliveryLog(store)
+        keys = {name: DeliveryKey(f"evt-{name}", "splunk", "soc") for name in ("fresh", "general")}
+        types = {k.event_id: "t" for k in keys.values()}
+        fresh_log.claim([keys["fresh"]], event_types=types, owner="run", now=T0, lease_seconds=60)
+        other_log.claim([keys["general"]], event_types=types, owner="run", now=T0, lease_seconds=60)
+        assert fresh_log._fresh and not {k[0] for k in fresh_log._fresh} & {"evt-general"}
+        later = T0 + timedelta(seconds=5, microseconds=250)
+        for name in ("fresh", "general"):
+            completion = Completion(
+                result(keys[name], DeliveryStatus.FAILED, 503, 503, at=later, error="gave up"),
+                next_attempt_after=later + timedelta(seconds=30),
+                redeliver_window_seconds=3600,
+            )
+            # the general path: the instance that did not claim the key completes it
+            (fresh_log if name == "fresh" else DeliveryLog(store)).complete([completion], owner="run", now=later)
+        assert not fresh_log._fresh
+        with store.reading() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT event_id, state, owner, lease_until, attempt_count, status_code, outcome, error, "
+                    "CAST(first_attempt_at AS TEXT), CAST(last_attempt_at AS TEXT), CAST(succeeded_at AS TEXT), "
+                    "CAST(next_attempt_after AS TEXT), CAST(redeliver_until AS TEXT), external_ref, attempts, "
+                    "CAST(updated_at AS TEXT) FROM connector_delivery ORDER BY event_id"
+                )
+            ).all()
+        (fresh_row, general_row) = sorted(rows, key=lambda r: r[0] != "evt-fresh")
+        assert fresh_row[1:] == general_row[1:]
+        assert fresh_row[1] == "failed" and fresh_row[2] is None and fresh_row[4] == 2
+        entry = DeliveryLog(store).get(keys["fresh"])
+        assert entry is not None and entry.next_attempt_after == later + timedelta(seconds=30)
+        assert entry.first_attempt_at == later and [a.number for a in entry.attempts] == [1, 2]
+
+
+def test_a_fresh_claim_taken_over_by_another_owner_is_not_overwritten(log: DeliveryLog) -> None:
+    key = DeliveryKey("evt-x", "splunk", "soc")
+    log.claim([key], event_types={"evt-x": "t"}, owner="A", now=T0, lease_seconds=1)
+    # A's lease expires; B takes the key over and completes it
+    other = DeliveryLog(log._store)
+    late = T0 + timedelta(seconds=5)
+    assert other.claim([key], event_types={"evt-x": "t"}, owner="B", now=late, lease_seconds=60) == {
+        key: ClaimStatus.CLAIMED
+    }
+    other.complete([Completion(result(key, DeliveryStatus.DELIVERED, 200, at=late))], owner="B", now=late)
+    # A finally completes on its fast path: the guarded UPDATE must miss
+    lost = Completion(result(key, DeliveryStatus.FAILED, 503, at=late), redeliver_window_seconds=60)
+    log.complete([lost], owner="A", now=late)
+    entry = log.get(key)
+    assert entry is not None and entry.state is DeliveryState.SUCCEEDED and entry.attempt_count == 1
