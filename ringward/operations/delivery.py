@@ -11,7 +11,6 @@ evidence with the same function.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -204,7 +203,23 @@ def evidence_draft(
     payload = delivery_evidence_payload(
         event, results, generated_at=generated_at, run_id=run_id, source=source, filtered=filtered
     )
-    _scrub_delivery_strings(payload, scrubber)
+    draft = _draft(event, results, payload, actor=actor, flow_run_id=flow_run_id)
+    # one scan of the canonical encoding the draft made anyway (the JSON-escaped form of each
+    # secret is a needle too); strings are scrubbed one by one only when something is there
+    if len(scrubber) and scrubber.found_in(draft.payload_bytes().decode("utf-8")):
+        _scrub_delivery_strings(payload, scrubber)
+        draft = _draft(event, results, payload, actor=actor, flow_run_id=flow_run_id)
+    return draft
+
+
+def _draft(
+    event: ConnectorEvent,
+    results: Sequence[DestinationResult],
+    payload: dict[str, Any],
+    *,
+    actor: str,
+    flow_run_id: str | None,
+) -> EvidenceDraft:
     kinds = {r.provider for r in results}
     return EvidenceDraft(
         kind=DELIVERY_EVIDENCE_KIND,
@@ -228,14 +243,7 @@ def _scrub_delivery_strings(payload: dict[str, Any], scrubber: SecretScrubber) -
     """Scrub, in place, every string of the record that came from outside Ringward's own values
     (errors, response excerpts, receiver references, URLs and headers). The engine already scrubbed
     them per destination; this pass applies every secret of the run to every destination's strings."""
-    if not len(scrubber):
-        return
-    deliveries = payload["delivery"]["deliveries"]
-    # one scan of the serialised deliveries (the JSON-escaped form of each secret is a needle too);
-    # string by string only when something is there
-    if not scrubber.found_in(json.dumps(deliveries, ensure_ascii=False)):
-        return
-    for delivery in deliveries:
+    for delivery in payload["delivery"]["deliveries"]:
         for key in ("error", "external_ref"):
             if isinstance(delivery.get(key), str):
                 delivery[key] = scrubber.scrub(delivery[key])
@@ -246,6 +254,8 @@ def _scrub_delivery_strings(payload: dict[str, Any], scrubber: SecretScrubber) -
         for attempt in delivery["attempts"]:
             if attempt.get("error"):
                 attempt["error"] = scrubber.scrub(attempt["error"])
+            if attempt.get("calls"):
+                attempt["calls"] = [scrubber.scrub(call) for call in attempt["calls"]]
 
 
 def deliver_events(
