@@ -9,30 +9,47 @@ One delivery is this conversation (every call through :func:`connectors.interfac
 ``{app}`` = ``/deviceAppManagement/mobileApps/{id}``, ``{cv}`` =
 ``{app}/microsoft.graph.win32LobApp/contentVersions``)::
 
-    GET   /deviceAppManagement/mobileApps?$filter=isof(..) and displayName eq '..'  find win32LobApp (+nextLink)
-    GET   {app}/assignments                         check assignments   (committed app, groups configured)
-    POST  /deviceAppManagement/mobileApps            create win32LobApp  (no app with the event marker)
-    GET   {cv}  /  GET {cv}/{v}/files                 find content        (resume: committed file, not set)
+    GET   /deviceAppManagement/mobileApps?$filter=isof(..)&$select=id,displayName,notes&$top=100
+                                                      find apps            (+ @odata.nextLink pages)
+    GET   {app}                                       get the event's app  (committedContentVersion)
+    POST  /deviceAppManagement/mobileApps            create win32LobApp   (no app with the event marker)
+    GET   {cv}  /  GET {cv}/{v}/files  (per version)  find content         (resume, newest version first)
     POST  {cv}                                        create content version
     POST  {cv}/{v}/files                              create content file
-    GET   {cv}/{v}/files/{f}                          wait for upload URI (azureStorageUriRequestSuccess)
-    PUT   <SAS>&comp=block&blockid=..  (per block)    upload block        (Azure Blob, no Graph token)
+    GET   {cv}/{v}/files/{f}                          wait for upload URI  (azureStorageUriRequestSuccess)
+    PUT   <SAS>&comp=block&blockid=..  (per block)    upload block         (Azure Blob, no Graph token)
     PUT   <SAS>&comp=blocklist                        commit block list
-    POST  {cv}/{v}/files/{f}/commit                   commit content file (fileEncryptionInfo)
-    GET   {cv}/{v}/files/{f}                          wait for commit     (commitFileSuccess)
+    POST  {cv}/{v}/files/{f}/commit                   commit content file  (fileEncryptionInfo)
+    GET   {cv}/{v}/files/{f}                          wait for commit      (commitFileSuccess)
     PATCH {app}                                       set committedContentVersion
-    POST  {app}/assign                                assign              (target_group_ids only)
+    GET   {app}/assignments                           check assignments    (committed app, groups configured)
+    POST  {app}/assign                                assign               (target_group_ids only)
+    GET   {old}/assignments, POST {old}/assign []     retire superseded    (target_group_ids only)
 
 Why it is shaped this way:
 
 - The engine re-runs :meth:`IntuneGraph.publish` after any failed call (and a later run may repeat
   a delivery whose answer was lost), so nothing is created twice: the app is found by its
-  ``notes`` marker ``ringward-event:<event_id>`` (Graph cannot filter on ``notes``, so the lookup
-  filters by type and display name and matches the marker client-side). An app whose
-  ``committedContentVersion`` is set is finished (``exists``); a content file an earlier attempt
-  committed is reused (only the PATCH is repeated); anything less is uploaded again into a new
-  content version, because the encryption keys of the earlier attempt are gone (Intune ignores
-  content versions that are never committed).
+  ``notes`` marker ``ringward-event:<event_id>``. Graph cannot filter on ``notes``, so the search
+  lists the tenant's ``win32LobApp`` objects with only ``$select=id,displayName,notes`` (``notes``
+  is a ``mobileApp`` property, selectable without a type cast) 100 per page, and matches the
+  marker client-side; the one matching app is then read by id, without ``$select``, because
+  ``committedContentVersion`` belongs to the derived ``mobileLobApp`` and a ``$select`` of it on a
+  ``mobileApps`` path would need the type cast. An answer cut at the conversation read cap is a
+  final, named failure, never a parse crash.
+- An app whose ``committedContentVersion`` is set is finished (``exists``). Otherwise every content
+  version is looked at, newest first: a file in ``commitFileSuccess`` (a commit that completed
+  after its attempt gave up, even if a later attempt made newer versions since) is reused and only
+  the PATCH is repeated; a file of the newest version still in ``commitFilePending`` is polled
+  again rather than uploaded again. Anything less is uploaded again into a new content version,
+  because the encryption keys of the earlier attempt are gone (Intune ignores content versions
+  that are never committed).
+- Upload states that cannot recover (``azureStorageUriRequestFailed``/``TimedOut``,
+  ``azureStorageUriRenewalFailed``, ``commitFileTimedOut``, ``error``, ``unknown``) end the attempt
+  at once as retryable: the next attempt uploads into a fresh content version. A
+  ``commitFileFailed`` (Intune could not verify the package) is retried with a fresh content
+  version at most :data:`MAX_COMMIT_RETRIES` times per delivery (the failed files in the app's
+  content versions are counted), then it is final.
 - The content is what IntuneWinAppUtil makes: a zip of the setup files, AES-256-CBC encrypted with
   fresh keys and prefixed by ``HMAC-SHA256(macKey, IV || ciphertext) || IV``
   (:func:`encrypt_content`, :func:`decrypt_content`). The zip is deterministic (sorted names, fixed
@@ -42,10 +59,22 @@ Why it is shaped this way:
   leaves the root (absolute, ``..``, a symlink anywhere on the path) is a final failure.
 - The Azure Blob SAS URL Graph hands out is a credential: its ``sig`` goes to the destination's
   scrubber the moment it arrives, blob requests never carry the Graph token nor the destination's
-  extra headers, and an upload URL is accepted only over https (plain http only on loopback).
-- An app without ``target_group_ids`` is left unassigned, for review in Intune before assignment
-  (reference control ``endpoint-tool-import-review-required``). With groups, ``/assign`` sets the
-  app's whole assignment set to those groups as ``required``.
+  extra headers, and an upload URL is accepted only over https on an Azure Blob host
+  (``<account>.blob.core.windows.net`` and the sovereign clouds' equivalents,
+  :func:`check_upload_url`); a loopback upload URL only when the Graph base is itself loopback
+  (the test emulator). Anything else (another host, an IP literal, plain http) is refused before
+  a byte is sent.
+- Review mode, no ``target_group_ids``: the app is left unassigned, for review in Intune before
+  assignment (reference control ``endpoint-tool-import-review-required``), and no other app is
+  touched. Automation mode, with groups: ``/assign`` sets the app's whole assignment set to those
+  groups as ``required``; then, so devices do not flip between two required releases, the
+  assignments of the earlier releases' apps are removed (``POST {old}/assign`` with an empty
+  ``mobileAppAssignments``). Earlier releases are the apps whose ``notes`` carry a Ringward event
+  marker of another event and this payload's channel marker (or, for apps made before the channel
+  marker, exactly this payload's ``display_name``); apps without the Ringward marker are never
+  touched. This happens only after the new app is committed and assigned, and is repeated by a
+  re-run until done (an app already without assignments is left alone).
+- Each app is named ``<display_name> <release_version>`` so people can tell releases apart.
 """
 
 from __future__ import annotations
@@ -54,7 +83,9 @@ import base64
 import hashlib
 import hmac
 import io
+import ipaddress
 import os
+import re
 import time
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
@@ -70,6 +101,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from connectors.artifacts import ArtifactError, read_artifact
 from connectors.auth import TOKENS, entra_token_url
 from connectors.interface import (
+    CONVERSATION_CAP_BYTES,
     JSON,
     USER_AGENT,
     Exchange,
@@ -82,7 +114,7 @@ from connectors.interface import (
 )
 from connectors.providers._common import bearer_or_authorization
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind, check_url
+from ringward.core.connector_config import ProviderKind, is_loopback_host
 from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
 from ringward.core.delivery_policy import Outcome
 from ringward.core.errors import ConnectorEventError
@@ -102,8 +134,32 @@ POLL_INTERVAL_SECONDS = 1.0
 MAX_POLLS = 60
 #: how polls wait; tests replace it so they never sleep for real
 SLEEP: Callable[[float], None] = time.sleep
-#: pages of app search results followed at most
-MAX_PAGES = 20
+#: apps per page of the search (``$top``)
+PAGE_SIZE = 100
+#: pages of app search results followed at most (PAGE_SIZE win32 apps each)
+MAX_PAGES = 100
+#: failed commits (``commitFileFailed``) of one delivery retried with a fresh content version
+MAX_COMMIT_RETRIES = 2
+#: upload states that never move on: the attempt ends at once, the next one uses a fresh version
+TERMINAL_STATES = frozenset(
+    {
+        "azureStorageUriRequestFailed",
+        "azureStorageUriRequestTimedOut",
+        "azureStorageUriRenewalFailed",
+        "commitFileTimedOut",
+        "error",
+        "unknown",
+    }
+)
+COMMIT_FAILED = "commitFileFailed"
+#: hosts an upload URL may name (Azure Blob Storage in the public and sovereign clouds)
+BLOB_HOST_SUFFIXES = (
+    ".blob.core.windows.net",
+    ".blob.core.usgovcloudapi.net",
+    ".blob.core.chinacloudapi.cn",
+    ".blob.core.cloudapi.de",
+)
+_STORAGE_ACCOUNT = re.compile(r"^[a-z0-9]{3,24}$")
 PROFILE = "ProfileVersion1"
 _ERROR_LIMIT = 200
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -265,7 +321,47 @@ def _graph_id(value: object, what: str) -> str:
     return text
 
 
+def check_upload_url(uri: str, graph_base: str) -> str:
+    """``uri`` if it is an upload URL Ringward will send the package to, else :class:`RefusedAnswer`.
+
+    https on ``<account>.blob.core.windows.net`` (or a sovereign cloud's Blob host) on the default
+    port; a loopback URL (http allowed) only when ``graph_base`` is loopback too (the emulator).
+    """
+    try:
+        parts = urlsplit(uri)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+        base_host = urlsplit(graph_base).hostname or ""
+    except ValueError as exc:
+        raise RefusedAnswer(f"expected a valid azureStorageUri, found an unparsable one ({exc})") from exc
+    shown = redact_url(uri)
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise RefusedAnswer(f"expected an azureStorageUri without credentials or fragment, found {shown}")
+    if is_loopback_host(base_host) and is_loopback_host(host) and parts.scheme in ("http", "https"):
+        return uri
+    if parts.scheme != "https":
+        raise RefusedAnswer(f"expected an https azureStorageUri, found {shown}")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        raise RefusedAnswer(f"expected an Azure Blob host in azureStorageUri, found the IP literal {shown}")
+    suffix = next((s for s in BLOB_HOST_SUFFIXES if host.endswith(s)), None)
+    if suffix is None or not _STORAGE_ACCOUNT.match(host[: -len(suffix)]) or port not in (None, 443):
+        raise RefusedAnswer(
+            f"expected an azureStorageUri on <account>{BLOB_HOST_SUFFIXES[0]} (or a sovereign cloud's Blob host), "
+            f"found {shown}"
+        )
+    return uri
+
+
 def _object(answer: Exchange, what: str) -> dict[str, Any]:
+    if answer.truncated:
+        raise RefusedAnswer(
+            f"expected a Graph answer ({what}) within the {CONVERSATION_CAP_BYTES // (1024 * 1024)} MiB read cap, "
+            "found a longer one (cut, not read)"
+        )
     data = answer.json()
     if not isinstance(data, dict):
         raise RefusedAnswer(f"expected a JSON object ({what}), found {excerpt(answer.text, limit=60)!r}")
@@ -343,7 +439,22 @@ class _Conversation:
 @dataclass(frozen=True)
 class _App:
     id: str
-    committed: bool
+    committed_version: str | None
+
+    @property
+    def committed(self) -> bool:
+        return bool(self.committed_version)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """What the search found: this event's app (None: not made yet), the answer that showed it and its
+    step, and the earlier releases' apps it supersedes."""
+
+    app: _App | None
+    answer: Exchange
+    step: str
+    superseded: tuple[str, ...]
 
 
 class IntuneGraph(Provider):
@@ -421,22 +532,23 @@ class IntuneGraph(Provider):
         found = self._find_app(talk, publication)
         if isinstance(found, Publication):
             return found
-        app, answer = found
+        app, answer = found.app, found.answer
         if app is not None and app.committed:
-            return self._assign(talk, app.id, answer, "find win32LobApp", already=True)
+            return self._assign(talk, app.id, answer, found.step, already=True, superseded=found.superseded)
         if app is None:
             created = talk.graph(
                 "create win32LobApp", "POST", "/deviceAppManagement/mobileApps", publication.win32_lob_app()
             )
             if not created.ok:
                 return talk.failed("create win32LobApp", created)
-            app = _App(_graph_id(_object(created, "created app").get("id"), "app"), committed=False)
+            app = _App(_graph_id(_object(created, "created app").get("id"), "app"), committed_version=None)
         versions = f"/deviceAppManagement/mobileApps/{app.id}/microsoft.graph.win32LobApp/contentVersions"
-        version = self._committed_version(talk, versions, publication, len(package))
-        if isinstance(version, Publication):
-            return version
+        resumed = self._resume(talk, versions, publication, app, len(package))
+        if isinstance(resumed, Publication):
+            return resumed
+        version, failures = resumed
         if version is None:
-            uploaded = self._upload(talk, versions, publication, package)
+            uploaded = self._upload(talk, versions, publication, package, failures)
             if isinstance(uploaded, Publication):
                 return uploaded
             version = uploaded
@@ -449,31 +561,43 @@ class IntuneGraph(Provider):
         )
         if not patched.ok:
             return talk.failed(step, patched)
-        return self._assign(talk, app.id, patched, step, already=False)
+        return self._assign(talk, app.id, patched, step, already=False, superseded=found.superseded)
 
     # -- steps ----------------------------------------------------------------------------------------
     # Each returns what it found or made, or the Publication of the call that failed.
 
-    def _find_app(
-        self, talk: _Conversation, publication: IntunePublication
-    ) -> tuple[_App | None, Exchange] | Publication:
+    def _find_app(self, talk: _Conversation, publication: IntunePublication) -> _Found | Publication:
+        """This event's app (read by id) and the earlier releases' apps it supersedes."""
         step = "find win32LobApp"
-        filter_ = f"isof('microsoft.graph.win32LobApp') and displayName eq {odata_string(publication.app.display_name)}"
-        target = f"/deviceAppManagement/mobileApps?$filter={quote(filter_, safe='')}"
+        query = (
+            "$filter="
+            + quote("isof('microsoft.graph.win32LobApp')", safe="")
+            + f"&$select=id,displayName,notes&$top={PAGE_SIZE}"
+        )
+        target = f"/deviceAppManagement/mobileApps?{query}"
         origin = urlsplit(talk.base)
-        matches: list[_App] = []
+        mine: list[str] = []
+        superseded: list[str] = []
         answer: Exchange | None = None
         for _page in range(MAX_PAGES):
             answer = talk.graph(step, "GET", target)
             if not answer.ok:
                 return talk.failed(step, answer)
             for item in _values(answer, "apps"):
-                if publication.has_marker(item.get("notes")):
-                    matches.append(_App(_graph_id(item.get("id"), "app"), bool(item.get("committedContentVersion"))))
+                notes = item.get("notes")
+                if publication.has_marker(notes):
+                    mine.append(_graph_id(item.get("id"), "app"))
+                elif publication.supersedes(item.get("displayName"), notes):
+                    superseded.append(_graph_id(item.get("id"), "app"))
             next_link = _object(answer, "apps").get("@odata.nextLink")
             if not isinstance(next_link, str) or not next_link:
                 break
-            parts = urlsplit(next_link)
+            try:
+                parts = urlsplit(next_link)
+            except ValueError as exc:
+                raise RefusedAnswer(
+                    f"expected a valid @odata.nextLink, found an unparsable one ({excerpt(str(exc), limit=80)})"
+                ) from exc
             if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
                 # the bearer token goes only to the configured Graph host
                 raise RefusedAnswer(
@@ -481,36 +605,79 @@ class IntuneGraph(Provider):
                 )
             target = next_link
         else:
-            raise RefusedAnswer(f"expected at most {MAX_PAGES} pages of apps named {publication.app.display_name!r}")
+            raise RefusedAnswer(f"expected at most {MAX_PAGES} pages of {PAGE_SIZE} win32LobApps, found more")
         assert answer is not None
-        committed = [m for m in matches if m.committed]
-        chosen = committed or matches
-        return (chosen[0] if chosen else None), answer
+        found = _Found(None, answer, step, tuple(dict.fromkeys(superseded)))
+        step = "get win32LobApp"
+        for app_id in dict.fromkeys(mine):
+            got = talk.graph(step, "GET", f"/deviceAppManagement/mobileApps/{app_id}")
+            if got.status_code == 404:
+                continue  # deleted since the search
+            if not got.ok:
+                return talk.failed(step, got)
+            data = _object(got, "app")
+            if not publication.has_marker(data.get("notes")):
+                continue
+            version = data.get("committedContentVersion")
+            app = _App(app_id, _graph_id(version, "content version") if version else None)
+            if found.app is None or (app.committed and not found.app.committed):
+                found = _Found(app, got, step, found.superseded)
+            if app.committed:
+                break
+        return found
 
-    def _committed_version(
-        self, talk: _Conversation, versions: str, publication: IntunePublication, size: int
-    ) -> str | Publication | None:
-        """The latest content version if an earlier attempt committed this package's file into it."""
+    def _resume(
+        self, talk: _Conversation, versions: str, publication: IntunePublication, app: _App, size: int
+    ) -> tuple[str | None, int] | Publication:
+        """What earlier attempts left: a committed content version to reuse (or None), and how many
+        commits of this package Intune refused so far.
+
+        Every content version is looked at, newest first: a file in ``commitFileSuccess`` is reused;
+        a file of the newest version still in ``commitFilePending`` is polled until it is decided.
+        """
         step = "find content version"
         listed = talk.graph(step, "GET", versions)
         if not listed.ok:
             return talk.failed(step, listed)
-        ids = [_graph_id(v.get("id"), "content version") for v in _values(listed, "content versions")]
-        if not ids:
-            return None
-        latest = max(ids, key=lambda v: (len(v), v))  # Graph numbers content versions 1, 2, ...
+        ids = {_graph_id(v.get("id"), "content version") for v in _values(listed, "content versions")}
+        newest_first = sorted(ids, key=lambda v: (len(v), v), reverse=True)  # Graph numbers them 1, 2, ...
+        failures = 0
+        pending: str | None = None
+        seen = listed
         step = "find content file"
-        files = talk.graph(step, "GET", f"{versions}/{latest}/files")
-        if not files.ok:
-            return talk.failed(step, files)
-        for item in _values(files, "content files"):
-            committed = item.get("isCommitted") is True or item.get("uploadState") == "commitFileSuccess"
-            if committed and item.get("name") == publication.file_name and item.get("size") == size:
-                return latest
-        return None
+        for n, version in enumerate(newest_first):
+            if version == app.committed_version:
+                continue
+            files = talk.graph(step, "GET", f"{versions}/{version}/files")
+            if not files.ok:
+                return talk.failed(step, files)
+            seen = files
+            for item in _values(files, "content files"):
+                if item.get("name") != publication.file_name:
+                    continue
+                state = item.get("uploadState")
+                if (item.get("isCommitted") is True or state == "commitFileSuccess") and item.get("size") == size:
+                    return version, failures
+                if state == COMMIT_FAILED:
+                    failures += 1
+                elif state == "commitFilePending" and n == 0 and pending is None:
+                    pending = f"{versions}/{version}/files/{_graph_id(item.get('id'), 'content file')}"
+        if failures > MAX_COMMIT_RETRIES:
+            return talk.failed(
+                step,
+                seen,
+                error=f"expected a package Intune accepts, found {failures} failed commits (no more retries)",
+                outcome=Outcome.REJECTED,
+            )
+        if pending is not None:
+            done = self._wait(talk, "wait for commit", pending, want="commitFileSuccess", failures=failures)
+            if isinstance(done, Publication):
+                return done
+            return newest_first[0], failures
+        return None, failures
 
     def _upload(
-        self, talk: _Conversation, versions: str, publication: IntunePublication, package: bytes
+        self, talk: _Conversation, versions: str, publication: IntunePublication, package: bytes, failures: int
     ) -> str | Publication:
         """Create a content version, upload the encrypted package into it and commit it; its id."""
         step = "create content version"
@@ -537,12 +704,7 @@ class IntuneGraph(Provider):
             return talk.failed(step, made)
         file_path = f"{versions}/{version}/files/{_graph_id(_object(made, 'content file').get('id'), 'content file')}"
         ready = self._wait(
-            talk,
-            "wait for upload URI",
-            file_path,
-            want="azureStorageUriRequestSuccess",
-            failed="azureStorageUriRequestFailed",
-            failed_outcome=Outcome.RETRY,
+            talk, "wait for upload URI", file_path, want="azureStorageUriRequestSuccess", failures=failures
         )
         if isinstance(ready, Publication):
             return ready
@@ -559,29 +721,20 @@ class IntuneGraph(Provider):
         )
         if not committed.ok:
             return talk.failed(step, committed)
-        done = self._wait(
-            talk,
-            "wait for commit",
-            file_path,
-            want="commitFileSuccess",
-            failed="commitFileFailed",
-            failed_outcome=Outcome.REJECTED,
-        )
+        done = self._wait(talk, "wait for commit", file_path, want="commitFileSuccess", failures=failures)
         if isinstance(done, Publication):
             return done
         return version
 
     def _wait(
-        self,
-        talk: _Conversation,
-        step: str,
-        file_path: str,
-        *,
-        want: str,
-        failed: str,
-        failed_outcome: Outcome,
+        self, talk: _Conversation, step: str, file_path: str, *, want: str, failures: int
     ) -> Exchange | Publication:
-        """Poll the content file until its ``uploadState`` is ``want`` (bounded by polls and the deadline)."""
+        """Poll the content file until its ``uploadState`` is ``want`` (bounded by polls and the deadline).
+
+        A terminal state ends the attempt at once (retryable: a fresh content version next time);
+        ``commitFileFailed`` is retryable while this delivery has had at most
+        :data:`MAX_COMMIT_RETRIES` failed commits (``failures`` earlier ones plus this one).
+        """
         state: object = None
         answer: Exchange | None = None
         for _poll in range(MAX_POLLS):
@@ -595,9 +748,26 @@ class IntuneGraph(Provider):
             state = data.get("uploadState")
             if state == want:
                 return answer
-            if state == failed:
+            if state == COMMIT_FAILED:
+                count = failures + 1
+                final = count > MAX_COMMIT_RETRIES
+                why = (
+                    f"failed commit {count}, no more retries"
+                    if final
+                    else f"failed commit {count} of at most {MAX_COMMIT_RETRIES} retried with a fresh content version"
+                )
                 return talk.failed(
-                    step, answer, error=f"expected uploadState {want}, found {state}", outcome=failed_outcome
+                    step,
+                    answer,
+                    error=f"expected uploadState {want}, found {state} ({why})",
+                    outcome=Outcome.REJECTED if final else Outcome.RETRY,
+                )
+            if state in TERMINAL_STATES:
+                return talk.failed(
+                    step,
+                    answer,
+                    error=f"expected uploadState {want}, found {state} (a fresh content version next attempt)",
+                    outcome=Outcome.RETRY,
                 )
             SLEEP(min(POLL_INTERVAL_SECONDS, talk.left() / 2))
         assert answer is not None
@@ -613,11 +783,7 @@ class IntuneGraph(Provider):
         uri = _object(ready, "content file").get("azureStorageUri")
         if not isinstance(uri, str) or not uri:
             raise RefusedAnswer("expected azureStorageUri with uploadState azureStorageUriRequestSuccess, found none")
-        try:
-            check_url(uri, allow_query_secrets=True)
-        except ValueError as exc:
-            raise RefusedAnswer(f"expected an https azureStorageUri, found {redact_url(uri)} ({exc})") from exc
-        return uri
+        return check_upload_url(uri, talk.base)
 
     @staticmethod
     def _put_blocks(talk: _Conversation, sas: str, data: bytes) -> Publication | None:
@@ -631,7 +797,7 @@ class IntuneGraph(Provider):
                 step,
                 f"{sas}{joiner}comp=block&blockid={quote(ident, safe='')}",
                 data[start : start + BLOCK_BYTES],
-                {"x-ms-blob-type": "BlockBlob", "content-type": "application/octet-stream"},
+                {"content-type": "application/octet-stream"},
             )
             if not answer.ok:
                 return talk.failed(step, answer)
@@ -644,18 +810,28 @@ class IntuneGraph(Provider):
             return talk.failed(step, answer)
         return None
 
-    @staticmethod
-    def _assign(talk: _Conversation, app_id: str, previous: Exchange, step: str, *, already: bool) -> Publication:
-        """Assign the app to the configured groups (none: leave it for review); the final Publication.
+    def _assign(
+        self,
+        talk: _Conversation,
+        app_id: str,
+        previous: Exchange,
+        step: str,
+        *,
+        already: bool,
+        superseded: Sequence[str],
+    ) -> Publication:
+        """Assign the app to the configured groups and retire the releases it supersedes (no groups:
+        leave everything for review); the final Publication.
 
         For an app an earlier run finished, the assignments are checked first, so a run that failed
-        only at assignment is completed rather than reported as existing.
+        at assignment or while retiring is completed rather than reported as existing.
         """
         groups = talk.dest.config.target_group_ids
-        outcome = Outcome.EXISTS if already else None
         if not groups:
-            return talk.done(step, previous, app_id, outcome)
+            return talk.done(step, previous, app_id, Outcome.EXISTS if already else None)
         app_path = f"/deviceAppManagement/mobileApps/{app_id}"
+        last: tuple[str, Exchange] | None = None
+        assigned: set[object] = set()
         if already:
             check = "check assignments"
             answer = talk.graph(check, "GET", f"{app_path}/assignments")
@@ -666,23 +842,53 @@ class IntuneGraph(Provider):
                 for a in _values(answer, "assignments")
                 if isinstance(a.get("target"), dict) and a.get("intent") == "required"
             }
-            if set(groups) <= assigned:
-                return talk.done(step, previous, app_id, Outcome.EXISTS)
-        assign = "assign"
-        body = {
-            "mobileAppAssignments": [
-                {
-                    "@odata.type": "#microsoft.graph.mobileAppAssignment",
-                    "intent": "required",
-                    "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group},
-                }
-                for group in groups
-            ]
-        }
-        answer = talk.graph(assign, "POST", f"{app_path}/assign", body)
-        if not answer.ok:
-            return talk.failed(assign, answer)
-        return talk.done(assign, answer, app_id)
+        if not already or not set(groups) <= assigned:
+            assign = "assign"
+            body = {
+                "mobileAppAssignments": [
+                    {
+                        "@odata.type": "#microsoft.graph.mobileAppAssignment",
+                        "intent": "required",
+                        "target": {"@odata.type": "#microsoft.graph.groupAssignmentTarget", "groupId": group},
+                    }
+                    for group in groups
+                ]
+            }
+            answer = talk.graph(assign, "POST", f"{app_path}/assign", body)
+            if not answer.ok:
+                return talk.failed(assign, answer)
+            last = (assign, answer)
+        retired = self._retire(talk, superseded)
+        if isinstance(retired, Publication):
+            return retired
+        last = retired or last
+        if last is None:
+            return talk.done(step, previous, app_id, Outcome.EXISTS)
+        return talk.done(last[0], last[1], app_id)
+
+    @staticmethod
+    def _retire(talk: _Conversation, superseded: Sequence[str]) -> tuple[str, Exchange] | Publication | None:
+        """Remove every assignment of the superseded releases' apps (apps already without any are
+        left alone); the last removal made, None when there was nothing to remove."""
+        last: tuple[str, Exchange] | None = None
+        for old in superseded:
+            old_path = f"/deviceAppManagement/mobileApps/{old}"
+            step = "check superseded assignments"
+            answer = talk.graph(step, "GET", f"{old_path}/assignments")
+            if answer.status_code == 404:
+                continue  # deleted since the search
+            if not answer.ok:
+                return talk.failed(step, answer)
+            if not _values(answer, "superseded assignments"):
+                continue
+            step = "unassign superseded release"
+            answer = talk.graph(step, "POST", f"{old_path}/assign", {"mobileAppAssignments": []})
+            if answer.status_code == 404:
+                continue
+            if not answer.ok:
+                return talk.failed(step, answer)
+            last = (step, answer)
+        return last
 
 
 def _register_sas(dest: ResolvedDestination, uri: str) -> None:

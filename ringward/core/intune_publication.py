@@ -17,11 +17,20 @@ Why the detection rule is a PowerShell script: the reference detects the install
 SHA-256, and Graph's ``win32LobAppFileSystemRule`` can only compare existence, version, size or
 dates, never a hash. The script compares ``Get-FileHash -Algorithm SHA256`` with the allowed
 digests and, as Intune requires of a detection script, exits 0 and writes to STDOUT on a match.
+The path goes into a PowerShell single-quoted string, which PowerShell ends at any of five quote
+characters (``'`` and U+2018, U+2019, U+201A, U+201B): every one of them is doubled.
+
+Every release is its own app, named ``<display_name> <release_version>`` (the version is not
+added twice) so people can tell releases apart in Intune. Its ``notes`` carry the event marker
+(``ringward-event:<id>``, how a re-run finds it) and a channel marker
+(``ringward-channel:<digest of display_name>``, how the next release of the same payload finds the
+apps it supersedes).
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import posixpath
 import re
 from typing import Any, Literal
@@ -37,6 +46,10 @@ INTUNE_APP_SCHEMA = "cavra.endpoint-management.intune.v1"
 INTUNE_PAYLOAD_KEY = "intune"
 #: written into the app's ``notes`` so a later run finds the app an earlier run created
 EVENT_MARKER = "ringward-event:"
+#: written into the app's ``notes``: the apps of one payload ``display_name`` (one channel)
+CHANNEL_MARKER = "ringward-channel:"
+#: the characters that open or close a PowerShell single-quoted string (doubled inside one)
+POWERSHELL_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
 #: the publisher shown in the Company Portal and the Intune admin center
 PUBLISHER = "Ringward"
 #: exit codes as Windows installers conventionally use them (msiexec / Win32 setup)
@@ -53,6 +66,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ARCHITECTURES = re.compile(r"^(none|x86|x64|arm|neutral|arm64)(,(none|x86|x64|arm|neutral|arm64))*$")
 #: a file name inside a command line (the setup file is the first content file named there)
 _COMMAND_TOKEN = re.compile(r"[^\s\"']+")
+
+
+def powershell_single_quoted(value: str) -> str:
+    """``value`` as a PowerShell single-quoted string literal (every single-quote character doubled)."""
+    return "'" + "".join(c * 2 if c in POWERSHELL_SINGLE_QUOTES else c for c in value) + "'"
 
 
 def _one_line(value: str) -> str:
@@ -151,8 +169,23 @@ class IntunePublication(BaseModel):
         return f"{EVENT_MARKER}{self.event_id}"
 
     @property
+    def channel_marker(self) -> str:
+        """The ``notes`` token shared by every release's app of this payload ``display_name``."""
+        digest = hashlib.sha256(self.app.display_name.encode("utf-8")).hexdigest()[:16]
+        return f"{CHANNEL_MARKER}{digest}"
+
+    @property
     def notes(self) -> str:
-        return f"Published by Ringward for review before assignment. {self.marker}"
+        return f"Published by Ringward for review before assignment. {self.channel_marker} {self.marker}"
+
+    @property
+    def display_name(self) -> str:
+        """The app's name: the payload's ``display_name`` plus the release version (when not already in it)."""
+        name = self.app.display_name
+        version = self.release_version
+        if not version or re.search(rf"(?<![\w.]){re.escape(version)}(?![\w.])", name):
+            return name
+        return f"{name} {version}"
 
     @property
     def file_name(self) -> str:
@@ -164,15 +197,30 @@ class IntunePublication(BaseModel):
         """Whether an app's ``notes`` carry this event's marker (whole token: ``evt-1`` is not ``evt-10``)."""
         return isinstance(notes, str) and self.marker in notes.split()
 
+    def supersedes(self, display_name: object, notes: object) -> bool:
+        """Whether an app is an earlier Ringward release of this payload (another event, same channel).
+
+        Only apps whose ``notes`` carry a Ringward event marker qualify; the channel is the channel
+        marker, or for apps made before it existed, exactly the payload's ``display_name``.
+        """
+        if not isinstance(notes, str):
+            return False
+        tokens = notes.split()
+        if self.marker in tokens or not any(t.startswith(EVENT_MARKER) and t != EVENT_MARKER for t in tokens):
+            return False
+        if self.channel_marker in tokens:
+            return True
+        return not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
+
     def detection_script(self) -> str:
         """The PowerShell detection script (CRLF lines, as Windows tools write them)."""
         rule = self.app.detection_rule
-        path = rule.path.replace("'", "''")
-        allowed = ", ".join(f"'{value}'" for value in rule.sha256_values)
+        path = powershell_single_quoted(rule.path)
+        allowed = ", ".join(powershell_single_quoted(value) for value in rule.sha256_values)
         lines = [
             "# Ringward detection: the file's SHA-256 must be one of the released digests",
             "$ErrorActionPreference = 'Stop'",
-            f"$path = [Environment]::ExpandEnvironmentVariables('{path}')",
+            f"$path = [Environment]::ExpandEnvironmentVariables({path})",
             f"$allowed = @({allowed})",
             "if (-not (Test-Path -LiteralPath $path -PathType Leaf)) { exit 1 }",
             "$hash = (Get-FileHash -LiteralPath $path -Algorithm SHA256).Hash.ToLowerInvariant()",
@@ -189,7 +237,7 @@ class IntunePublication(BaseModel):
         app = self.app
         body: dict[str, Any] = {
             "@odata.type": "#microsoft.graph.win32LobApp",
-            "displayName": app.display_name,
+            "displayName": self.display_name,
             "description": app.description or f"{app.display_name}, published by Ringward from event {self.event_id}.",
             "publisher": PUBLISHER,
             "notes": self.notes,

@@ -5,29 +5,47 @@ It serves (under ``/v1.0``) the win32LobApp calls the native Intune publisher ma
 ``uploadState`` moves pending -> ``azureStorageUriRequestSuccess`` -> (commit) pending ->
 ``commitFileSuccess``/``commitFileFailed``, assignments; the Entra token endpoint; and an Azure Blob
 endpoint taking ``Put Block``/``Put Block List`` against a SAS signature. A commit is judged the way
-Intune judges it: the committed blob is decrypted with the ``fileEncryptionInfo`` and its MAC and
-digest checked.
+Intune judges it, by this module's own decryptor (:func:`verify_intunewin`, written from the format,
+not shared with the publisher): HMAC-SHA256(macKey, IV || ciphertext) must be the first 32 bytes,
+the IV the next 16 and equal to ``initializationVector``, the PKCS7 padding valid, ``fileDigest``
+the SHA-256 of the plain zip, and ``size``/``sizeEncrypted`` the real sizes.
+
+Like the real services it checks what clients get wrong: the token endpoint wants the configured
+client id, secret and the Graph ``.default`` scope; the app search honours the ``isof`` type
+filter, ``$select`` (a property of a derived type is refused without its cast, as Graph does) and
+``$top``; ``Put Block`` ids must be base64 and of one length per blob (``x-ms-blob-type`` is not
+required: it belongs to ``Put Blob``).
 
 Every request is recorded (method, path, query, headers, body, step). Faults are scripted per step
 (:meth:`GraphEmulator.fail`): any status with headers and body, a delay before answering (timeouts),
-and optionally "slow but done" (the delay elapses, then the request is handled normally: the client
-has given up, the server still acted).
+and optionally "done but slow to answer" (the request is handled at once, then the answer is held
+back: the client gives up, the server has acted, whatever the timing).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
-from connectors.providers.intune_graph import ContentIntegrityError, decrypt_content
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as crypto_hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+CLIENT_ID = "ringward-graph-app"
+CLIENT_SECRET = "intune-client-secret-ccc333ddd444"  # tests.connectors.conftest.SECRETS["RW_INTUNE_SECRET"]
+SCOPE = "https://graph.microsoft.com/.default"
 TOKEN = "graph-bearer-token-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 SAS_SIG = "sasSig0123SECRETxyzQWERTYuiop9876"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -44,6 +62,78 @@ _FILE = re.compile(
 _ASSIGN = re.compile(r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/(assign|assignments)$")
 _BLOB = re.compile(r"^/blob/([^/]+)$")
 _NAME_FILTER = re.compile(r"displayName eq '((?:[^']|'')*)'")
+_ISOF = re.compile(r"isof\('microsoft\.graph\.(\w+)'\)")
+#: properties of the mobileApp base type (selectable on /mobileApps without a type cast)
+MOBILE_APP_PROPERTIES = frozenset(
+    {
+        "id",
+        "displayName",
+        "description",
+        "publisher",
+        "largeIcon",
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "isFeatured",
+        "privacyInformationUrl",
+        "informationUrl",
+        "owner",
+        "developer",
+        "notes",
+        "publishingState",
+    }
+)
+
+
+class IntunewinError(Exception):
+    """The emulator's verdict on a committed upload that Intune would refuse."""
+
+
+def verify_intunewin(data: bytes, info: Mapping[str, Any], *, size: int, size_encrypted: int) -> bytes:
+    """The plain zip of an ``.intunewin`` upload, checked as Intune checks it on commit.
+
+    Independent of the publisher's code: HMAC and AES come from ``cryptography`` primitives and the
+    padding is removed by hand.
+    """
+
+    def field_(name: str, length: int | None = None) -> bytes:
+        try:
+            value = base64.b64decode(str(info[name]), validate=True)
+        except (KeyError, binascii.Error) as exc:
+            raise IntunewinError(f"fileEncryptionInfo.{name}: missing or not base64") from exc
+        if length is not None and len(value) != length:
+            raise IntunewinError(f"fileEncryptionInfo.{name}: expected {length} bytes, found {len(value)}")
+        return value
+
+    key, mac_key, iv = field_("encryptionKey", 32), field_("macKey", 32), field_("initializationVector", 16)
+    mac, digest = field_("mac", 32), field_("fileDigest", 32)
+    if info.get("profileIdentifier") != "ProfileVersion1" or info.get("fileDigestAlgorithm") != "SHA256":
+        raise IntunewinError("expected profile ProfileVersion1 with SHA256")
+    if len(data) != size_encrypted:
+        raise IntunewinError(f"expected sizeEncrypted {size_encrypted}, found {len(data)} bytes")
+    if len(data) < 32 + 16 + 16 or (len(data) - 48) % 16:
+        raise IntunewinError(f"expected HMAC + IV + whole AES blocks, found {len(data)} bytes")
+    head_mac, head_iv, ciphertext = data[:32], data[32:48], data[48:]
+    signer = crypto_hmac.HMAC(mac_key, hashes.SHA256())
+    signer.update(head_iv + ciphertext)
+    try:
+        signer.verify(head_mac)
+    except InvalidSignature as exc:
+        raise IntunewinError("HMAC-SHA256(macKey, IV || ciphertext) is not the first 32 bytes") from exc
+    if head_mac != mac:
+        raise IntunewinError("the first 32 bytes are not fileEncryptionInfo.mac")
+    if head_iv != iv:
+        raise IntunewinError("bytes 32..48 are not fileEncryptionInfo.initializationVector")
+    decryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    pad = padded[-1]
+    if not 1 <= pad <= 16 or padded[-pad:] != bytes([pad]) * pad:
+        raise IntunewinError("invalid PKCS7 padding")
+    plain = padded[:-pad]
+    if hashlib.sha256(plain).digest() != digest:
+        raise IntunewinError("fileDigest is not the SHA-256 of the decrypted package")
+    if len(plain) != size:
+        raise IntunewinError(f"expected size {size}, found {len(plain)} decrypted bytes")
+    return plain
 
 
 @dataclass(frozen=True)
@@ -55,6 +145,8 @@ class Fault:
     delay: float = 0.0
     #: after the delay, handle the request normally (the server acts although the client gave up)
     then_handle: bool = False
+    #: handle the request at once, then hold the answer back for ``delay`` (acted, answer lost)
+    handle_first: bool = False
 
     @classmethod
     def ok(cls) -> Fault:
@@ -103,8 +195,20 @@ class BlobState:
 class GraphEmulator:
     """The emulator; ``start()`` it, point a destination at :attr:`base` and :attr:`token_url`."""
 
-    def __init__(self, *, page_size: int = 50, pending_polls: int = 1) -> None:
+    def __init__(
+        self,
+        *,
+        page_size: int = 1000,
+        pending_polls: int = 1,
+        client_id: str = CLIENT_ID,
+        client_secret: str = CLIENT_SECRET,
+    ) -> None:
+        #: the most apps one page holds, whatever $top asks (Graph's own page limit)
         self.page_size = page_size
+        #: pending answers after a commit (None: ``pending_polls``)
+        self.commit_pending_polls: int | None = None
+        self.client_id = client_id
+        self.client_secret = client_secret
         self.pending_polls = pending_polls
         self.apps: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, list[str]] = defaultdict(list)
@@ -182,6 +286,14 @@ class GraphEmulator:
         }
         return app_id
 
+    def finish_commits(self) -> None:
+        """The service completes every pending commit now (as if it happened after the client gave up)."""
+        with self._lock:
+            for files in self.files.values():
+                for state in files:
+                    if state.upload_state == "commitFilePending":
+                        state.upload_state = self._judge_commit(state)
+
     def steps(self) -> list[str]:
         return [r.step for r in self.requests]
 
@@ -210,9 +322,9 @@ class GraphEmulator:
             if self.faults[step]:
                 fault = self.faults[step].popleft()
         status, answer, extra = 500, b"", ()
-        if fault is not None and fault.delay:
+        if fault is not None and fault.delay and not fault.handle_first:
             time.sleep(fault.delay)
-        if fault is not None and not fault.then_handle:
+        if fault is not None and not (fault.then_handle or fault.handle_first):
             status, answer, extra = fault.status, fault.body.encode(), fault.headers
         else:
             try:
@@ -224,6 +336,8 @@ class GraphEmulator:
             extra = (("content-type", "application/json"),) if value is not None else ()
         with self._lock:
             self.requests.append(Seen(step, method, path, query, headers, body, status))
+        if fault is not None and fault.handle_first:
+            time.sleep(fault.delay)
         try:
             handler.send_response(status)
             for name, value_ in extra:
@@ -261,7 +375,7 @@ class GraphEmulator:
         self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, Any]:
         if step == "token":
-            return 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3599}
+            return self._token(body)
         if step in ("block", "blocklist", "blob"):
             return self._blob(step, path, query, headers, body)
         if headers.get("authorization") != f"Bearer {TOKEN}":
@@ -287,7 +401,7 @@ class GraphEmulator:
                     return 400, {"error": {"code": "BadRequest", "message": f"content version {version} not committed"}}
                 app.update({k: v for k, v in update.items() if k != "@odata.type"})
                 return 204, None
-            return 200, app
+            return self._select(app, parse_qs(query))
         match = _VERSIONS.match(path)
         if match:
             app_id = match.group(1)
@@ -327,7 +441,9 @@ class GraphEmulator:
             if step == "commit":
                 state.encryption_info = json.loads(body)["fileEncryptionInfo"]
                 state.upload_state = "commitFilePending"
-                state.polls_left = self.pending_polls
+                state.polls_left = (
+                    self.pending_polls if self.commit_pending_polls is None else self.commit_pending_polls
+                )
                 return 200, None
             self._advance(state)
             return 200, self._file_doc(state)
@@ -343,24 +459,63 @@ class GraphEmulator:
             return 204, None
         return 404, {"error": {"code": "ResourceNotFound", "message": path}}
 
+    def _token(self, body: bytes) -> tuple[int, Any]:
+        form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+        if form.get("grant_type") != "client_credentials":
+            return 400, {"error": "unsupported_grant_type", "error_description": "expected client_credentials"}
+        if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+            return 401, {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret."}
+        if form.get("scope") != SCOPE:
+            return 400, {"error": "invalid_scope", "error_description": f"AADSTS70011: expected scope {SCOPE}"}
+        return 200, {"access_token": TOKEN, "token_type": "Bearer", "expires_in": 3599}
+
+    @staticmethod
+    def _selected(params: dict[str, list[str]]) -> list[str] | tuple[int, Any] | None:
+        if "$select" not in params:
+            return None
+        names = [n.strip() for n in params["$select"][0].split(",") if n.strip()]
+        unknown = [n for n in names if n not in MOBILE_APP_PROPERTIES]
+        if unknown:
+            message = f"Could not find a property named '{unknown[0]}' on type 'microsoft.graph.mobileApp'."
+            return 400, {"error": {"code": "BadRequest", "message": message}}
+        return names
+
+    def _select(self, app: dict[str, Any], params: dict[str, list[str]]) -> tuple[int, Any]:
+        names = self._selected(params)
+        if isinstance(names, tuple):
+            return names
+        return 200, self._project(app, names)
+
+    @staticmethod
+    def _project(app: dict[str, Any], names: list[str] | None) -> dict[str, Any]:
+        if names is None:
+            return app
+        return {"@odata.type": app.get("@odata.type"), **{n: app.get(n) for n in names}}
+
     def _find(self, query: str) -> tuple[int, Any]:
         params = parse_qs(query)
         filter_ = params.get("$filter", [""])[0]
-        if "isof('microsoft.graph.win32LobApp')" not in filter_:
-            return 400, {"error": {"code": "BadRequest", "message": "expected an isof filter"}}
+        names = self._selected(params)
+        if isinstance(names, tuple):
+            return names
+        kinds = _ISOF.findall(filter_)
         match = _NAME_FILTER.search(filter_)
         name = match.group(1).replace("''", "'") if match else None
-        apps = [a for a in self.apps.values() if name is None or a.get("displayName") == name]
+        apps = [
+            a
+            for a in self.apps.values()
+            if (name is None or a.get("displayName") == name)
+            and (not kinds or a.get("@odata.type") in {f"#microsoft.graph.{k}" for k in kinds})
+        ]
+        top = min(int(params.get("$top", [str(self.page_size)])[0]), self.page_size)
         skip = int(params.get("$skiptoken", ["0"])[0])
-        page = apps[skip : skip + self.page_size]
-        doc: dict[str, Any] = {"value": page}
-        if skip + self.page_size < len(apps):
-            from urllib.parse import quote
-
-            doc["@odata.nextLink"] = (
-                f"{self.base}/deviceAppManagement/mobileApps?$filter={quote(filter_, safe='')}"
-                f"&$skiptoken={skip + self.page_size}"
+        page = apps[skip : skip + top]
+        doc: dict[str, Any] = {"value": [self._project(a, names) for a in page]}
+        if skip + top < len(apps):
+            kept = "&".join(
+                f"{k}={quote(v[0], safe=',')}" for k, v in params.items() if k in ("$filter", "$select", "$top")
             )
+            doc["@odata.nextLink"] = f"{self.base}/deviceAppManagement/mobileApps?{kept}&$skiptoken={skip + top}"
         return 200, doc
 
     def _advance(self, state: ContentFileState) -> None:
@@ -377,16 +532,10 @@ class GraphEmulator:
         if blob is None or state.encryption_info is None:
             state.commit_error = "no committed blob"
             return "commitFileFailed"
-        if len(blob) != state.size_encrypted:
-            state.commit_error = f"expected {state.size_encrypted} encrypted bytes, found {len(blob)}"
-            return "commitFileFailed"
         try:
-            plain = decrypt_content(blob, state.encryption_info)
-        except ContentIntegrityError as exc:
+            verify_intunewin(blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted)
+        except IntunewinError as exc:
             state.commit_error = str(exc)
-            return "commitFileFailed"
-        if len(plain) != state.size:
-            state.commit_error = f"expected {state.size} bytes, found {len(plain)}"
             return "commitFileFailed"
         return "commitFileSuccess"
 
@@ -410,7 +559,7 @@ class GraphEmulator:
         (state,) = [f for f in self.files[(app_id, version)] if f.upload_state == "commitFileSuccess"]
         blob = self.blobs[state.blob].committed
         assert blob is not None and state.encryption_info is not None
-        return decrypt_content(blob, state.encryption_info)
+        return verify_intunewin(blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted)
 
     def _blob(self, step: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         params = parse_qs(query)
@@ -420,9 +569,13 @@ class GraphEmulator:
         assert match is not None
         blob = self.blobs[match.group(1)]
         if step == "block":
-            if headers.get("x-ms-blob-type") != "BlockBlob":
-                return 400, {"error": "MissingRequiredHeader x-ms-blob-type"}
-            block = unquote(params["blockid"][0])
+            block = params.get("blockid", [""])[0]
+            try:
+                base64.b64decode(block, validate=True)
+            except binascii.Error:
+                block = ""
+            if not block or any(len(other) != len(block) for other in blob.blocks):
+                return 400, {"error": f"InvalidQueryParameterValue blockid {block!r}: base64, one length per blob"}
             blob.blocks[block] = body
             blob.block_puts += 1
             return 201, None

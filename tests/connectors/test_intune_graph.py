@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -16,7 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from connectors import DeliveryEngine, EngineReport, MemoryLedger, SecretResolver, resolve_destinations
 from connectors.providers import intune_graph
@@ -25,6 +28,7 @@ from connectors.providers.intune_graph import (
     ContentIntegrityError,
     IntuneGraph,
     build_zip,
+    check_upload_url,
     decrypt_content,
     encrypt_content,
     odata_string,
@@ -40,7 +44,14 @@ from ringward.operations import delivery as ops
 from ringward.operations.delivery import DeliveryHooks
 from ringward.store import Store
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event, scan_for_secrets
-from tests.connectors.graph_emulator import SAS_SIG, TOKEN, Fault, GraphEmulator
+from tests.connectors.graph_emulator import (
+    SAS_SIG,
+    TOKEN,
+    Fault,
+    GraphEmulator,
+    IntunewinError,
+    verify_intunewin,
+)
 from tests.connectors.test_providers import recorded
 
 EVENT_ID = "emp_3c9d0e1f2a4b"
@@ -215,8 +226,8 @@ def test_publishes_a_win32_app_with_encrypted_content_and_assignments(
     assert "Write-Output" in script and "exit 0" in script
 
     (find,) = graph.of_step("find")
-    assert find.query.startswith("$filter=") and "isof%28%27microsoft.graph.win32LobApp%27%29" in find.query
-    assert "displayName%20eq%20%27CAVRA%20Go%20Runtime%20stable%27" in find.query
+    assert find.query == "$filter=isof%28%27microsoft.graph.win32LobApp%27%29&$select=id,displayName,notes&$top=100"
+    assert app["displayName"] == f"{DISPLAY_NAME} 1.4.2"
 
     # the uploaded content is the encrypted zip of exactly the artifact files
     package = graph.decrypted(app_id, "1")
@@ -240,7 +251,7 @@ def test_publishes_a_win32_app_with_encrypted_content_and_assignments(
 
     # blob storage: SAS only (no Graph token, no configured headers), blocks of at most BLOCK bytes
     blocks = graph.of_step("block")
-    assert all("authorization" not in b.headers and b.headers["x-ms-blob-type"] == "BlockBlob" for b in blocks)
+    assert all("authorization" not in b.headers and "x-ms-blob-type" not in b.headers for b in blocks)
     assert all(len(b.body) <= BLOCK for b in blocks) and sum(len(b.body) for b in blocks) == spec["sizeEncrypted"]
     assert all("comp=block&blockid=" in b.query for b in blocks)
     (block_list,) = graph.of_step("blocklist")
@@ -333,6 +344,7 @@ def test_a_commit_whose_patch_failed_is_reused_not_uploaded_again(
     assert len(graph.of_step("block")) == 4 and len(graph.of_step("create")) == 1  # uploaded once
     assert graph.steps()[FULL_CONVERSATION.index("patch") + 1 :] == [
         "find",
+        "get app",
         "versions",
         "version files",
         "patch",
@@ -344,8 +356,10 @@ def test_a_slow_create_that_the_server_finished_is_found_not_duplicated(
     graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
 ) -> None:
     files = write_artifacts(tmp_path)
-    graph.fail("create", Fault(status=201, delay=1.2, then_handle=True))
-    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock, timeout_seconds=0.6))
+    # the app is made at once and its answer held back far beyond the per-call timeout: the outcome
+    # does not depend on how fast this machine is
+    graph.fail("create", Fault(delay=30.0, handle_first=True))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock, timeout_seconds=1.5))
     assert result.status is DeliveryStatus.DELIVERED
     assert result.attempts[0].outcome is Outcome.RETRY and "timeout" in (result.attempts[0].error or "")
     assert len(graph.apps) == 1 and len(graph.of_step("create")) == 1
@@ -363,7 +377,10 @@ def test_an_app_already_published_is_reported_existing(
     )
     result = only(run(destination(graph, tmp_path, target_group_ids=[]), [publication_event(files)], clock))
     assert result.status is DeliveryStatus.EXISTS and result.external_ref == app_id
-    assert graph.steps() == ["token", "find", "find", "find"]  # followed @odata.nextLink, created nothing
+    # followed @odata.nextLink, read the one matching app by id, created nothing
+    assert graph.steps() == ["token", "find", "find", "find", "get app"]
+    assert all("$select=id,displayName,notes" in r.query for r in graph.of_step("find"))
+    assert graph.of_step("get app")[0].query == ""
 
 
 def test_a_run_that_failed_only_at_assignment_is_completed(
@@ -376,11 +393,11 @@ def test_a_run_that_failed_only_at_assignment_is_completed(
     before = len(graph.requests)
     second = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
     assert second.status is DeliveryStatus.DELIVERED
-    assert graph.steps()[before:] == ["find", "assignments", "assign"]
+    assert graph.steps()[before:] == ["find", "get app", "assignments", "assign"]
     (app_id,) = graph.apps
     assert [a["target"]["groupId"] for a in graph.assignments[app_id]] == list(GROUPS)
     third = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
-    assert third.status is DeliveryStatus.EXISTS and graph.steps()[-2:] == ["find", "assignments"]
+    assert third.status is DeliveryStatus.EXISTS and graph.steps()[-3:] == ["find", "get app", "assignments"]
 
 
 def test_a_next_link_to_another_host_is_refused(
@@ -491,7 +508,7 @@ def test_429_retry_after_is_honoured(
     assert result.attempts[0].error == "find win32LobApp: HTTP 429 Too Many Requests: TooManyRequests: slow down"
 
 
-def test_a_failed_upload_state_is_retried_and_a_failed_commit_is_final(
+def test_a_failed_upload_state_is_retried_and_a_failed_commit_is_final_after_two_retries(
     graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = write_artifacts(tmp_path)
@@ -512,10 +529,25 @@ def test_a_failed_upload_state_is_retried_and_a_failed_commit_is_final(
     monkeypatch.setattr(intune_graph, "encrypt_content", wrong_digest)
     event = publication_event(files, event_id="emp_second")
     second = only(run(destination(graph, tmp_path), [event], clock))
-    assert second.status is DeliveryStatus.REJECTED and len(second.attempts) == 1
-    assert (
-        second.error == "wait for commit: HTTP 200 OK: expected uploadState commitFileSuccess, found commitFileFailed"
+    # retried twice, each time with a fresh content version, then final
+    assert second.status is DeliveryStatus.REJECTED and len(second.attempts) == 3
+    assert [a.outcome for a in second.attempts] == [Outcome.RETRY, Outcome.RETRY, Outcome.REJECTED]
+    assert "found commitFileFailed (failed commit 1 of at most 2 retried" in (second.attempts[0].error or "")
+    assert second.error == (
+        "wait for commit: HTTP 200 OK: expected uploadState commitFileSuccess, found commitFileFailed "
+        "(failed commit 3, no more retries)"
     )
+    (app_id,) = [a for a, v in graph.apps.items() if v["notes"].endswith("emp_second")]
+    assert graph.versions[app_id] == ["1", "2", "3"] and graph.apps[app_id]["committedContentVersion"] is None
+    assert [f.commit_error for v in "123" for f in graph.files[(app_id, v)]] == [
+        "fileDigest is not the SHA-256 of the decrypted package"
+    ] * 3
+
+    # a later run of the same delivery does not upload a fourth time
+    sent = len(graph.of_step("block"))
+    third = only(run(destination(graph, tmp_path), [event], clock))
+    assert third.status is DeliveryStatus.REJECTED and len(graph.of_step("block")) == sent
+    assert "found 3 failed commits (no more retries)" in (third.error or "")
 
 
 def test_endless_pending_state_gives_up_within_the_attempt(
@@ -590,3 +622,410 @@ def test_connector_test_event_is_a_read_only_connectivity_check(
     graph.fail("find", 403)
     denied = only(run(destination(graph, tmp_path), [make_test_event(destination="x", now=clock.now)], clock))
     assert denied.status is DeliveryStatus.REJECTED and (denied.error or "").startswith("connectivity check: HTTP 403")
+
+
+# -- security review fixes -------------------------------------------------------------------------------
+
+
+def test_a_commit_that_completed_after_its_attempt_gave_up_is_reused_behind_newer_versions(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files = write_artifacts(tmp_path)
+    monkeypatch.setattr(intune_graph, "MAX_POLLS", 3)
+    graph.commit_pending_polls = 10_000
+    # attempt 1 commits version 1 and gives up waiting for the commit
+    first = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert first.status is DeliveryStatus.FAILED and "commitFileSuccess within 3 polls" in (first.error or "")
+    # attempt 2 (as an earlier release did) did not see it, made version 2 and failed mid-upload
+    graph.fail("version files", Fault.of(200, '{"value": []}'))
+    graph.fail("block", Fault.of(503))
+    second = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert second.status is DeliveryStatus.FAILED and "upload block 0: HTTP 503" in (second.error or "")
+    (app_id,) = graph.apps
+    assert graph.versions[app_id] == ["1", "2"]
+    graph.finish_commits()  # Intune completes version 1's commit after all
+    assert graph.files[(app_id, "1")][0].upload_state == "commitFileSuccess"
+    blocks = len(graph.of_step("block"))
+
+    third = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert third.status is DeliveryStatus.DELIVERED and third.external_ref == app_id
+    assert len(graph.of_step("block")) == blocks and graph.versions[app_id] == ["1", "2"]  # no new upload
+    assert graph.apps[app_id]["committedContentVersion"] == "1"
+    assert graph.decrypted(app_id, "1") == build_zip(sorted(files.items()))
+
+
+def test_a_pending_commit_of_the_newest_version_is_polled_not_uploaded_again(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    files = write_artifacts(tmp_path)
+    monkeypatch.setattr(intune_graph, "MAX_POLLS", 3)
+    graph.commit_pending_polls = 10_000
+    first = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert first.status is DeliveryStatus.FAILED and "commitFileSuccess within 3 polls" in (first.error or "")
+    (app_id,) = graph.apps
+    (state,) = graph.files[(app_id, "1")]
+    assert state.upload_state == "commitFilePending"
+    state.polls_left = 1  # the service is about to finish
+    before = len(graph.requests)
+    second = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert second.status is DeliveryStatus.DELIVERED
+    assert graph.steps()[before:] == [
+        "find",
+        "get app",
+        "versions",
+        "version files",
+        "get file",
+        "get file",
+        "patch",
+        "assign",
+    ]
+    assert graph.versions[app_id] == ["1"] and graph.apps[app_id]["committedContentVersion"] == "1"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        "azureStorageUriRequestTimedOut",
+        "commitFileTimedOut",
+        "azureStorageUriRenewalFailed",
+        "error",
+        "unknown",
+    ],
+)
+def test_a_stuck_upload_state_ends_the_attempt_at_once(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    clock: FakeClock,
+    _fast_polls: list[float],
+    state: str,
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("get file", Fault.of(200, json.dumps({"id": "file0003", "uploadState": state})))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert result.attempts[0].outcome is Outcome.RETRY
+    assert f"found {state} (a fresh content version next attempt)" in (result.attempts[0].error or "")
+    (app_id,) = graph.apps
+    assert graph.versions[app_id] == ["1", "2"] and graph.apps[app_id]["committedContentVersion"] == "2"
+    assert len(_fast_polls) == 2  # no polling to MAX_POLLS: only the second attempt's pending answers
+
+
+def test_many_releases_of_one_name_are_searched_by_id_name_and_notes_only(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    bulky = {"rules": [{"scriptContent": "A" * 4000}], "description": "d" * 2000}
+    for n in range(1500):  # every earlier release, each a full win32LobApp of the same name
+        graph.add_app(displayName=DISPLAY_NAME, notes=f"Published by Ringward. ringward-event:emp_{n:05d}", **bulky)
+    graph.add_app(
+        displayName=DISPLAY_NAME, notes=f"ringward-event:{EVENT_ID}", **{"@odata.type": "#microsoft.graph.iosLobApp"}
+    )
+    result = only(run(destination(graph, tmp_path, target_group_ids=[]), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    finds = graph.of_step("find")
+    assert len(finds) == 15  # 100 per page ($top), only win32LobApps (isof), not the iOS app
+    assert all("$select=id,displayName,notes" in f.query and "$top=100" in f.query for f in finds)
+    assert len(graph.of_step("create")) == 1
+
+
+def test_a_search_answer_beyond_the_read_cap_is_a_clear_final_error(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    huge = json.dumps({"value": [{"id": "x", "notes": "n" * 3 * 1024 * 1024}]})
+    graph.fail("find", Fault.of(200, huge))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "expected a Graph answer (apps) within the 2 MiB read cap, found a longer one" in (result.error or "")
+    assert "unexpected error" not in (result.error or "") and graph.steps() == ["token", "find"]
+
+
+def test_a_malformed_next_link_is_refused_not_a_crash(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.fail("find", Fault.of(200, json.dumps({"value": [], "@odata.nextLink": "http://[::1/v1.0/x"})))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED
+    assert "find win32LobApp" in (result.error or "") and "expected a valid @odata.nextLink" in (result.error or "")
+    assert "unexpected error" not in (result.error or "") and graph.steps() == ["token", "find"]
+
+
+def _release(files: dict[str, bytes], n: int, version: str) -> ConnectorEvent:
+    event = publication_event(files, event_id=f"emp_release_{n}")
+    return event.model_copy(update={"release_version": version})
+
+
+def test_each_release_retires_the_assignments_of_the_releases_it_supersedes(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    # not Ringward's (same name, no mark), and Ringward's app of another channel: never touched
+    theirs = graph.add_app(displayName=DISPLAY_NAME, notes="packaged by hand")
+    other = graph.add_app(displayName="CAVRA Go Runtime beta 1.5.0", notes="ringward-channel:0000 ringward-event:emp_b")
+    for app_id in (theirs, other):
+        graph.assignments[app_id] = [{"id": "a", "intent": "required", "target": {"groupId": GROUPS[0]}}]
+    # an app of this channel made before the channel marker existed (named exactly the payload name)
+    legacy = graph.add_app(displayName=DISPLAY_NAME, notes="Published by Ringward. ringward-event:emp_legacy")
+    graph.assignments[legacy] = [{"id": "l", "intent": "required", "target": {"groupId": GROUPS[1]}}]
+
+    def app_of(n: int) -> str:
+        (app_id,) = [a for a, v in graph.apps.items() if f"ringward-event:emp_release_{n}" in v["notes"].split()]
+        return app_id
+
+    first = only(run(destination(graph, tmp_path), [_release(files, 1, "1.4.2")], clock))
+    assert first.status is DeliveryStatus.DELIVERED
+    assert graph.apps[app_of(1)]["displayName"] == f"{DISPLAY_NAME} 1.4.2"
+    assert graph.assignments[legacy] == [] and len(graph.assignments[app_of(1)]) == 2
+
+    second = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock))
+    assert second.status is DeliveryStatus.DELIVERED
+    assert graph.assignments[app_of(1)] == [] and len(graph.assignments[app_of(2)]) == 2
+    assert second.attempts[-1].calls is not None and "unassign superseded release" in second.attempts[-1].calls[-1]
+    (retire,) = [r for r in graph.of_step("assign") if r.path.endswith(f"{app_of(1)}/assign")][1:]
+    assert retire.json() == {"mobileAppAssignments": []}
+
+    before = len(graph.requests)
+    third = only(run(destination(graph, tmp_path), [_release(files, 3, "1.4.4")], clock))
+    assert third.status is DeliveryStatus.DELIVERED
+    assert graph.assignments[app_of(1)] == [] and graph.assignments[app_of(2)] == []
+    assert [a["target"]["groupId"] for a in graph.assignments[app_of(3)]] == list(GROUPS)
+    # already-empty releases are only looked at; the one with assignments is emptied
+    retired = [
+        r.path for r in graph.requests[before:] if r.step == "assign" and r.json() == {"mobileAppAssignments": []}
+    ]
+    assert retired == [f"/v1.0/deviceAppManagement/mobileApps/{app_of(2)}/assign"]
+    assert len(graph.assignments[theirs]) == 1 and len(graph.assignments[other]) == 1
+    assert all(
+        not r.path.startswith(f"/v1.0/deviceAppManagement/mobileApps/{a}")
+        for r in graph.requests
+        for a in (theirs, other)
+    )
+
+
+def test_a_run_that_failed_while_retiring_is_completed_on_the_next_run(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    assert only(run(destination(graph, tmp_path), [_release(files, 1, "1.4.2")], clock)).status is (
+        DeliveryStatus.DELIVERED
+    )
+    graph.fail("assign", Fault.ok(), 500)
+    failed = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock, max_attempts=1))
+    assert failed.status is DeliveryStatus.FAILED and "unassign superseded release: HTTP 500" in (failed.error or "")
+    again = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock))
+    assert again.status is DeliveryStatus.DELIVERED
+    assert graph.steps()[-2:] == ["assignments", "assign"] and len(graph.of_step("create")) == 2
+    assert all(len(v) == (0 if "emp_release_1" in graph.apps[k]["notes"] else 2) for k, v in graph.assignments.items())
+    done = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock))
+    assert done.status is DeliveryStatus.EXISTS
+
+
+def test_review_mode_leaves_every_release_unassigned_and_touches_no_other_app(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    review = destination(graph, tmp_path, target_group_ids=[])
+    assert only(run(review, [_release(files, 1, "1.4.2")], clock)).status is DeliveryStatus.DELIVERED
+    (first,) = graph.apps
+    graph.assignments[first] = [{"id": "p", "intent": "required", "target": {"groupId": GROUPS[0]}}]  # by a person
+    assert only(run(review, [_release(files, 2, "1.4.3")], clock)).status is DeliveryStatus.DELIVERED
+    assert graph.of_step("assign") == [] and graph.of_step("assignments") == []
+    assert len(graph.assignments[first]) == 1 and len(graph.apps) == 2
+
+
+# -- detection script quoting ----------------------------------------------------------------------------
+
+_PS_QUOTES = "'\u2018\u2019\u201a\u201b"
+
+
+def _powershell_single_quoted(text: str, start: int) -> tuple[str, int]:
+    """How PowerShell reads the single-quoted string opening at ``text[start]``: (value, index after it)."""
+    assert text[start] in _PS_QUOTES
+    value, i = [], start + 1
+    while i < len(text):
+        if text[i] in _PS_QUOTES:
+            if i + 1 < len(text) and text[i + 1] in _PS_QUOTES:
+                value.append(text[i + 1])
+                i += 2
+                continue
+            return "".join(value), i + 1
+        value.append(text[i])
+        i += 1
+    raise AssertionError("unterminated string")
+
+
+@pytest.mark.parametrize("quote", list(_PS_QUOTES), ids=["apostrophe", "u2018", "u2019", "u201a", "u201b"])
+def test_every_powershell_single_quote_in_the_detection_path_is_doubled(quote: str) -> None:
+    path = f"%ProgramFiles%\\CAVRA{quote}); Start-Process calc.exe; ({quote}\\cavra.exe"
+    event = make_event(
+        attributes={"artifacts": artifacts_of({"a.exe": b"a"})},
+        provider_payloads={
+            "intune": intune_payload(detection_rule={"type": "file_sha256", "path": path, "sha256_values": ["0" * 64]})
+        },
+    )
+    script = parse_intune_publication(event).detection_script()
+    (line,) = [x for x in script.split("\r\n") if x.startswith("$path = ")]
+    prefix = "$path = [Environment]::ExpandEnvironmentVariables("
+    value, end = _powershell_single_quoted(line, len(prefix))
+    assert value == path and line[end:] == ")"
+
+
+# -- upload URL ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://attacker.example.com/blob/x?sv=1&sig=abc",
+        "http://mmcswdb01.blob.core.windows.net/c/x?sv=1&sig=abc",
+    ],
+)
+def test_an_upload_url_off_azure_blob_is_refused_before_any_upload(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, uri: str
+) -> None:
+    files = write_artifacts(tmp_path)
+    ready = json.dumps({"id": "file0003", "uploadState": "azureStorageUriRequestSuccess", "azureStorageUri": uri})
+    graph.fail("get file", Fault.ok(), Fault.of(200, ready))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED and "azureStorageUri" in (result.error or "")
+    assert "abc" not in (result.error or "")
+    assert graph.of_step("block") == [] and graph.steps()[-1] == "get file"
+
+
+def test_upload_url_hosts() -> None:
+    cloud = "https://graph.microsoft.com/v1.0"
+    for host in (
+        "mmcswdb01.blob.core.windows.net",
+        "acct01.blob.core.usgovcloudapi.net",
+        "acct01.blob.core.chinacloudapi.cn",
+        "acct01.blob.core.cloudapi.de",
+    ):
+        uri = f"https://{host}/c/x.intunewin.bin?sv=1&sig=s"
+        assert check_upload_url(uri, cloud) == uri
+    for bad in (
+        "https://blob.core.windows.net/c/x",  # no account
+        "https://x.blob.core.windows.net.evil.com/c/x",
+        "https://acct01.blob.core.windows.net:8443/c/x",
+        "https://user:pw@acct01.blob.core.windows.net/c/x",
+        "https://20.60.1.1/c/x",
+        "https://[2603:1030::1]/c/x",
+        "https://127.0.0.1/c/x",  # loopback only for a loopback Graph
+        "http://localhost:9000/c/x",
+        "https://[::1/c/x",
+    ):
+        with pytest.raises(intune_graph.RefusedAnswer):
+            check_upload_url(bad, cloud)
+    assert check_upload_url("http://127.0.0.1:9/blob/x?sig=s", "http://127.0.0.1:8/v1.0")
+
+
+# -- naming and channels (pure) -------------------------------------------------------------------------
+
+
+def test_the_app_name_carries_the_release_version_once() -> None:
+    def name(display: str, version: str | None) -> str:
+        event = make_event(
+            attributes={"artifacts": artifacts_of({"a.exe": b"a"})},
+            provider_payloads={"intune": intune_payload(display_name=display)},
+        ).model_copy(update={"release_version": version})
+        return str(parse_intune_publication(event).win32_lob_app()["displayName"])
+
+    assert name("CAVRA Go Runtime stable", "1.4.2") == "CAVRA Go Runtime stable 1.4.2"
+    assert name("CAVRA 1.4.2 runtime", "1.4.2") == "CAVRA 1.4.2 runtime"
+    assert name("CAVRA 1.4.20", "1.4.2") == "CAVRA 1.4.20 1.4.2"
+    assert name("CAVRA", None) == "CAVRA"
+
+
+# -- the emulator is an independent judge ------------------------------------------------------------------
+
+
+def test_the_emulator_verifies_uploads_with_its_own_decryptor() -> None:
+    package = build_zip([("a.txt", b"ay" * 3000)])
+    content = encrypt_content(package)
+    info, size, enc = content.encryption_info, content.size, content.size_encrypted
+    assert verify_intunewin(content.data, info, size=size, size_encrypted=enc) == package
+
+    def refused(data: bytes, match: str, **changes: str) -> None:
+        with pytest.raises(IntunewinError, match=match):
+            verify_intunewin(data, {**info, **changes}, size=size, size_encrypted=len(data))
+
+    tampered = bytearray(content.data)
+    tampered[70] ^= 1
+    refused(bytes(tampered), "HMAC-SHA256")
+    refused(content.data, "initializationVector", initializationVector=base64.b64encode(b"\1" * 16).decode())
+    refused(content.data, "fileDigest", fileDigest=base64.b64encode(b"\0" * 32).decode())
+    with pytest.raises(IntunewinError, match="sizeEncrypted"):
+        verify_intunewin(content.data, info, size=size, size_encrypted=enc + 16)
+    with pytest.raises(IntunewinError, match="expected size"):
+        verify_intunewin(content.data, info, size=size + 1, size_encrypted=enc)
+    # a bad PKCS7 padding under a valid MAC: built by hand, not with the publisher's encryptor
+    key, mac_key, iv = b"k" * 32, b"m" * 32, b"i" * 16
+    enc_ = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    ciphertext = enc_.update(b"x" * 15 + b"\x05") + enc_.finalize()
+    mac = hmac.new(mac_key, iv + ciphertext, hashlib.sha256).digest()
+    padded_info = {
+        "encryptionKey": base64.b64encode(key).decode(),
+        "macKey": base64.b64encode(mac_key).decode(),
+        "initializationVector": base64.b64encode(iv).decode(),
+        "mac": base64.b64encode(mac).decode(),
+        "profileIdentifier": "ProfileVersion1",
+        "fileDigest": base64.b64encode(hashlib.sha256(b"x" * 11).digest()).decode(),
+        "fileDigestAlgorithm": "SHA256",
+    }
+    with pytest.raises(IntunewinError, match="PKCS7"):
+        verify_intunewin(mac + iv + ciphertext, padded_info, size=11, size_encrypted=64)
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "text"),
+    [
+        ({"client_id": "someone-else"}, 401, "invalid_client"),
+        ({"client_secret": "env:RW_SENTINEL_SECRET"}, 401, "invalid_client"),
+        ({"scope": "https://graph.microsoft.com/User.Read"}, 400, "invalid_scope"),
+    ],
+)
+def test_the_emulator_token_endpoint_checks_client_secret_and_scope(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    secret_env: dict[str, str],
+    clock: FakeClock,
+    extra: dict[str, str],
+    status: int,
+    text: str,
+) -> None:
+    files = write_artifacts(tmp_path)
+    result = only(run(destination(graph, tmp_path, **extra), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.REJECTED and result.status_code == status
+    assert text in (result.error or "") and graph.steps() == ["token"]
+
+
+def test_the_emulator_blob_endpoint_wants_equal_length_base64_block_ids(graph: GraphEmulator) -> None:
+    url = f"{graph.origin}/blob/b1?sv=1&sig={SAS_SIG}&comp=block&blockid="
+    with httpx.Client() as client:
+        assert client.put(url + "AAAA", content=b"x").status_code == 201  # no x-ms-blob-type needed
+        assert client.put(url + "AAAAAAAA", content=b"y").status_code == 400  # another length
+        assert client.put(url + "not*base64", content=b"z").status_code == 400
+
+
+def test_the_emulator_search_honours_isof_select_and_top(graph: GraphEmulator) -> None:
+    graph.add_app(displayName="a", notes="n", rules=[1])
+    graph.add_app(displayName="b", notes="n", **{"@odata.type": "#microsoft.graph.webApp"})
+    graph.add_app(displayName="c", notes="n")
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    isof = "$filter=isof('microsoft.graph.win32LobApp')"
+    with httpx.Client(headers=auth) as client:
+        page = client.get(f"{graph.base}/deviceAppManagement/mobileApps?{isof}&$select=id,notes&$top=1").json()
+        assert [set(v) for v in page["value"]] == [{"@odata.type", "id", "notes"}]
+        follow = client.get(page["@odata.nextLink"]).json()
+        assert [v["notes"] for v in follow["value"]] == ["n"] and "@odata.nextLink" not in follow
+        derived = client.get(f"{graph.base}/deviceAppManagement/mobileApps?{isof}&$select=committedContentVersion")
+        assert derived.status_code == 400 and "microsoft.graph.mobileApp" in derived.text
