@@ -106,6 +106,8 @@ def demo(
     typer.echo(f"8. rollback 1.1.0 -> 1.0.0: {'REFUSED' if rollback_errors else 'ALLOWED?!'}"
                + (f" ({rollback_errors[0]['message']})" if rollback_errors else ""))
 
+    delivered, chain_ok = _deliver_and_checkpoint(output, keys / "release.pem", trust, checks[0][1], now)
+
     home = Path(os.environ["RINGWARD_HOME"])
     typer.echo("")
     typer.echo(f"Evidence bundles: {home / 'evidence'}")
@@ -121,8 +123,60 @@ def demo(
         typer.echo(f"Prefect flow runs and artifacts: {where}")
     else:
         typer.echo("Re-run with --prefect (and PREFECT_API_URL set) to see each step as a flow run in the Prefect UI.")
-    ok = all(r["valid"] for _, r in checks) and not bad["valid"] and bool(rollback_errors)
+    ok = all(r["valid"] for _, r in checks) and not bad["valid"] and bool(rollback_errors) and delivered and chain_ok
     raise typer.Exit(0 if ok else 1)
+
+
+def _deliver_and_checkpoint(
+    output: Path, signing_key: Path, trust: Path, verified: dict[str, Any], now: Any
+) -> tuple[bool, bool]:
+    """Steps 9-10: hand the verification to an in-house queue through the connector platform, then
+    sign the evidence chain head and re-verify the whole chain against that checkpoint."""
+    import yaml
+
+    from ringward.core.connector_event import ConnectorEvent, Severity
+    from ringward.operations import delivery as delivery_ops
+    from ringward.operations import evidence_ops
+    from ringward.operations.keys import load_signing_key
+    from ringward.store import open_store
+
+    config_path = output / "connectors.yaml"
+    queue = output / "queue"
+    config_path.write_text(
+        yaml.safe_dump({"providers": [{"name": "inhouse-queue", "provider": "private_queue", "directory": str(queue)}]})
+    )
+    evidence_id = verified["evidence"]["evidence_id"]
+    event = ConnectorEvent(
+        event_id=f"demo-verified-{evidence_id}",
+        event_type="ringward.release.verified",
+        created_at=now,
+        severity=Severity.INFO,
+        title="sample-runtime 1.1.0 verified against the pinned trust root",
+        summary=f"verify-package VALID; evidence record {evidence_id}.",
+        release_version="1.1.0",
+        attributes={"evidence_id": evidence_id},
+    )
+    key = load_signing_key(signing_key)
+    assert key is not None  # just generated
+    with open_store() as store:
+        run = delivery_ops.deliver_event(event, delivery_ops.load_connector_config(config_path), store=store)
+        checkpoint = evidence_ops.create_checkpoint(
+            store, private_key=key, actor="ringward-demo", output=output / "checkpoint.json"
+        )
+        trusted = evidence_ops.checkpoint_trusted_keys(trust_root=trust)
+        report = evidence_ops.verify_evidence(
+            store, checkpoint=checkpoint, checkpoint_source=str(output / "checkpoint.json"), trusted_keys=trusted
+        )
+    (row,) = run.summary_rows()
+    typer.echo(
+        f"9. delivered event {event.event_id} to {row['destination']} ({row['provider']}): {row['status']}"
+        f" -> {queue}/{row['external_ref']}  (evidence {run.evidence_id})"
+    )
+    typer.echo(
+        f"10. signed checkpoint of the evidence chain at record {checkpoint.head_id} -> {output / 'checkpoint.json'};"
+        f" chain re-verified against it: {'INTACT' if report.ok else 'BROKEN'}"
+    )
+    return run.success, report.ok
 
 
 class _Stepper:
