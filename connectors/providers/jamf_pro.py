@@ -6,40 +6,76 @@ Jamf Pro API client (``client_id`` + ``client_secret``; token from ``<server>/ap
 
 One delivery is this conversation (every call through :func:`connectors.interface.exchange`)::
 
-    GET  /api/v1/packages?filter=packageName=="<file>"         find package
+    GET  /api/v1/packages?page=N&page-size=100&filter=packageName=="<file>"   find package (paged)
     POST /api/v1/packages                                       create package      (absent)
-    POST /api/v1/packages/{id}/upload   multipart "file"        upload package      (unverified)
+    POST /api/v1/packages/{id}/upload   multipart "file"        upload package      (not yet uploaded)
     PUT  /api/v1/packages/{id}          + hashType/hashValue    record package hash (after upload)
-    GET  /api/v1/scripts?filter=name=="<policy> install"       find script
-    POST /api/v1/scripts | PUT /api/v1/scripts/{id}             create / update script (absent / changed)
-    GET  /JSSResource/policies/name/<policy>                    find policy (404: absent)
+    GET  /api/v1/scripts?page=N&page-size=100&filter=name=="<policy> install <release>"  find script
+    POST /api/v1/scripts                                        create script       (absent)
+    GET  /JSSResource/policies/name/<policy>/subset/General&Scripts   find policy (404: absent)
+    GET  /api/v1/scripts/{id}                                   read script  (whose policy is it?)
     POST /JSSResource/policies/id/0 | PUT .../id/{id}           create / update policy (Classic XML)
+
+Review and automation (who decides that a release goes live):
+
+- Review mode (the destination has no ``target_group_ids``): a new policy is created disabled and
+  unscoped. An update of an existing policy switches package and script AND sets
+  ``<enabled>false</enabled>``; it carries no ``<scope>`` (a Classic PUT changes only the elements it
+  carries), so the reviewer's scope survives but every new release waits, disabled, until a
+  reviewer enables the policy again in Jamf. Nothing Ringward publishes runs without review.
+- Automation mode (``target_group_ids`` configured): Ringward owns the policy's scope and enabled
+  state; every publication scopes it to exactly those groups and enables it.
+- Each release has its own install script, ``"<policy_name> install <release>"`` (release: the
+  event's ``release.version``, else the package file name). A script is never rewritten: one found
+  with other contents is a final failure (publish a new release instead), so no script a policy
+  already runs changes under it. Package and script are switched together in the one policy PUT, so
+  a failed publication leaves the policy as it was.
+- A package record is immutable once its content is uploaded: the same-named Ringward record with
+  ``hashType SHA_512`` and a different hash is a final failure ("refusing to replace a published
+  installer"); a Ringward record without that hash (created, then the upload failed) is uploaded
+  again.
+
+Ownership (Ringward only ever changes what it made):
+
+- Packages and scripts are reused only when their ``notes`` carry the mark ``Published by
+  Ringward.``; a record of the same name without it is a final failure naming it ("... exists in
+  Jamf but was not published by Ringward; rename or remove it").
+- Classic policies have no notes: a same-named policy is Ringward's only if it runs a script that
+  carries the mark (the script ids of its ``<scripts>``, read with ``GET /api/v1/scripts/{id}``
+  unless one is this release's script); otherwise it is foreign and a final failure.
+- Jamf compares names case-insensitively, and so does Ringward: a record differing only in case is
+  the same record (foreign or not, as above). Names with ``*`` (an RSQL wildcard that cannot be
+  escaped) or ``"`` are refused when the payload is read (``ringward.core.jamf_publication``).
+- A create refused as a duplicate although the search found nothing (a concurrent delivery made the
+  record meanwhile) is followed by one more search in the same conversation; if that still finds
+  nothing the failure is final ("Jamf says X exists but the search does not find it") rather than a
+  retry loop.
 
 Why it is shaped this way:
 
 - The engine re-runs :meth:`JamfPro.publish` after any failed call (and a later run may repeat a
-  delivery whose answer was lost), so every step looks up what an earlier attempt made and updates
-  it rather than creating a second one. Records are found by name: the package by its file name,
-  the script as ``"<policy_name> install"``, the policy by ``policy_name``.
+  delivery whose answer was lost), so every step looks up what an earlier attempt made and reuses
+  it rather than creating a second one.
 - "Already uploaded" is recorded in Jamf itself: only after the upload succeeded does the package
   record get ``hashType: SHA_512`` and ``hashValue`` = the SHA-512 of the verified bytes (Jamf's own
-  package hash field, the one JamfUploader compares too). A record without that hash (created, then
-  the upload failed) is uploaded again; one with it is not. Setting the hash at create time would
+  package hash field, the one JamfUploader compares too). Setting the hash at create time would
   make a failed upload look finished.
 - The installer is read from the destination's ``artifact_root`` and checked against the event's
   size and SHA-256 before anything is created in Jamf; a mismatch, a missing file or a path that
   leaves the root (absolute, ``..``, a symlink anywhere on the path) is a final failure.
+- Large answers: searches are paged (``page``/``page-size`` until ``totalCount``) and the policy is
+  read as the ``General&Scripts`` subset only. An answer cut at the conversation read cap
+  (:attr:`Exchange.truncated`) is a final, named failure, never read.
 - Policy XML is built with ElementTree (values are never spliced into markup); XML answers are read
   only when they carry no DTD, so no entity can be declared (no billion laughs, no external
-  entities) — defusedxml is not a dependency of this project.
-- A policy with no ``target_group_ids`` is created unscoped and disabled: published for review in
-  Jamf. Updating such a policy leaves its ``<scope>`` and ``enabled`` alone (a Classic PUT changes only
-  the elements it carries), so a reviewer's scoping survives the next publication.
+  entities) — defusedxml is not a dependency of this project. Classic error pages (HTML) are turned
+  into text by a linear scan of at most 64 KiB (no backtracking regex).
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import re
 import xml.etree.ElementTree as ET  # answers are parsed only by _parse_xml, which refuses DTDs
 from collections.abc import Mapping
@@ -52,6 +88,7 @@ import httpx
 
 from connectors.artifacts import ArtifactError, read_artifact
 from connectors.interface import (
+    CONVERSATION_CAP_BYTES,
     JSON,
     USER_AGENT,
     Exchange,
@@ -81,10 +118,21 @@ NO_CATEGORY = "-1"
 PACKAGE_PRIORITY = 10
 #: the hash type Ringward records on a package record once its content is uploaded
 HASH_TYPE = "SHA_512"
+#: what the notes of every package and script Ringward creates start with (its ownership mark)
+RINGWARD_MARK = "Published by Ringward."
+#: results per page of a Jamf Pro API search, and the most pages read of one search
+PAGE_SIZE = 100
+MAX_PAGES = 50
+#: scripts of a found policy read at most to decide whether it is Ringward's
+MAX_OWNER_LOOKUPS = 10
+#: the policy sections read when looking a policy up (Classic API subset syntax)
+POLICY_SUBSETS = "General&Scripts"
+#: characters of an HTML error page turned into text (the rest is not read)
+HTML_TEXT_LIMIT = 64 * 1024
 _ERROR_LIMIT = 200
 _FORBIDDEN_XML = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
-_HTML_NOISE = re.compile(r"<(head|style|script)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
-_TAG = re.compile(r"<[^>]*>")
+_TAG_NAME = re.compile(r"(/?)([A-Za-z][A-Za-z0-9]*)")
+_HIDDEN_HTML = frozenset({"head", "style", "script"})
 _JAMF_ID = re.compile(r"^[0-9]{1,18}$")
 
 
@@ -119,12 +167,60 @@ def _json_id(answer: Exchange) -> str:
     return value
 
 
-def _results(answer: Exchange) -> list[dict[str, Any]]:
+def _page(answer: Exchange) -> tuple[list[dict[str, Any]], int]:
+    """One page of a Jamf Pro API search: its results and the ``totalCount`` of the whole search."""
     data = answer.json()
     results = data.get("results") if isinstance(data, dict) else None
-    if not isinstance(results, list):
-        raise RefusedAnswer(f"expected a search answer with results[], found {excerpt(answer.text, limit=60)!r}")
-    return [r for r in results if isinstance(r, dict)]
+    total = data.get("totalCount") if isinstance(data, dict) else None
+    if not isinstance(results, list) or not isinstance(total, int) or isinstance(total, bool):
+        raise RefusedAnswer(
+            f"expected a search answer with totalCount and results[], found {excerpt(answer.text, limit=60)!r}"
+        )
+    return [r for r in results if isinstance(r, dict)], total
+
+
+def same_name(a: str, b: str) -> bool:
+    """Whether Jamf considers two record names the same (its names are unique case-insensitively)."""
+    return a.casefold() == b.casefold()
+
+
+def is_ringward_record(record: Mapping[str, Any]) -> bool:
+    """Whether a package or script record carries Ringward's mark in its notes."""
+    notes = record.get("notes")
+    return isinstance(notes, str) and RINGWARD_MARK in notes
+
+
+def html_text(text: str) -> str:
+    """The visible text of an HTML page (outside head/style/script), read in one linear pass.
+
+    At most :data:`HTML_TEXT_LIMIT` characters are read. Tags are found with ``str.find`` and named
+    with an anchored match on the tag alone, so no input can make this backtrack.
+    """
+    text = text[:HTML_TEXT_LIMIT]
+    parts: list[str] = []
+    hidden: str | None = None
+    pos = 0
+    while pos < len(text):
+        start = text.find("<", pos)
+        if start < 0:
+            if hidden is None:
+                parts.append(text[pos:])
+            break
+        if hidden is None:
+            parts.append(text[pos:start])
+        end = text.find(">", start + 1)
+        if end < 0:
+            break  # an unclosed tag at the end: not text
+        match = _TAG_NAME.match(text, start + 1, end)
+        if match is not None:
+            closing, name = match.group(1) == "/", match.group(2).lower()
+            if hidden is None and not closing and name in _HIDDEN_HTML:
+                hidden = name
+            elif closing and name == hidden:
+                hidden = None
+        parts.append(" ")
+        pos = end + 1
+    return html.unescape("".join(parts))
 
 
 def jamf_error(answer: Exchange) -> str:
@@ -143,7 +239,7 @@ def jamf_error(answer: Exchange) -> str:
             return excerpt("; ".join(parts), limit=_ERROR_LIMIT)
     text = answer.text
     if "<" in text:
-        text = _TAG.sub(" ", _HTML_NOISE.sub(" ", text))
+        text = html_text(text)
     return excerpt(text, limit=_ERROR_LIMIT)
 
 
@@ -181,7 +277,7 @@ def package_body(publication: JamfPublication, *, sha512: str | None) -> dict[st
         "suppressEula": False,
         "suppressRegistration": False,
         "info": f"Installer for Jamf policy {publication.policy.policy_name}",
-        "notes": (f"Published by Ringward. {publication.marker} sha256:{package.sha256} bytes:{package.size}"),
+        "notes": (f"{RINGWARD_MARK} {publication.marker} sha256:{package.sha256} bytes:{package.size}"),
     }
     if sha512 is not None:
         body["hashType"] = HASH_TYPE
@@ -196,8 +292,8 @@ def script_body(publication: JamfPublication) -> dict[str, Any]:
         "categoryId": NO_CATEGORY,
         "priority": "AFTER",
         "scriptContents": publication.script_contents,
-        "info": f"Install step of Jamf policy {publication.policy.policy_name}",
-        "notes": f"Published by Ringward. {publication.marker}",
+        "info": f"Install step of Jamf policy {publication.policy.policy_name}, release {publication.release}",
+        "notes": f"{RINGWARD_MARK} {publication.marker}",
     }
 
 
@@ -235,14 +331,14 @@ def policy_xml(
 ) -> bytes:
     """The Classic API ``<policy>`` document (built with ElementTree: values are always escaped).
 
-    Without ``group_ids`` a new policy is unscoped and disabled (for review in Jamf) and an update
-    carries neither ``<scope>`` nor ``<enabled>``, keeping whatever a reviewer set there.
+    Without ``group_ids`` (review mode) the policy is disabled, a new one is unscoped and an update
+    carries no ``<scope>`` (keeping a reviewer's): every new release waits for review in Jamf. With
+    ``group_ids`` the policy is enabled and scoped to exactly those groups.
     """
     policy = ET.Element("policy")
     general = _sub(policy, "general")
     _sub(general, "name", publication.policy.policy_name)
-    if group_ids or creating:
-        _sub(general, "enabled", "true" if group_ids else "false")
+    _sub(general, "enabled", "true" if group_ids else "false")
     _sub(general, "trigger", "EVENT")
     for flag in ("checkin", "enrollment_complete", "login", "network_state_changed", "startup"):
         _sub(general, f"trigger_{flag}", "false")
@@ -298,6 +394,7 @@ class _Conversation:
         content_type: str | None = None,
         accept: str = JSON,
     ) -> Exchange:
+        """One call. A successful answer cut at the read cap is refused (:class:`RefusedAnswer`)."""
         headers = {"accept": accept, "user-agent": USER_AGENT}
         headers.update(self.dest.headers)
         if content_type is not None:
@@ -307,18 +404,17 @@ class _Conversation:
         answer = exchange(self.client, request, self.left)
         self.calls.append((step, method, redact_url(request.url), answer.status_code))
         self.last = (step, answer)
+        if answer.ok and answer.truncated:
+            raise RefusedAnswer(
+                f"answer larger than the {CONVERSATION_CAP_BYTES // (1024 * 1024)} MiB read cap "
+                "(cut, not read); nothing was decided from it"
+            )
         return answer
 
     def failed(
         self, step: str, answer: Exchange, *, error: str | None = None, outcome: Outcome | None = None
     ) -> Publication:
-        """The Publication for a call that went wrong (the engine classifies its status unless ``outcome``).
-
-        A create refused because the name now exists means a concurrent delivery (another event for
-        the same package or policy) made it meanwhile: retried, the next attempt finds and reuses it.
-        """
-        if outcome is None and step.startswith("create") and _is_duplicate(answer):
-            outcome = Outcome.RETRY
+        """The Publication for a call that went wrong (the engine classifies its status unless ``outcome``)."""
         detail = error if error is not None else jamf_error(answer)
         return Publication(
             last=answer,
@@ -328,9 +424,81 @@ class _Conversation:
             calls=tuple(self.calls),
         )
 
+    def refuse(self, error: str) -> Publication:
+        """A final failure decided from the latest answer (a foreign record, a changed installer...)."""
+        assert self.last is not None  # decided from an answer, so a call was made
+        step, answer = self.last
+        return self.failed(step, answer, error=error, outcome=Outcome.REJECTED)
+
     def not_sent(self, step: str, error: str) -> Publication:
         """A final failure found before sending (bad payload, bad artifact): nothing reached the tool."""
         return Publication.not_sent(step, self.dest.scrubber.scrub(error), calls=tuple(self.calls))
+
+    def search(self, what: str, field_name: str, name: str) -> list[dict[str, Any]] | Publication:
+        """Every ``what`` record (``packages``/``scripts``) named ``name`` (case-insensitively), read
+        page by page until ``totalCount``; or the Publication of the search call that failed."""
+        step = f"find {what[:-1]}"
+        matches: list[dict[str, Any]] = []
+        seen = 0
+        for page in range(MAX_PAGES):
+            query = urlencode(
+                {"page": str(page), "page-size": str(PAGE_SIZE), "filter": rsql_filter(field_name, name)},
+                quote_via=quote,
+            )
+            found = self.send(step, "GET", f"/api/v1/{what}?{query}")
+            if not found.ok:
+                return self.failed(step, found)
+            results, total = _page(found)
+            seen += len(results)
+            matches.extend(r for r in results if same_name(str(r.get(field_name, "")), name))
+            if not results or seen >= total:
+                return matches
+        raise RefusedAnswer(f"search still unfinished after {MAX_PAGES} pages of {PAGE_SIZE} (refused)")
+
+    def find_or_create(
+        self, what: str, field_name: str, name: str, body: bytes
+    ) -> tuple[dict[str, Any] | None, str | None] | Publication:
+        """The existing record (first) or the id of a new one (second); or the failure's Publication.
+
+        A create refused as a duplicate means a concurrent delivery made the record meanwhile: it is
+        searched for once more, and if still not found the failure is final (no retry loop).
+        """
+        kind = what[:-1]
+        found = self.search(what, field_name, name)
+        if isinstance(found, Publication):
+            return found
+        if found:
+            return found[0], None  # Jamf keeps these names unique (case-insensitively)
+        step = f"create {kind}"
+        created = self.send(step, "POST", f"/api/v1/{what}", body=body, content_type=JSON)
+        if created.ok:
+            return None, _json_id(created)
+        if not _is_duplicate(created):
+            return self.failed(step, created)
+        again = self.search(what, field_name, name)
+        if isinstance(again, Publication):
+            return again
+        if again:
+            return again[0], None
+        return self.failed(
+            step,
+            created,
+            error=f"Jamf says {kind} {name} exists but the search does not find it",
+            outcome=Outcome.REJECTED,
+        )
+
+
+def _record_id(record: Mapping[str, Any], kind: str) -> str:
+    value = str(record.get("id", ""))
+    if not _JAMF_ID.match(value):
+        raise RefusedAnswer(f"expected a numeric {kind} id, found {value[:40]!r}")
+    return value
+
+
+def _foreign(kind: str, jamf_name: str, name: str, why: str = "") -> str:
+    """The final error for a same-named record Ringward did not make (``jamf_name``: Jamf's spelling)."""
+    case = "" if jamf_name == name else f" (Jamf names are case-insensitive; this publication needs {name})"
+    return f"{kind} {jamf_name} exists in Jamf but was not published by Ringward{why}{case}; rename or remove it"
 
 
 class JamfPro(_FleetProvider):
@@ -401,35 +569,28 @@ class JamfPro(_FleetProvider):
 
     def _package(self, talk: _Conversation, publication: JamfPublication, content: bytes) -> str | Publication:
         name = publication.package.file_name
-        query = urlencode(
-            {"page": "0", "page-size": "100", "filter": rsql_filter("packageName", name)}, quote_via=quote
-        )
-        found = talk.send("find package", "GET", f"/api/v1/packages?{query}")
-        if not found.ok:
-            return talk.failed("find package", found)
-        existing = [r for r in _results(found) if r.get("packageName") == name]
         sha512 = hashlib.sha512(content).hexdigest()
-        if existing:
-            record = existing[0]  # Jamf keeps package names unique
-            package_id = str(record.get("id", ""))
-            if not _JAMF_ID.match(package_id):
-                raise RefusedAnswer(f"expected a numeric package id, found {package_id[:40]!r}")
-            if record.get("hashType") == HASH_TYPE and str(record.get("hashValue", "")).lower() == sha512:
-                return package_id  # this content was uploaded and recorded by an earlier run
-        else:
-            created = talk.send(
-                "create package",
-                "POST",
-                "/api/v1/packages",
-                body=dumps_body(package_body(publication, sha512=None)),
-                content_type=JSON,
-            )
-            if not created.ok:
-                return talk.failed("create package", created)
-            package_id = _json_id(created)
-        body, content_type = multipart_file(name, content)
+        body = dumps_body(package_body(publication, sha512=None))
+        outcome = talk.find_or_create("packages", "packageName", name, body)
+        if isinstance(outcome, Publication):
+            return outcome
+        record, package_id = outcome
+        if record is not None:
+            if not is_ringward_record(record):
+                return talk.refuse(_foreign("package", str(record.get("packageName", name)), name))
+            package_id = _record_id(record, "package")
+            theirs = str(record.get("hashValue") or "").lower()
+            if record.get("hashType") == HASH_TYPE and theirs:
+                if theirs == sha512:
+                    return package_id  # this content was uploaded and recorded by an earlier run
+                return talk.refuse(
+                    f"package {name} already in Jamf with different content (sha512 {theirs[:16]}…, "
+                    f"this release's {sha512[:16]}…); refusing to replace a published installer"
+                )
+        assert package_id is not None
+        multipart, content_type = multipart_file(name, content)
         uploaded = talk.send(
-            "upload package", "POST", f"/api/v1/packages/{package_id}/upload", body=body, content_type=content_type
+            "upload package", "POST", f"/api/v1/packages/{package_id}/upload", body=multipart, content_type=content_type
         )
         if not uploaded.ok:
             return talk.failed("upload package", uploaded)
@@ -446,45 +607,93 @@ class JamfPro(_FleetProvider):
 
     def _script(self, talk: _Conversation, publication: JamfPublication) -> str | Publication:
         name = publication.script_name
-        query = urlencode({"page": "0", "page-size": "100", "filter": rsql_filter("name", name)}, quote_via=quote)
-        found = talk.send("find script", "GET", f"/api/v1/scripts?{query}")
+        outcome = talk.find_or_create("scripts", "name", name, dumps_body(script_body(publication)))
+        if isinstance(outcome, Publication):
+            return outcome
+        record, script_id = outcome
+        if record is None:
+            assert script_id is not None
+            return script_id
+        if not is_ringward_record(record):
+            return talk.refuse(_foreign("script", str(record.get("name", name)), name))
+        if record.get("scriptContents") != publication.script_contents:
+            return talk.refuse(
+                f"script {name} already in Jamf with other contents; refusing to change the install "
+                "script of a published release (publish the change as a new release)"
+            )
+        return _record_id(record, "script")
+
+    def _find_policy(
+        self, talk: _Conversation, publication: JamfPublication, script_id: str
+    ) -> str | Publication | None:
+        """The id of Ringward's policy of this name, None when absent, or the failure's Publication."""
+        name = publication.policy.policy_name
+        path = f"/JSSResource/policies/name/{quote(name, safe='')}/subset/{POLICY_SUBSETS}"
+        found = talk.send("find policy", "GET", path, accept=XML)
+        if found.status_code == 404:
+            return None
         if not found.ok:
-            return talk.failed("find script", found)
-        existing = [r for r in _results(found) if r.get("name") == name]
-        body = dumps_body(script_body(publication))
-        if not existing:
-            created = talk.send("create script", "POST", "/api/v1/scripts", body=body, content_type=JSON)
-            if not created.ok:
-                return talk.failed("create script", created)
-            return _json_id(created)
-        script_id = str(existing[0].get("id", ""))
-        if not _JAMF_ID.match(script_id):
-            raise RefusedAnswer(f"expected a numeric script id, found {script_id[:40]!r}")
-        if existing[0].get("scriptContents") != publication.script_contents:
-            updated = talk.send("update script", "PUT", f"/api/v1/scripts/{script_id}", body=body, content_type=JSON)
-            if not updated.ok:
-                return talk.failed("update script", updated)
-        return script_id
+            return talk.failed("find policy", found)
+        policy = _parse_xml(found.text)
+        policy_id = _policy_id(found.text, "general/id")
+        jamf_name = (policy.findtext("general/name") or "").strip()
+        if not same_name(jamf_name, name):
+            raise RefusedAnswer(f"asked for policy {name!r}, Jamf answered with policy {jamf_name[:80]!r}")
+        script_ids = [i for i in ((e.text or "").strip() for e in policy.findall("scripts/script/id")) if i]
+        if script_id in script_ids:
+            return policy_id  # it runs this release's (Ringward) script
+        for other in script_ids[:MAX_OWNER_LOOKUPS]:
+            if not _JAMF_ID.match(other):
+                continue
+            read = talk.send("read script", "GET", f"/api/v1/scripts/{other}")
+            if read.status_code == 404:
+                continue
+            if not read.ok:
+                return talk.failed("read script", read)
+            record = read.json()
+            if isinstance(record, dict) and is_ringward_record(record):
+                return policy_id
+        talk.last = ("find policy", found)
+        return talk.refuse(_foreign("policy", jamf_name, name, " (it runs no Ringward script)"))
 
     def _policy(
         self, talk: _Conversation, publication: JamfPublication, package_id: str, script_id: str
     ) -> Publication:
-        name = quote(publication.policy.policy_name, safe="")
-        found = talk.send("find policy", "GET", f"/JSSResource/policies/name/{name}", accept=XML)
-        if found.status_code == 404:
-            policy_id = None
-        elif not found.ok:
-            return talk.failed("find policy", found)
-        else:
-            policy_id = _policy_id(found.text, "general/id")
+        policy_id = self._find_policy(talk, publication, script_id)
+        if isinstance(policy_id, Publication):
+            return policy_id
         group_ids = talk.dest.config.target_group_ids
-        body = policy_xml(
-            publication, package_id=package_id, script_id=script_id, group_ids=group_ids, creating=policy_id is None
+        if policy_id is None:
+            body = policy_xml(
+                publication, package_id=package_id, script_id=script_id, group_ids=group_ids, creating=True
+            )
+            step = "create policy"
+            answer = talk.send(step, "POST", "/JSSResource/policies/id/0", body=body, content_type=XML, accept=XML)
+            if answer.ok:
+                return self._made(talk, step, answer)
+            if not _is_duplicate(answer):
+                return talk.failed(step, answer)
+            # made meanwhile by a concurrent delivery: look once more, then update it
+            policy_id = self._find_policy(talk, publication, script_id)
+            if isinstance(policy_id, Publication):
+                return policy_id
+            if policy_id is None:
+                return talk.failed(
+                    step,
+                    answer,
+                    error=f"Jamf says policy {publication.policy.policy_name} exists but the search does not find it",
+                    outcome=Outcome.REJECTED,
+                )
+        body = policy_xml(publication, package_id=package_id, script_id=script_id, group_ids=group_ids, creating=False)
+        step = "update policy"
+        answer = talk.send(
+            step, "PUT", f"/JSSResource/policies/id/{policy_id}", body=body, content_type=XML, accept=XML
         )
-        step = "create policy" if policy_id is None else "update policy"
-        path = f"/JSSResource/policies/id/{policy_id or 0}"
-        answer = talk.send(step, "POST" if policy_id is None else "PUT", path, body=body, content_type=XML, accept=XML)
         if not answer.ok:
             return talk.failed(step, answer)
+        return self._made(talk, step, answer)
+
+    @staticmethod
+    def _made(talk: _Conversation, step: str, answer: Exchange) -> Publication:
         made = _policy_id(answer.text, "id")
         return Publication(last=answer, step=step, external_ref=f"policy:{made}", calls=tuple(talk.calls))

@@ -12,6 +12,12 @@ The installer package is named by the payload (``package``: a file name, or an o
 ``attributes["artifacts"]`` list (``[{artifact, sha256, bytes}]``, the reference publication event
 shape) as its only ``.pkg``/``.dmg``/``.mpkg`` entry. The hash and size must be known: the
 publisher checks the bytes it reads against them before uploading anything.
+
+Names the publisher looks up in Jamf (policy name, release, package file name) may not contain
+``*`` (a wildcard in Jamf's RSQL filters, which have no escape for it) or ``"``: a look-up by name
+must find exactly that name. The install script of each release is its own Jamf record, named
+``"<policy_name> install <release>"`` (release: the event's ``release.version``, else the package's
+file name), so publishing a release never changes a script another release's policy runs.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import posixpath
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ringward.core.connector_event import ConnectorEvent, format_validation_error
 from ringward.core.errors import ConnectorEventError
@@ -35,8 +41,28 @@ EVENT_MARKER = "ringward-event:"
 INSTALLER_SUFFIXES = (".pkg", ".mpkg", ".dmg")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: characters refused in names looked up in Jamf: RSQL wildcard (unescapable) and the quote
+NAME_FORBIDDEN = ("*", '"')
 #: Jamf custom event names: what ``jamf policy -event <name>`` accepts without quoting
 _TRIGGER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+
+
+def check_jamf_name(value: str) -> str:
+    """A name Ringward looks up in Jamf: one line, no surrounding spaces, no ``*`` or ``"``.
+
+    Raises:
+        ValueError: naming the problem.
+    """
+    if _CONTROL.search(value) or value != value.strip():
+        raise ValueError("must be one line without control characters or surrounding spaces")
+    found = [c for c in NAME_FORBIDDEN if c in value]
+    if found:
+        shown = " and ".join(repr(c) for c in found)
+        raise ValueError(
+            f"must not contain {shown} (Jamf name filters treat '*' as a wildcard and cannot escape it), "
+            f"found {value[:80]!r}"
+        )
+    return value
 
 
 class JamfTarget(BaseModel):
@@ -82,9 +108,7 @@ class JamfPolicyPayload(BaseModel):
     @field_validator("policy_name")
     @classmethod
     def _check_policy_name(cls, value: str) -> str:
-        if _CONTROL.search(value) or value != value.strip():
-            raise ValueError("must be one line without control characters or surrounding spaces")
-        return value
+        return check_jamf_name(value)
 
     @field_validator("trigger")
     @classmethod
@@ -111,11 +135,23 @@ class JamfPublication(BaseModel):
     event_id: str
     policy: JamfPolicyPayload
     package: PackageArtifact
+    #: the release this publication installs (the event's release version, else the package file name)
+    release: str = Field(min_length=1, max_length=255)
+
+    @field_validator("release")
+    @classmethod
+    def _check_release(cls, value: str) -> str:
+        return check_jamf_name(value)
+
+    @model_validator(mode="after")
+    def _check_package_name(self) -> JamfPublication:
+        check_jamf_name(self.package.file_name)
+        return self
 
     @property
     def script_name(self) -> str:
-        """The install script's name in Jamf (looked up by it on every run)."""
-        return f"{self.policy.policy_name} install"
+        """This release's install script in Jamf (looked up by it on every run; one per release)."""
+        return f"{self.policy.policy_name} install {self.release}"
 
     @property
     def script_contents(self) -> str:
@@ -201,4 +237,9 @@ def parse_jamf_publication(event: ConnectorEvent) -> JamfPublication:
     except ValidationError as exc:
         problems = format_validation_error(exc, prefix="provider_payloads.jamf.package")
         raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems)) from exc
-    return JamfPublication(event_id=event.event_id, policy=policy, package=package)
+    release = event.release_version or package.file_name
+    try:
+        return JamfPublication(event_id=event.event_id, policy=policy, package=package, release=release)
+    except ValidationError as exc:
+        problems = format_validation_error(exc)
+        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems)) from exc

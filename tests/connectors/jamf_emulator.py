@@ -5,13 +5,17 @@ API / Classic API references):
 
 - ``POST /api/oauth/token``: API client credentials (form) -> ``access_token``; wrong ones: 401.
 - Jamf Pro API (JSON, errors in an ``{"httpStatus", "errors": [...]}`` envelope):
-  ``GET/POST /api/v1/packages`` (RSQL ``filter=packageName=="..."``; required fields checked;
-  duplicate names refused), ``PUT /api/v1/packages/{id}``, ``POST /api/v1/packages/{id}/upload``
-  (multipart parsed, the ``file`` part's bytes kept), ``GET/POST /api/v1/scripts``,
-  ``PUT /api/v1/scripts/{id}``.
-- Classic API (XML, errors as an HTML status page): ``GET /JSSResource/policies/name/{name}`` (404 when
-  absent), ``POST /JSSResource/policies/id/0`` and ``PUT /JSSResource/policies/id/{id}`` (the XML sent
-  is parsed; a PUT replaces only the sections it carries), answering ``<policy><id>N</id></policy>``.
+  ``GET/POST /api/v1/packages`` (RSQL ``filter=packageName=="..."`` compared case-insensitively, an
+  unescaped ``*`` a wildcard as in Jamf; paged with ``page``/``page-size``, ``totalCount`` of the
+  whole search; required fields checked; names unique case-insensitively),
+  ``PUT /api/v1/packages/{id}``, ``POST /api/v1/packages/{id}/upload`` (multipart parsed, the
+  ``file`` part's bytes kept), ``GET/POST /api/v1/scripts``, ``GET/PUT /api/v1/scripts/{id}``.
+- Classic API (XML, errors as an HTML status page): ``GET /JSSResource/policies/name/{name}`` and
+  ``.../name/{name}/subset/General&Scripts`` (only the named sections; an unknown subset is a 400;
+  404 when absent; names matched case-insensitively), ``POST /JSSResource/policies/id/0`` and
+  ``PUT /JSSResource/policies/id/{id}`` (the XML sent is parsed; a PUT replaces only the sections it
+  carries, a ``<scripts>`` or ``<package_configuration>`` list as a whole), answering
+  ``<policy><id>N</id></policy>``.
 
 Every request is recorded with the step it belongs to. Faults are injected per step: a status with
 headers and body, a delay (client timeout), and optionally "apply, then fail" (the change is made
@@ -20,6 +24,7 @@ but the answer is lost).
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import threading
@@ -48,6 +53,35 @@ REQUIRED_PACKAGE_FIELDS = (
     "suppressRegistration",
 )
 _FILTER = re.compile(r'^(\w+)=="((?:[^"\\]|\\.)*)"$')
+#: Classic API policy subsets (names compared case-insensitively, as Jamf does)
+POLICY_SUBSETS = frozenset(
+    {
+        "general",
+        "scope",
+        "selfservice",
+        "self_service",
+        "package_configuration",
+        "packages",
+        "scripts",
+        "printers",
+        "dock_items",
+        "account_maintenance",
+        "reboot",
+        "maintenance",
+        "files_processes",
+        "user_interaction",
+        "disk_encryption",
+    }
+)
+#: Classic sections that are lists: a PUT carrying one replaces the whole list
+_LIST_SECTIONS = frozenset({"scripts", "package_configuration", "printers", "dock_items"})
+#: largest page-size the Jamf Pro API accepts
+MAX_PAGE_SIZE = 2000
+
+
+def same_name(a: str, b: str) -> bool:
+    """Jamf's name comparison (MySQL case-insensitive collation)."""
+    return a.casefold() == b.casefold()
 
 
 @dataclass(frozen=True)
@@ -239,6 +273,7 @@ class JamfEmulator:
             ("POST", r"/api/v1/packages/(\d+)/upload", "upload package", self._upload),
             ("PUT", r"/api/v1/packages/(\d+)", "record package hash", self._put_package),
             ("GET", r"/api/v1/scripts", "find script", self._find_script),
+            ("GET", r"/api/v1/scripts/(\d+)", "read script", self._get_script),
             ("POST", r"/api/v1/scripts", "create script", self._create_script),
             ("PUT", r"/api/v1/scripts/(\d+)", "update script", self._put_script),
             ("GET", r"/JSSResource/policies/name/(.+)", "find policy", self._find_policy),
@@ -269,16 +304,30 @@ class JamfEmulator:
         )
 
     @staticmethod
-    def _filter(query: str) -> tuple[str, str]:
+    def _filter(query: str) -> tuple[str, re.Pattern[str]]:
+        """The RSQL ``field=="value"``: the field, and the value as Jamf matches it (case-insensitive;
+        an unescaped ``*`` is a wildcard, RSQL has no escape for it)."""
         params = parse_qs(query)
         match = _FILTER.match(params.get("filter", [""])[0])
         assert match, f"unexpected RSQL filter in {query!r}"
-        return match.group(1), re.sub(r"\\(.)", r"\1", match.group(2))
+        value = re.sub(r"\\(.)", r"\1", match.group(2))
+        pattern = ".*".join(re.escape(part) for part in value.split("*"))
+        return match.group(1), re.compile(pattern, re.IGNORECASE | re.DOTALL)
 
     def _search(self, records: dict[str, dict[str, Any]], query: str) -> _Answer:
-        key, value = self._filter(query)
-        results = [dict(r) for r in records.values() if r.get(key) == value]
-        return _Answer(200, json.dumps({"totalCount": len(results), "results": results}).encode())
+        key, pattern = self._filter(query)
+        params = parse_qs(query)
+        try:
+            page = int(params.get("page", ["0"])[0])
+            size = int(params.get("page-size", ["100"])[0])
+        except ValueError:
+            return _error(400, "INVALID_FIELD", "page and page-size must be numbers")
+        if page < 0 or not 1 <= size <= MAX_PAGE_SIZE:
+            return _error(400, "INVALID_FIELD", f"page-size must be 1..{MAX_PAGE_SIZE}, page >= 0")
+        matches = [dict(r) for _, r in sorted(records.items(), key=lambda kv: int(kv[0]))]
+        matches = [r for r in matches if pattern.fullmatch(str(r.get(key, "")))]
+        results = matches[page * size : (page + 1) * size]
+        return _Answer(200, json.dumps({"totalCount": len(matches), "results": results}).encode())
 
     def _find_package(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
         return self._search(self.state.packages, query)
@@ -287,7 +336,9 @@ class JamfEmulator:
         for name in REQUIRED_PACKAGE_FIELDS:
             if name not in record:
                 return _error(400, "INVALID_FIELD", f"{name} is required", name)
-        if any(p["packageName"] == record["packageName"] and i != own_id for i, p in self.state.packages.items()):
+        if any(
+            same_name(p["packageName"], record["packageName"]) and i != own_id for i, p in self.state.packages.items()
+        ):
             return _error(409, "DUPLICATE_FIELD", "packageName must be unique", "packageName")
         return None
 
@@ -335,32 +386,55 @@ class JamfEmulator:
         record = json.loads(body)
         if not record.get("name"):
             return _error(400, "INVALID_FIELD", "name is required", "name")
-        if any(s["name"] == record["name"] for s in self.state.scripts.values()):
+        if any(same_name(s["name"], record["name"]) for s in self.state.scripts.values()):
             return _error(409, "DUPLICATE_FIELD", "name must be unique", "name")
         script_id = self.state.new_id()
         self.state.scripts[script_id] = {**record, "id": script_id}
         return _Answer(201, json.dumps({"id": script_id, "href": f"{self.url}/api/v1/scripts/{script_id}"}).encode())
 
+    def _get_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+        script = self.state.scripts.get(path.rsplit("/", 1)[-1])
+        if script is None:
+            return _error(404, "NOT_FOUND", "Script not found")
+        return _Answer(200, json.dumps(script).encode())
+
     def _put_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
         script_id = path.rsplit("/", 1)[-1]
         if script_id not in self.state.scripts:
             return _error(404, "NOT_FOUND", "Script not found")
-        self.state.scripts[script_id] = {**json.loads(body), "id": script_id}
+        record = json.loads(body)
+        if any(same_name(s["name"], record.get("name", "")) and i != script_id for i, s in self.state.scripts.items()):
+            return _error(409, "DUPLICATE_FIELD", "name must be unique", "name")
+        self.state.scripts[script_id] = {**record, "id": script_id}
         return _Answer(200, json.dumps(self.state.scripts[script_id]).encode())
 
     # -- Classic API ---------------------------------------------------------------------------------
 
-    def _policy_by_name(self, name: str) -> tuple[str, ET.Element] | None:
+    def _policy_by_name(self, name: str, *, other_than: str | None = None) -> tuple[str, ET.Element] | None:
         for policy_id, policy in self.state.policies.items():
-            if policy.findtext("general/name") == name:
+            if same_name(policy.findtext("general/name") or "", name) and policy_id != other_than:
                 return policy_id, policy
         return None
 
     def _find_policy(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
-        found = self._policy_by_name(unquote(path.removeprefix("/JSSResource/policies/name/")))
+        rest = path.removeprefix("/JSSResource/policies/name/")
+        encoded, _, subsets = rest.partition("/subset/")
+        if "/" in encoded:
+            return _html(404, "Not Found", "The server has not found anything matching the request URI")
+        wanted = [s.lower() for s in subsets.split("&")] if subsets else []
+        if any(s not in POLICY_SUBSETS for s in wanted):
+            return _html(400, "Bad Request", f"Invalid subset: {subsets}")
+        found = self._policy_by_name(unquote(encoded))
         if found is None:
             return _html(404, "Not Found", "The server has not found anything matching the request URI")
-        return _xml(found[1])
+        policy = found[1]
+        if wanted:
+            names = {"selfservice": "self_service", "packages": "package_configuration"}
+            keep = {names.get(s, s) for s in wanted}
+            answer = ET.Element("policy")
+            answer.extend(copy.deepcopy(section) for section in policy if section.tag in keep)
+            policy = answer
+        return _xml(policy)
 
     @staticmethod
     def _parse(body: bytes) -> ET.Element | _Answer:
@@ -395,8 +469,13 @@ class JamfEmulator:
         element = self._parse(body)
         if isinstance(element, _Answer):
             return element
+        if self._policy_by_name(element.findtext("general/name") or "", other_than=policy_id) is not None:
+            return _html(409, "Conflict", "Error: Duplicate name")
         for section in element:  # a Classic PUT changes only the elements it carries
             target = current.find(section.tag)
+            if target is not None and section.tag in _LIST_SECTIONS:
+                current.remove(target)
+                target = None
             if target is None:
                 current.append(section)
                 continue

@@ -91,7 +91,14 @@ def artifacts(content: bytes = CONTENT, name: str = PACKAGE) -> list[dict[str, A
     ]
 
 
-def publication_event(event_id: str = "emp_0a1b2c3d4e5f", **payload: Any) -> ConnectorEvent:
+def publication_event(
+    event_id: str = "emp_0a1b2c3d4e5f",
+    *,
+    release: str = "1.4.2",
+    content: bytes = CONTENT,
+    package_name: str = PACKAGE,
+    **payload: Any,
+) -> ConnectorEvent:
     """The reference publication event (``cavra.endpoint-management-publication.v1``), normalised."""
     document = {
         "schema_version": "cavra.endpoint-management-publication.v1",
@@ -103,9 +110,9 @@ def publication_event(event_id: str = "emp_0a1b2c3d4e5f", **payload: Any) -> Con
         "channel": "stable",
         "provider": "jamf",
         "providers": ["jamf"],
-        "release": {"version": "1.4.2", "commit": "0123abcd", "repository": "acme/cavra"},
+        "release": {"version": release, "commit": "0123abcd", "repository": "acme/cavra"},
         "approval": {"required": True, "approval_id": "apr_7f3c", "request_id": "req_1"},
-        "artifacts": artifacts(),
+        "artifacts": artifacts(content, package_name),
         "provider_payloads": {"jamf": jamf_payload(**payload)},
     }
     return parse_event(json.dumps(document).encode(), source="publication.json", now=T0)
@@ -124,6 +131,16 @@ def root(tmp_path: Path) -> Path:
     folder.mkdir()
     (folder / PACKAGE).write_bytes(CONTENT)
     return folder
+
+
+NEXT_CONTENT = b"xar!" + bytes(range(255, -1, -1)) * 64
+NEXT_PACKAGE = "cavra-runtime-1.4.3.pkg"
+
+
+def next_release(root: Path, event_id: str = "emp_next", **payload: Any) -> ConnectorEvent:
+    """The channel's next release (1.4.3): another package under the same policy name."""
+    (root / NEXT_PACKAGE).write_bytes(NEXT_CONTENT)
+    return publication_event(event_id, release="1.4.3", content=NEXT_CONTENT, package_name=NEXT_PACKAGE, **payload)
 
 
 def destination(jamf: JamfEmulator, root: Path, **extra: Any) -> dict[str, Any]:
@@ -223,13 +240,20 @@ def test_publishes_package_upload_script_and_policy(jamf: JamfEmulator, root: Pa
     assert jamf.state.packages["1"]["hashValue"] == hashlib.sha512(CONTENT).hexdigest()
 
     (find_script,) = jamf.of("find script")
-    assert find_script.query == "page=0&page-size=100&filter=name%3D%3D%22CAVRA%20Go%20Runtime%20stable%20install%22"
+    assert find_script.query == (
+        "page=0&page-size=100&filter=name%3D%3D%22CAVRA%20Go%20Runtime%20stable%20install%201.4.2%22"
+    )
     (script,) = jamf.state.scripts.values()
-    assert script["name"] == f"{POLICY} install" and script["priority"] == "AFTER" and script["categoryId"] == "-1"
+    assert script["name"] == f"{POLICY} install 1.4.2"
+    assert script["priority"] == "AFTER" and script["categoryId"] == "-1"
+    assert script["notes"].startswith("Published by Ringward. ringward-event:emp_0a1b2c3d4e5f")
     assert script["scriptContents"] == "\n".join(INSTALL_SCRIPT) + "\n"
 
     (lookup,) = jamf.of("find policy")
-    assert (lookup.method, lookup.path) == ("GET", "/JSSResource/policies/name/CAVRA%20Go%20Runtime%20stable")
+    assert (lookup.method, lookup.path) == (
+        "GET",
+        "/JSSResource/policies/name/CAVRA%20Go%20Runtime%20stable/subset/General&Scripts",
+    )
     assert lookup.status == 404 and lookup.headers["accept"] == "application/xml"
 
     (policy,) = jamf.of("create policy")
@@ -327,21 +351,22 @@ def test_503_retry_after_is_honoured_within_the_delivery(jamf: JamfEmulator, roo
         ("create package", 500),
         ("record package hash", 503),
         ("find script", 500),
-        ("update script", None),
         ("find policy", JamfFault.of(503, content_type="text/html")),
+        ("read script", None),
     ],
 )
 def test_retryable_answers_at_every_step(
     jamf: JamfEmulator, root: Path, clock: FakeClock, step: str, fault: JamfFault | int | None
 ) -> None:
-    if fault is None:  # make "update script" happen: an older script of the same name exists
-        run(destination(jamf, root), clock, publication_event("emp_old", install_script=["#!/bin/sh", "true"]))
-        fault = 500
+    event, made = publication_event(), 1
+    if fault is None:  # make "read script" happen: the policy runs an older release's script
+        run(destination(jamf, root), clock)
+        event, made, fault = next_release(root), 2, 500
     jamf.fail(step, fault)
-    result = only(run(destination(jamf, root), clock, max_attempts=2))
+    result = only(run(destination(jamf, root), clock, event, max_attempts=2))
     assert result.status is DeliveryStatus.DELIVERED
     assert result.attempts[0].outcome is Outcome.RETRY and step in (result.attempts[0].error or "")
-    assert (len(jamf.state.packages), len(jamf.state.scripts), len(jamf.state.policies)) == (1, 1, 1)
+    assert (len(jamf.state.packages), len(jamf.state.scripts), len(jamf.state.policies)) == (made, made, 1)
 
 
 @pytest.mark.parametrize(
@@ -473,54 +498,311 @@ def test_xml_answers_with_a_doctype_are_refused(jamf: JamfEmulator, root: Path, 
 # --- scope, updates, filtering, payload ------------------------------------------------------------------
 
 
-def test_unscoped_policy_is_published_for_review_and_review_scope_survives(
+def _policy_runs(jamf: JamfEmulator, policy_id: str = "3") -> tuple[str | None, str | None]:
+    policy = jamf.state.policies[policy_id]
+    return policy.findtext("package_configuration/packages/package/id"), policy.findtext("scripts/script/id")
+
+
+def test_unscoped_policy_is_published_for_review_and_every_release_waits_for_review(
     jamf: JamfEmulator, root: Path, clock: FakeClock
 ) -> None:
+    """Review mode: a new release switches package and script in one update and disables the policy
+    again (the reviewer's scope stays), so nothing new runs before a reviewer enables it."""
     dest = destination(jamf, root, target_group_ids=[])
     assert only(run(dest, clock)).status is DeliveryStatus.DELIVERED
     policy = jamf.state.policies["3"]
     assert policy.findtext("general/enabled") == "false" and policy.find("scope/computer_groups") is not None
     assert policy.findall("scope/computer_groups/computer_group") == []
-    # a reviewer scopes and enables it in Jamf; the next publication must not undo that
+    # a reviewer scopes and enables it in Jamf
     groups = policy.find("scope/computer_groups")
     assert groups is not None
     ET.SubElement(ET.SubElement(groups, "computer_group"), "id").text = "77"
     general = policy.find("general/enabled")
     assert general is not None
     general.text = "true"
-    assert only(run(dest, clock, publication_event("emp_next"))).status is DeliveryStatus.DELIVERED
-    update = jamf.of("update policy")[-1]
-    assert b"<scope>" not in update.body and b"<enabled>" not in update.body
+
+    result = only(run(dest, clock, next_release(root)))
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "policy:3"
+    (update,) = jamf.of("update policy")
+    assert b"<scope>" not in update.body and b"<enabled>false</enabled>" in update.body
     assert [g.text for g in policy.findall("scope/computer_groups/computer_group/id")] == ["77"]
+    assert policy.findtext("general/enabled") == "false"  # waits for the reviewer again
+    assert _policy_runs(jamf) == ("4", "5")
+    assert jamf.state.scripts["5"]["name"] == f"{POLICY} install 1.4.3"
+    assert jamf.state.scripts["2"]["name"] == f"{POLICY} install 1.4.2"  # the reviewed release's script is kept
+
+
+def test_automation_mode_owns_scope_and_enables_each_release(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    run(destination(jamf, root), clock)
+    policy = jamf.state.policies["3"]
     assert policy.findtext("general/enabled") == "true"
+    assert only(run(destination(jamf, root, target_group_ids=["12"]), clock, next_release(root))).status is (
+        DeliveryStatus.DELIVERED
+    )
+    assert policy.findtext("general/enabled") == "true" and _policy_runs(jamf) == ("4", "5")
+    assert [g.text for g in policy.findall("scope/computer_groups/computer_group/id")] == ["12"]
 
 
-def test_a_changed_install_script_updates_the_script(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+def test_a_failed_policy_update_leaves_the_live_policy_untouched(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
+    """Each release has its own script: nothing the live policy runs changes before the one policy PUT."""
+    run(destination(jamf, root), clock)
+    jamf.fail("update policy", 500)
+    lines = [*INSTALL_SCRIPT, "/usr/local/bin/cavra-runtime --version"]
+    failed = only(run(destination(jamf, root), clock, next_release(root, install_script=lines)))
+    assert failed.status is DeliveryStatus.FAILED and "update policy: HTTP 500" in (failed.error or "")
+    assert _policy_runs(jamf) == ("1", "2")
+    assert jamf.state.scripts["2"]["scriptContents"] == "\n".join(INSTALL_SCRIPT) + "\n"
+    assert jamf.of("update script") == []  # no script is ever rewritten
+    resumed = only(run(destination(jamf, root), clock, next_release(root, install_script=lines)))
+    assert resumed.status is DeliveryStatus.DELIVERED and _policy_runs(jamf) == ("4", "5")
+    assert jamf.state.scripts["5"]["scriptContents"].endswith("--version\n")
+
+
+def test_a_changed_install_script_of_a_published_release_is_refused(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
     run(destination(jamf, root), clock)
     lines = [*INSTALL_SCRIPT, "/usr/local/bin/cavra-runtime --version"]
     result = only(run(destination(jamf, root), clock, publication_event("emp_v2", install_script=lines)))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    assert f"script {POLICY} install 1.4.2 already in Jamf with other contents" in (result.error or "")
+    assert jamf.steps()[-1] == "find script" and jamf.state.scripts["2"]["scriptContents"].endswith("checksums.txt\n")
+
+
+def test_a_package_record_is_immutable_once_uploaded(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    """The same package name with other bytes (a rebuilt installer): never replaced in Jamf."""
+    run(destination(jamf, root), clock)
+    rebuilt = CONTENT + b"rebuilt"
+    (root / PACKAGE).write_bytes(rebuilt)
+    result = only(run(destination(jamf, root), clock, publication_event("emp_rebuilt", content=rebuilt)))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    error = result.error or ""
+    theirs = hashlib.sha512(CONTENT).hexdigest()[:16]
+    assert f"package {PACKAGE} already in Jamf with different content (sha512 {theirs}" in error
+    assert "refusing to replace a published installer" in error
+    assert jamf.state.uploads["1"] == [(PACKAGE, CONTENT)] and jamf.steps()[-1] == "find package"
+
+
+def test_a_ringward_package_without_a_hash_is_uploaded_again(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    jamf.fail("record package hash", 500)
+    assert only(run(destination(jamf, root), clock)).status is DeliveryStatus.FAILED
+    rebuilt = CONTENT + b"fixed"
+    (root / PACKAGE).write_bytes(rebuilt)
+    result = only(run(destination(jamf, root), clock, publication_event("emp_fixed", content=rebuilt)))
     assert result.status is DeliveryStatus.DELIVERED
-    assert jamf.of("update script")[-1].path == "/api/v1/scripts/2"
-    (script,) = jamf.state.scripts.values()
-    assert script["scriptContents"].endswith("--version\n") and "ringward-event:emp_v2" in script["notes"]
+    assert jamf.state.uploads["1"] == [(PACKAGE, CONTENT), (PACKAGE, rebuilt)]
+    assert jamf.state.packages["1"]["hashValue"] == hashlib.sha512(rebuilt).hexdigest()
+
+
+# --- ownership -------------------------------------------------------------------------------------
+
+
+def _foreign_package(jamf: JamfEmulator, name: str) -> None:
+    jamf.state.packages["90"] = {"id": "90", "packageName": name, "fileName": name, "notes": "uploaded by hand"}
+
+
+@pytest.mark.parametrize("name", [PACKAGE, PACKAGE.upper()])
+def test_a_foreign_package_of_the_same_name_is_refused(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, name: str
+) -> None:
+    _foreign_package(jamf, name)
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    assert f"package {name} exists in Jamf but was not published by Ringward" in (result.error or "")
+    assert "rename or remove it" in (result.error or "")
+    assert jamf.steps() == ["token", "find package"] and not jamf.state.uploads
+
+
+def test_a_foreign_script_of_the_same_name_is_refused(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    name = f"{POLICY} INSTALL 1.4.2"
+    jamf.state.scripts["90"] = {"id": "90", "name": name, "scriptContents": "#!/bin/sh\nrm -rf /\n", "notes": ""}
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    error = result.error or ""
+    assert f"script {name} exists in Jamf but was not published by Ringward (Jamf names are case-insensitive" in error
+    assert jamf.steps()[-1] == "find script" and not jamf.state.policies
+
+
+def _foreign_policy(jamf: JamfEmulator, name: str, script_ids: tuple[str, ...]) -> ET.Element:
+    policy = ET.fromstring(
+        f"<policy><general><id>80</id><name>{name}</name><enabled>true</enabled></general>"
+        "<scope><all_computers>true</all_computers></scope><scripts><size>0</size></scripts></policy>"
+    )
+    scripts = policy.find("scripts")
+    assert scripts is not None
+    for script_id in script_ids:
+        ET.SubElement(ET.SubElement(scripts, "script"), "id").text = script_id
+    jamf.state.policies["80"] = policy
+    return policy
+
+
+@pytest.mark.parametrize("scripts", [(), ("81",), ("404",)])
+def test_a_foreign_policy_of_the_same_name_is_refused(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, scripts: tuple[str, ...]
+) -> None:
+    """A same-named policy running no Ringward script (none, a hand-made one, a deleted one) is not ours."""
+    jamf.state.scripts["81"] = {"id": "81", "name": "Hand made", "scriptContents": "#!/bin/sh\n", "notes": "IT"}
+    before = ET.tostring(_foreign_policy(jamf, POLICY.lower(), scripts))
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    error = result.error or ""
+    assert f"policy {POLICY.lower()} exists in Jamf but was not published by Ringward" in error, error
+    assert jamf.of("update policy") == [] and jamf.of("create policy") == []
+    assert ET.tostring(jamf.state.policies["80"]) == before
+    assert [r.path for r in jamf.of("read script")] == [f"/api/v1/scripts/{s}" for s in scripts]
+
+
+def test_a_policy_running_an_earlier_ringward_script_is_ours(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    run(destination(jamf, root), clock)
+    result = only(run(destination(jamf, root), clock, next_release(root)))
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "policy:3"
+    (read,) = jamf.of("read script")
+    assert read.path == "/api/v1/scripts/2"
+
+
+# --- duplicates, large answers, names -----------------------------------------------------------------
+
+
+def test_a_duplicate_the_search_cannot_find_is_final_not_a_loop(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
+    duplicate = {"httpStatus": 400, "errors": [{"code": "DUPLICATE_FIELD", "field": "name", "description": "taken"}]}
+    jamf.fail("create script", JamfFault.of(400, json.dumps(duplicate)))
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    assert f"Jamf says script {POLICY} install 1.4.2 exists but the search does not find it" in (result.error or "")
+    assert jamf.steps()[-3:] == ["find script", "create script", "find script"]
+
+
+def test_a_duplicate_policy_the_lookup_cannot_find_is_final(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    jamf.fail("create policy", JamfFault.of(409, "<html><p>Conflict</p><p>Error: Duplicate name</p></html>"))
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    assert f"Jamf says policy {POLICY} exists but the search does not find it" in (result.error or "")
+    assert jamf.steps()[-3:] == ["find policy", "create policy", "find policy"]
+
+
+def test_a_record_made_concurrently_is_found_again_and_reused(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    """A create that loses a race (the record now exists) searches once more and continues with it."""
+    duplicate = {"httpStatus": 400, "errors": [{"code": "DUPLICATE_FIELD", "field": "packageName"}]}
+    jamf.fail("create package", JamfFault.of(400, json.dumps(duplicate), apply=True))
+    jamf.fail("create policy", JamfFault.of(409, "<html><p>Error: Duplicate name</p></html>", apply=True))
+    result = only(run(destination(jamf, root), clock, max_attempts=1))
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    assert jamf.steps()[1:5] == ["find package", "create package", "find package", "upload package"]
+    assert jamf.steps()[-4:] == ["find policy", "create policy", "find policy", "update policy"]
+    assert (len(jamf.state.packages), len(jamf.state.scripts), len(jamf.state.policies)) == (1, 1, 1)
 
 
 def test_concurrent_events_for_one_package_share_the_records(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
-    """Two events naming the same package and policy, delivered side by side: a create that loses the
-    race (DUPLICATE_FIELD / 409 Duplicate name) is retried and then reuses what the other made."""
+    """Two events naming the same package and policy, delivered side by side, share one set of records."""
     events = [publication_event(f"emp_pair_{n}") for n in range(2)]
     report = run(destination(jamf, root), clock, *events, max_attempts=4, max_in_flight=2, backoff_base_seconds=0.01)
     assert all(r.status is DeliveryStatus.DELIVERED for r in report.all_results()), report.all_results()
     assert (len(jamf.state.packages), len(jamf.state.scripts), len(jamf.state.policies)) == (1, 1, 1)
 
 
-def test_a_duplicate_name_on_create_is_retried(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
-    duplicate = {"httpStatus": 400, "errors": [{"code": "DUPLICATE_FIELD", "field": "name", "description": "taken"}]}
-    jamf.fail("create script", JamfFault.of(400, json.dumps(duplicate)))
-    jamf.fail("create policy", JamfFault.of(409, "<html><p>Conflict</p><p>Error: Duplicate name</p></html>"))
-    result = only(run(destination(jamf, root), clock, max_attempts=3))
+def test_searches_are_read_page_by_page(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
+    run(destination(jamf, root), clock)
+    ours = jamf.state.packages["1"]
+    other = {"id": "50", "packageName": "other.pkg", "notes": ""}
+    jamf.fail(
+        "find package",
+        JamfFault.of(200, json.dumps({"totalCount": 2, "results": [other]})),
+        JamfFault.of(200, json.dumps({"totalCount": 2, "results": [ours]})),
+    )
+    sent = len(jamf.requests)
+    result = only(run(destination(jamf, root), clock))
     assert result.status is DeliveryStatus.DELIVERED
-    assert [a.outcome for a in result.attempts] == [Outcome.RETRY, Outcome.RETRY, Outcome.DELIVERED]
+    assert jamf.steps()[sent:] == ["find package", "find package", "find script", "find policy", "update policy"]
+    assert [r.query.split("&")[:2] for r in jamf.of("find package")[-2:]] == [
+        ["page=0", "page-size=100"],
+        ["page=1", "page-size=100"],
+    ]
+    assert len(jamf.of("upload package")) == 1
+
+
+@pytest.mark.parametrize(
+    ("step", "content_type"), [("find package", "application/json"), ("find policy", "application/xml")]
+)
+def test_an_answer_cut_at_the_read_cap_is_a_clear_final_error(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, step: str, content_type: str
+) -> None:
+    huge = '{"totalCount":1,"results":[{"notes":"' + "x" * (2 * 1024 * 1024) + '"}]}'
+    if content_type == "application/xml":
+        huge = "<policy><general><name>" + "x" * (2 * 1024 * 1024) + "</name></general></policy>"
+    jamf.fail(step, JamfFault.of(200, huge, content_type=content_type))
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    assert f"{step}: HTTP 200" in (result.error or "")
+    assert "answer larger than the 2 MiB read cap (cut, not read)" in (result.error or ""), result.error
+    assert jamf.steps()[-1] == step
+
+
+@pytest.mark.parametrize(
+    ("payload", "release", "message"),
+    [
+        ({"policy_name": "CAVRA * stable"}, "1.4.2", "provider_payloads.jamf.policy_name: must not contain '*'"),
+        ({"policy_name": 'CAVRA "Go"'}, "1.4.2", "provider_payloads.jamf.policy_name: must not contain '\"'"),
+        ({}, "1.*", "release: must not contain '*'"),
+        ({}, '1.4"', "release: must not contain '\"'"),
+    ],
+)
+def test_wildcards_and_quotes_in_names_are_refused(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, payload: dict[str, Any], release: str, message: str
+) -> None:
+    event = publication_event(release=release, **payload)
+    with pytest.raises(ConnectorEventError) as raised:
+        parse_jamf_publication(event)
+    assert message in str(raised.value) and "wildcard" in str(raised.value)
+    result = only(run(destination(jamf, root), clock, event))
+    assert result.status is DeliveryStatus.REJECTED and message in (result.error or "")
+    assert jamf.steps() == ["token"]
+
+
+def test_the_release_names_the_script_or_else_the_package_file() -> None:
+    assert parse_jamf_publication(publication_event()).script_name == f"{POLICY} install 1.4.2"
+    event = make_event(
+        provider_payloads={"jamf": jamf_payload(package=PACKAGE)},
+        attributes={"artifacts": artifacts()},
+        release_version=None,
+    )
+    assert event.release_version is None
+    assert parse_jamf_publication(event).script_name == f"{POLICY} install {PACKAGE}"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "<head" * 13_000,
+        "<script>" + "<script" * 9_000,
+        "<style " + "</styl" * 10_000,
+        "<" + " " * 65_000 + ">",
+        "<p " + "<" * 65_000,
+        "&" * 65_536,
+        "<html>" + "a>" * 40_000,
+    ],
+)
+def test_hostile_html_error_pages_are_read_in_linear_time(page: str) -> None:
+    import time
+
+    import httpx
+
+    from connectors.interface import Exchange, PreparedRequest
+    from connectors.providers.jamf_pro import html_text, jamf_error
+
+    answer = Exchange(PreparedRequest("GET", "http://jamf", {}, b""), 400, "Bad Request", page, httpx.Headers())
+    start = time.perf_counter()
+    text = jamf_error(answer)
+    html_text(page * 4)  # longer pages are cut at 64 KiB
+    assert time.perf_counter() - start < 0.5
+    assert len(text) <= 203
+    assert html_text(
+        "<html><head><title>t</title><style>p{}</style></head><body><p>Conflict</p>"
+        "<script>x()</script><p>Error: a &amp; b</p></body></html>"
+    ).split() == ["Conflict", "Error:", "a", "&", "b"]
 
 
 def test_events_without_a_jamf_payload_are_filtered(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
