@@ -74,6 +74,10 @@ Why it is shaped this way:
   marker, exactly this payload's ``display_name``); apps without the Ringward marker are never
   touched. This happens only after the new app is committed and assigned, and is repeated by a
   re-run until done (an app already without assignments is left alone).
+- Release order: each app's ``notes`` carry ``ringward-release:<SemVer>``. Only EARLIER releases
+  are retired; when a LATER release of the channel is already in Intune (an earlier publication
+  delivered late), the app is still published but not assigned, and the delivery is a final
+  failure naming the later release: assigning it would roll devices back, which must be reviewed.
 - Each app is named ``<display_name> <release_version>`` so people can tell releases apart.
 """
 
@@ -455,6 +459,8 @@ class _Found:
     answer: Exchange
     step: str
     superseded: tuple[str, ...]
+    #: later releases of the channel already in Intune (id, display name)
+    newer: tuple[tuple[str, str], ...] = ()
 
 
 class IntuneGraph(Provider):
@@ -534,7 +540,9 @@ class IntuneGraph(Provider):
             return found
         app, answer = found.app, found.answer
         if app is not None and app.committed:
-            return self._assign(talk, app.id, answer, found.step, already=True, superseded=found.superseded)
+            return self._assign(
+                talk, app.id, answer, found.step, already=True, superseded=found.superseded, newer=found.newer
+            )
         if app is None:
             created = talk.graph(
                 "create win32LobApp", "POST", "/deviceAppManagement/mobileApps", publication.win32_lob_app()
@@ -561,7 +569,9 @@ class IntuneGraph(Provider):
         )
         if not patched.ok:
             return talk.failed(step, patched)
-        return self._assign(talk, app.id, patched, step, already=False, superseded=found.superseded)
+        return self._assign(
+            talk, app.id, patched, step, already=False, superseded=found.superseded, newer=found.newer
+        )
 
     # -- steps ----------------------------------------------------------------------------------------
     # Each returns what it found or made, or the Publication of the call that failed.
@@ -578,6 +588,7 @@ class IntuneGraph(Provider):
         origin = urlsplit(talk.base)
         mine: list[str] = []
         superseded: list[str] = []
+        newer: list[tuple[str, str]] = []
         answer: Exchange | None = None
         for _page in range(MAX_PAGES):
             answer = talk.graph(step, "GET", target)
@@ -589,6 +600,8 @@ class IntuneGraph(Provider):
                     mine.append(_graph_id(item.get("id"), "app"))
                 elif publication.supersedes(item.get("displayName"), notes):
                     superseded.append(_graph_id(item.get("id"), "app"))
+                elif publication.same_channel_newer(item.get("displayName"), notes):
+                    newer.append((_graph_id(item.get("id"), "app"), str(item.get("displayName"))[:120]))
             next_link = _object(answer, "apps").get("@odata.nextLink")
             if not isinstance(next_link, str) or not next_link:
                 break
@@ -607,7 +620,7 @@ class IntuneGraph(Provider):
         else:
             raise RefusedAnswer(f"expected at most {MAX_PAGES} pages of {PAGE_SIZE} win32LobApps, found more")
         assert answer is not None
-        found = _Found(None, answer, step, tuple(dict.fromkeys(superseded)))
+        found = _Found(None, answer, step, tuple(dict.fromkeys(superseded)), tuple(dict.fromkeys(newer)))
         step = "get win32LobApp"
         for app_id in dict.fromkeys(mine):
             got = talk.graph(step, "GET", f"/deviceAppManagement/mobileApps/{app_id}")
@@ -621,7 +634,7 @@ class IntuneGraph(Provider):
             version = data.get("committedContentVersion")
             app = _App(app_id, _graph_id(version, "content version") if version else None)
             if found.app is None or (app.committed and not found.app.committed):
-                found = _Found(app, got, step, found.superseded)
+                found = _Found(app, got, step, found.superseded, found.newer)
             if app.committed:
                 break
         return found
@@ -819,6 +832,7 @@ class IntuneGraph(Provider):
         *,
         already: bool,
         superseded: Sequence[str],
+        newer: Sequence[tuple[str, str]] = (),
     ) -> Publication:
         """Assign the app to the configured groups and retire the releases it supersedes (no groups:
         leave everything for review); the final Publication.
@@ -829,6 +843,17 @@ class IntuneGraph(Provider):
         groups = talk.dest.config.target_group_ids
         if not groups:
             return talk.done(step, previous, app_id, Outcome.EXISTS if already else None)
+        if newer:
+            # an earlier release delivered after a later one: assigning it would roll devices back
+            # (and leave two required releases); the app stays published, unassigned, for review
+            later = ", ".join(f"{name} ({app})" for app, name in newer[:3])
+            return talk.failed(
+                "assign",
+                previous,
+                error=f"a later release of this channel is already in Intune: {later}; "
+                f"refusing to assign {app_id} over it (a rollback must be reviewed)",
+                outcome=Outcome.REJECTED,
+            )
         app_path = f"/deviceAppManagement/mobileApps/{app_id}"
         last: tuple[str, Exchange] | None = None
         assigned: set[object] = set()

@@ -38,8 +38,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ringward.core.connector_event import ConnectorEvent, format_validation_error
-from ringward.core.errors import ConnectorEventError
+from ringward.core.errors import ConnectorEventError, VersionConflictError
 from ringward.core.publication_artifact import ArtifactFile
+from ringward.core.versions import ReleaseVersion
 
 INTUNE_APP_SCHEMA = "cavra.endpoint-management.intune.v1"
 #: provider_payloads key of the Intune export file
@@ -48,6 +49,8 @@ INTUNE_PAYLOAD_KEY = "intune"
 EVENT_MARKER = "ringward-event:"
 #: written into the app's ``notes``: the apps of one payload ``display_name`` (one channel)
 CHANNEL_MARKER = "ringward-channel:"
+#: written into ``notes``: the release (canonical SemVer) an app carries
+RELEASE_MARKER = "ringward-release:"
 #: the characters that open or close a PowerShell single-quoted string (doubled inside one)
 POWERSHELL_SINGLE_QUOTES = "'\u2018\u2019\u201a\u201b"
 #: the publisher shown in the Company Portal and the Intune admin center
@@ -152,6 +155,15 @@ class IntuneAppPayload(BaseModel):
         return value
 
 
+def _release(text: str | None) -> ReleaseVersion | None:
+    if not text:
+        return None
+    try:
+        return ReleaseVersion.parse(text)
+    except VersionConflictError:
+        return None
+
+
 class IntunePublication(BaseModel):
     """Everything the Intune publisher sends for one event, decided before the first call."""
 
@@ -175,8 +187,31 @@ class IntunePublication(BaseModel):
         return f"{CHANNEL_MARKER}{digest}"
 
     @property
+    def release_marker(self) -> str | None:
+        """The ``notes`` token naming this release (canonical SemVer only), so later publications of
+        the channel can tell older releases from newer ones."""
+        version = _release(self.release_version)
+        return None if version is None else f"{RELEASE_MARKER}{version}"
+
+    @property
     def notes(self) -> str:
-        return f"Published by Ringward for review before assignment. {self.channel_marker} {self.marker}"
+        tokens = [self.channel_marker, self.release_marker, self.marker]
+        return "Published by Ringward. " + " ".join(t for t in tokens if t)
+
+    def other_release(self, notes: object) -> ReleaseVersion | None:
+        """The release an app's ``notes`` name (None: no release token, or not canonical SemVer)."""
+        if not isinstance(notes, str):
+            return None
+        for token in notes.split():
+            if token.startswith(RELEASE_MARKER):
+                return _release(token.removeprefix(RELEASE_MARKER))
+        return None
+
+    def is_newer_release(self, notes: object) -> bool:
+        """Whether an app of this channel (see :meth:`supersedes`'s rules) is a LATER release than
+        this event's: publishing this one over it would be a rollback."""
+        mine, theirs = _release(self.release_version), self.other_release(notes)
+        return mine is not None and theirs is not None and mine < theirs
 
     @property
     def display_name(self) -> str:
@@ -208,9 +243,24 @@ class IntunePublication(BaseModel):
         tokens = notes.split()
         if self.marker in tokens or not any(t.startswith(EVENT_MARKER) and t != EVENT_MARKER for t in tokens):
             return False
-        if self.channel_marker in tokens:
-            return True
-        return not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
+        same_channel = self.channel_marker in tokens or (
+            not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
+        )
+        if not same_channel:
+            return False
+        # a later release is never "superseded" by an earlier one delivered late
+        mine, theirs = _release(self.release_version), self.other_release(notes)
+        return mine is None or theirs is None or theirs < mine
+
+    def same_channel_newer(self, display_name: object, notes: object) -> bool:
+        """An app of this channel that is a later release than this event's (see :meth:`supersedes`)."""
+        if not isinstance(notes, str) or self.marker in notes.split():
+            return False
+        tokens = notes.split()
+        same_channel = self.channel_marker in tokens or (
+            not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
+        )
+        return same_channel and any(t.startswith(EVENT_MARKER) for t in tokens) and self.is_newer_release(notes)
 
     def detection_script(self) -> str:
         """The PowerShell detection script (CRLF lines, as Windows tools write them)."""

@@ -1029,3 +1029,49 @@ def test_the_emulator_search_honours_isof_select_and_top(graph: GraphEmulator) -
         assert [v["notes"] for v in follow["value"]] == ["n"] and "@odata.nextLink" not in follow
         derived = client.get(f"{graph.base}/deviceAppManagement/mobileApps?{isof}&$select=committedContentVersion")
         assert derived.status_code == 400 and "microsoft.graph.mobileApp" in derived.text
+
+
+def test_an_earlier_release_delivered_late_never_rolls_back_a_later_one(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    """Automation mode: 1.4.3 is live; the publication of 1.4.2 arrives late. Its app is published
+    (unassigned, for review) but 1.4.3 keeps its assignments and nothing is assigned over it."""
+    files = write_artifacts(tmp_path)
+    newer = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock))
+    assert newer.status is DeliveryStatus.DELIVERED
+    (live,) = graph.apps
+    assert "ringward-release:1.4.3" in graph.apps[live]["notes"].split()
+    late = only(run(destination(graph, tmp_path), [_release(files, 1, "1.4.2")], clock))
+    assert late.status is DeliveryStatus.REJECTED
+    assert "a later release of this channel is already in Intune" in (late.error or "")
+    assert f"{DISPLAY_NAME} 1.4.3 ({live})" in (late.error or "")
+    (old,) = [a for a in graph.apps if a != live]
+    assert len(graph.assignments[live]) == len(GROUPS) and graph.assignments.get(old, []) == []
+    assert all(not r.path.endswith(f"{live}/assign") for r in graph.of_step("assign")[1:])
+    # the later release, re-delivered, still finishes (and retires nothing newer than itself)
+    again = only(run(destination(graph, tmp_path), [_release(files, 2, "1.4.3")], clock))
+    assert again.status is DeliveryStatus.EXISTS and len(graph.assignments[live]) == len(GROUPS)
+
+
+def test_release_order_uses_semver_precedence() -> None:
+    def publication(version: str | None) -> Any:
+        event = make_event(
+            "emp_x",
+            attributes={"artifacts": artifacts_of({"a.exe": b"a"})},
+            provider_payloads={"intune": intune_payload()},
+        ).model_copy(update={"release_version": version})
+        return parse_intune_publication(event)
+
+    current = publication("1.10.0")
+    channel = current.channel_marker
+
+    def notes(version: str) -> str:
+        return f"Published by Ringward. {channel} ringward-release:{version} ringward-event:emp_other"
+
+    older, later = notes("1.9.9"), notes("1.10.1")
+    assert current.supersedes(DISPLAY_NAME, older) and not current.same_channel_newer(DISPLAY_NAME, older)
+    assert not current.supersedes(DISPLAY_NAME, later) and current.same_channel_newer(DISPLAY_NAME, later)
+    assert current.supersedes(DISPLAY_NAME, notes("1.10.0-rc.1"))  # a pre-release precedes its release
+    # no comparable version on either side: the earlier behaviour (retire) stands
+    assert current.supersedes(DISPLAY_NAME, f"Published by Ringward. {channel} ringward-event:emp_other")
+    assert publication(None).supersedes(DISPLAY_NAME, notes("9.9.9"))
