@@ -30,6 +30,9 @@ Review and automation (who decides that a release goes live):
   with other contents is a final failure (publish a new release instead), so no script a policy
   already runs changes under it. Package and script are switched together in the one policy PUT, so
   a failed publication leaves the policy as it was.
+- Release order: a policy that already runs a LATER release (its Ringward install script is named
+  for a later SemVer) is never switched back by an earlier release's publication delivered late:
+  that would be a rollback, which must be reviewed; the delivery is a final failure naming both.
 - A package record is immutable once its content is uploaded: the same-named Ringward record with
   ``hashType SHA_512`` and a different hash is a final failure ("refusing to replace a published
   installer"); a Ringward record without that hash (created, then the upload failed) is uploaded
@@ -103,13 +106,14 @@ from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
 from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
 from ringward.core.delivery_policy import Outcome
-from ringward.core.errors import ConnectorEventError
+from ringward.core.errors import ConnectorEventError, VersionConflictError
 from ringward.core.jamf_publication import (
     JamfPublication,
     has_jamf_payload,
     parse_jamf_publication,
 )
 from ringward.core.redaction import excerpt, redact_url
+from ringward.core.versions import ReleaseVersion
 
 XML = "application/xml"
 #: Jamf's "no category" id (Jamf Pro API and Classic API)
@@ -312,6 +316,29 @@ def multipart_file(file_name: str, content: bytes) -> tuple[bytes, str]:
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode("ascii")
     return head + content + f"\r\n--{boundary}--\r\n".encode("ascii"), f"multipart/form-data; boundary={boundary}"
+
+
+def later_releases(publication: JamfPublication, script_names: tuple[str, ...]) -> list[str]:
+    """Releases (canonical SemVer) of Ringward install scripts a policy runs that are later than this
+    publication's; empty when either side has no comparable version."""
+    mine = _semver(publication.release)
+    if mine is None:
+        return []
+    prefix = f"{publication.policy.policy_name} install "
+    later = []
+    for name in script_names:
+        if name.lower().startswith(prefix.lower()):
+            theirs = _semver(name[len(prefix) :])
+            if theirs is not None and mine < theirs:
+                later.append(str(theirs))
+    return later
+
+
+def _semver(text: str) -> ReleaseVersion | None:
+    try:
+        return ReleaseVersion.parse(text)
+    except VersionConflictError:
+        return None
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
@@ -626,7 +653,25 @@ class JamfPro(_FleetProvider):
     def _find_policy(
         self, talk: _Conversation, publication: JamfPublication, script_id: str
     ) -> str | Publication | None:
-        """The id of Ringward's policy of this name, None when absent, or the failure's Publication."""
+        """The id of Ringward's policy of this name, None when absent, or the failure's Publication
+        (also when the policy already runs a LATER release than this one: switching it back would be
+        a rollback, which must be reviewed, not published by a late event)."""
+        found = self._lookup_policy(talk, publication, script_id)
+        if not isinstance(found, tuple):
+            return found
+        policy_id, script_names = found
+        later = later_releases(publication, script_names)
+        if later:
+            return talk.refuse(
+                f"policy {publication.policy.policy_name} already runs release {later[0]}, later than "
+                f"{publication.release}; refusing to switch it back (a rollback must be reviewed)"
+            )
+        return policy_id
+
+    def _lookup_policy(
+        self, talk: _Conversation, publication: JamfPublication, script_id: str
+    ) -> tuple[str, tuple[str, ...]] | Publication | None:
+        """Ringward's policy of this name and the names of the scripts it runs, None when absent."""
         name = publication.policy.policy_name
         path = f"/JSSResource/policies/name/{quote(name, safe='')}/subset/{POLICY_SUBSETS}"
         found = talk.send("find policy", "GET", path, accept=XML)
@@ -640,8 +685,9 @@ class JamfPro(_FleetProvider):
         if not same_name(jamf_name, name):
             raise RefusedAnswer(f"asked for policy {name!r}, Jamf answered with policy {jamf_name[:80]!r}")
         script_ids = [i for i in ((e.text or "").strip() for e in policy.findall("scripts/script/id")) if i]
+        script_names = tuple((e.text or "").strip() for e in policy.findall("scripts/script/name"))
         if script_id in script_ids:
-            return policy_id  # it runs this release's (Ringward) script
+            return policy_id, script_names  # it runs this release's (Ringward) script
         for other in script_ids[:MAX_OWNER_LOOKUPS]:
             if not _JAMF_ID.match(other):
                 continue
@@ -652,7 +698,7 @@ class JamfPro(_FleetProvider):
                 return talk.failed("read script", read)
             record = read.json()
             if isinstance(record, dict) and is_ringward_record(record):
-                return policy_id
+                return policy_id, script_names
         talk.last = ("find policy", found)
         return talk.refuse(_foreign("policy", jamf_name, name, " (it runs no Ringward script)"))
 

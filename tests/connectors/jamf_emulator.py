@@ -436,14 +436,18 @@ class JamfEmulator:
             policy = answer
         return _xml(policy)
 
-    @staticmethod
-    def _parse(body: bytes) -> ET.Element | _Answer:
+    def _parse(self, body: bytes) -> ET.Element | _Answer:
         try:
             element = ET.fromstring(body)
         except ET.ParseError as exc:
             return _html(400, "Bad Request", f"Problem with XML: {exc}")
         if element.tag != "policy" or not element.findtext("general/name"):
             return _html(400, "Bad Request", "Problem with policy name")
+        # Jamf stores and answers each script of a policy with its name
+        for script in element.findall("scripts/script"):
+            record = self.state.scripts.get((script.findtext("id") or "").strip())
+            if record is not None and script.find("name") is None:
+                ET.SubElement(script, "name").text = record["name"]
         return element
 
     def _create_policy(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:

@@ -890,3 +890,17 @@ def test_hard_linked_artifact_is_refused_without_reading_it(
     assert "found 2 hard links; nothing uploaded" in (result.error or "")
     assert hashlib.sha256(outside.read_bytes()).hexdigest() not in (result.error or "")
     assert jamf.steps() == ["token"]
+
+
+@pytest.mark.parametrize("groups", [["12"], []], ids=["automation", "review"])
+def test_an_earlier_release_delivered_late_never_switches_the_policy_back(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, groups: list[str]
+) -> None:
+    """1.4.3 is published; the publication of 1.4.2 arrives late. The policy keeps running 1.4.3."""
+    newer = only(run(destination(jamf, root, target_group_ids=groups), clock, next_release(root)))
+    assert newer.status is DeliveryStatus.DELIVERED
+    runs = _policy_runs(jamf)
+    late = only(run(destination(jamf, root, target_group_ids=groups), clock, publication_event("emp_late")))
+    assert late.status is DeliveryStatus.REJECTED
+    assert "already runs release 1.4.3, later than 1.4.2" in (late.error or "")
+    assert _policy_runs(jamf) == runs and jamf.of("update policy") == []
