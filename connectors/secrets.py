@@ -130,7 +130,7 @@ def resolve_destination(
         SecretReferenceError: a reference cannot be resolved.
         ConnectorConfigError: a URL from a secret is not acceptable (https, loopback http).
     """
-    from ringward.core.errors import ConnectorConfigError
+    from ringward.core.errors import ConfigError, ConnectorConfigError
 
     scrubber = resolver.scrubber
     whole_path_secret = dest.provider in SECRET_URL_PROVIDERS
@@ -158,6 +158,14 @@ def resolve_destination(
         from ringward.core.webhook_signing import load_signing_key
 
         load_signing_key(secrets["signing_key"], source=f"{dest.name}.signing_key ({dest.signing_key})")
+    for name in ("signing_secret", "signing_secret_previous"):
+        if name in secrets:
+            from ringward.core.webhook_signing import secret_bytes
+
+            try:
+                secret_bytes(secrets[name])
+            except ConfigError as exc:
+                raise ConfigError(f"{dest.name}.{name} ({getattr(dest, name)}): {exc}") from exc
     if dest.username and "password" in secrets:
         basic = base64.b64encode(f"{dest.username}:{secrets['password']}".encode()).decode()
         scrubber.add(basic)

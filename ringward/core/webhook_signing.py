@@ -6,7 +6,8 @@ and the new secret during a rotation and a receiver accepts the message if any i
 
 Keys:
 
-- ``whsec_<base64>``: a symmetric secret (24-64 random bytes); other text is used as UTF-8 bytes.
+- ``whsec_<base64>``: a symmetric secret (24-64 random bytes); the prefix is optional and the text
+  is always base64, exactly as the Standard Webhooks libraries read it.
 - ``whsk_<base64>``: an Ed25519 secret key, the 32-byte seed or libsodium's 64-byte seed||public key.
 - ``whpk_<base64>``: the 32-byte Ed25519 public key a receiver pins (no shared secret to leak).
 
@@ -19,6 +20,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,13 +46,20 @@ def _b64(value: str, *, what: str) -> bytes:
 
 
 def secret_bytes(secret: str) -> bytes:
-    """Key bytes of a symmetric secret (``whsec_<base64>``; other values are used as UTF-8)."""
-    if secret.startswith(SECRET_PREFIX):
-        try:
-            return base64.b64decode(secret.removeprefix(SECRET_PREFIX), validate=True)
-        except (binascii.Error, ValueError):
-            pass
-    return secret.encode("utf-8")
+    """Key bytes of a symmetric secret, decoded as the Standard Webhooks libraries do: an optional
+    ``whsec_`` prefix, then base64 (missing padding tolerated).
+
+    Raises:
+        ConfigError: the secret is not base64, or decodes to fewer than 16 bytes.
+    """
+    text = secret.strip().removeprefix(SECRET_PREFIX)
+    try:
+        key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"expected a {SECRET_PREFIX}<base64> webhook secret, found text that is not base64") from exc
+    if len(key) < 16:
+        raise ConfigError(f"expected a webhook secret of at least 16 bytes (24-64 advised), found {len(key)}")
+    return key
 
 
 def load_signing_key(text: str, *, source: str) -> Ed25519PrivateKey:
@@ -60,6 +69,7 @@ def load_signing_key(text: str, *, source: str) -> Ed25519PrivateKey:
         ConfigError: wrong prefix, bad base64, wrong length, or a 64-byte key whose public half
             does not belong to its seed.
     """
+    text = text.strip()
     if not text.startswith(SIGNING_KEY_PREFIX):
         raise ConfigError(f"{source}: expected a {SIGNING_KEY_PREFIX}<base64> Ed25519 secret key")
     raw = _b64(text.removeprefix(SIGNING_KEY_PREFIX), what=source)
@@ -93,12 +103,13 @@ def load_public_key(text: str, *, source: str) -> Ed25519PublicKey:
         ConfigError: wrong prefix, bad base64 or length.
         KeyMaterialError: the point is small-order or invalid.
     """
+    text = text.strip()
     if not text.startswith(PUBLIC_KEY_PREFIX):
         raise ConfigError(f"{source}: expected a {PUBLIC_KEY_PREFIX}<base64> Ed25519 public key")
     return load_public_key_raw(_b64(text.removeprefix(PUBLIC_KEY_PREFIX), what=source), source=source).key
 
 
-def signed_content(msg_id: str, timestamp: int, body: bytes) -> bytes:
+def signed_content(msg_id: str, timestamp: int | str, body: bytes) -> bytes:
     return f"{msg_id}.{timestamp}.".encode() + body
 
 
@@ -156,15 +167,22 @@ def verify_webhook(
         msg_id, stamp, header = lowered["webhook-id"], lowered["webhook-timestamp"], lowered["webhook-signature"]
     except KeyError as exc:
         raise WebhookSignatureError(f"missing header {exc.args[0]}") from exc
-    try:
-        timestamp = int(stamp)
-    except ValueError as exc:
-        raise WebhookSignatureError(f"webhook-timestamp: expected Unix seconds, found {stamp!r}") from exc
+    if not re.fullmatch(r"[0-9]{1,12}", stamp):
+        raise WebhookSignatureError(f"webhook-timestamp: expected Unix seconds (digits only), found {stamp[:40]!r}")
+    if "." in msg_id:
+        raise WebhookSignatureError(f"webhook-id: expected no '.', found {msg_id[:80]!r}")
+    timestamp = int(stamp)
     if abs(now - timestamp) > tolerance_seconds:
         raise WebhookSignatureError(
             f"webhook-timestamp {timestamp} is {timestamp - now:+d}s from now, expected within ±{tolerance_seconds}s"
         )
-    content = signed_content(msg_id, timestamp, body)
+    content = signed_content(msg_id, stamp, body)  # exactly the header text that was signed
+    hmac_keys: list[bytes] = []
+    for secret in secrets:
+        try:
+            hmac_keys.append(secret_bytes(secret))
+        except ConfigError:
+            continue
     for item in header.split():
         version, _, encoded = item.partition(",")
         try:
@@ -172,14 +190,14 @@ def verify_webhook(
         except (binascii.Error, ValueError):
             continue
         if version == "v1":
-            for secret in secrets:
-                expected = hmac.new(secret_bytes(secret), content, hashlib.sha256).digest()
+            for hmac_key in hmac_keys:
+                expected = hmac.new(hmac_key, content, hashlib.sha256).digest()
                 if hmac.compare_digest(expected, signature):
                     return VerifiedWebhook(msg_id, timestamp, "v1")
         elif version == "v1a":
-            for key in public_keys:
+            for public_key in public_keys:
                 try:
-                    key.verify(signature, content)
+                    public_key.verify(signature, content)
                 except InvalidSignature:
                     continue
                 return VerifiedWebhook(msg_id, timestamp, "v1a")

@@ -207,3 +207,44 @@ def test_cli_keygen_and_public_key(tmp_path: Path, capsys: pytest.CaptureFixture
         run(["connectors", "webhook-public-key", "plain", "--config", str(config)])
     err = capsys.readouterr().err
     assert refused.value.code == 2 and "plain.signing_key: not configured" in err and "Traceback" not in err
+
+
+def test_known_answer_vector_of_the_standard_webhooks_libraries() -> None:
+    """The reference vector: the prefix is optional and padding may be missing; all sign alike."""
+    body = b'{"test": 2432232314}'
+    expected = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    for secret in ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"):
+        assert signature_header("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body, secrets=[secret]) == expected
+    unpadded = "whsec_" + base64.b64encode(b"k" * 25).decode().rstrip("=")
+    padded = "whsec_" + base64.b64encode(b"k" * 25).decode()
+    assert signature_header("m", 1, b"", secrets=[unpadded]) == signature_header("m", 1, b"", secrets=[padded])
+    with pytest.raises(ConfigError, match="not base64"):
+        signature_header("m", 1, b"", secrets=["whsec_not base64!"])
+    with pytest.raises(ConfigError, match="at least 16 bytes"):
+        signature_header("m", 1, b"", secrets=["whsec_" + base64.b64encode(b"short").decode()])
+
+
+def test_keys_and_secrets_copied_with_a_trailing_newline_still_load() -> None:
+    text = signing_key_text(KEY) + "\n"
+    assert load_signing_key(text, source="k").public_key() == KEY.public_key()
+    assert load_public_key(public_key_text(KEY) + "\n", source="p")
+    trailing = signature_header("m", 1, b"", secrets=[NEW_SECRET + "\n"])
+    assert trailing == signature_header("m", 1, b"", secrets=[NEW_SECRET])
+
+
+@pytest.mark.parametrize("stamp", [" 1795348800", "+1795348800", "1_795_348_800", "1795348800.0"])
+def test_receiver_refuses_non_canonical_timestamps(stamp: str) -> None:
+    headers = {**_headers(secrets=[NEW_SECRET]), "webhook-timestamp": stamp}
+    with pytest.raises(WebhookSignatureError, match="digits only"):
+        verify_webhook(headers, b'{"type":"x"}', now=NOW, secrets=[NEW_SECRET])
+
+
+def test_a_bad_signing_secret_is_a_config_error_naming_the_reference(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RW_HOOK_NEW", "whsec_***")
+    config = config_of(
+        {"name": "hook", "provider": "webhook", "url": httpserver.url_for("/h"), "signing_secret": "env:RW_HOOK_NEW"}
+    )
+    _, errors = resolve_destinations(config, config.providers, resolver=SecretResolver())
+    assert errors["hook"].startswith("hook.signing_secret (env:RW_HOOK_NEW): expected a whsec_<base64> webhook secret")
