@@ -355,9 +355,17 @@ class DeliveryEngine:
                 self._finish(run, events, history, last, request, now, budget_exhausted=True)
                 return
             started = self.clock()
-            last = self._attempt(
-                run, events, timeout=min(policy.timeout_seconds, remaining), budget=remaining, now=started
-            )
+            try:
+                last = self._attempt(
+                    run, events, timeout=min(policy.timeout_seconds, remaining), budget=remaining, now=started
+                )
+            except Exception as exc:  # a provider bug ends this delivery, never the whole run
+                last = _Try(
+                    Outcome.RETRY if isinstance(exc, OSError) else Outcome.REJECTED,
+                    error=run.dest.scrubber.scrub(
+                        f"unexpected error in the {run.dest.kind.value} provider: {type(exc).__name__}: {_short(exc)}"
+                    ),
+                )
             completed = self.clock()
             attempts += 1
             request = last.request or request
@@ -510,7 +518,7 @@ class DeliveryEngine:
                     raise
                 except Exception as exc:  # a publisher bug must not abandon the run's claims
                     return _Try(
-                        Outcome.REJECTED,
+                        Outcome.RETRY if isinstance(exc, OSError) else Outcome.REJECTED,
                         error=dest.scrubber.scrub(
                             f"unexpected error in the {dest.kind.value} publisher: {type(exc).__name__}: {_short(exc)}"
                         ),
@@ -571,8 +579,18 @@ class DeliveryEngine:
             outcome = Outcome.RETRY  # a cached token revoked before its expiry: the next attempt gets a new one
         error: str | None = None
         if outcome in SUCCESS_OUTCOMES:
+            # a confirmation (Splunk indexer ack) waits longer than one request may take: each poll
+            # has timeout_seconds, the whole wait the delivery's remaining budget
+            confirm_end = time.monotonic() + budget
+
+            def confirm_left() -> float:
+                remaining = min(dest.policy.timeout_seconds, confirm_end - time.monotonic())
+                if remaining <= 0:
+                    raise DeadlineExceeded
+                return remaining
+
             try:
-                confirmed = provider.confirm(dest, client, auth, reply, left=left, sleep=self.sleep)
+                confirmed = provider.confirm(dest, client, auth, reply, left=confirm_left, sleep=self.sleep)
             except (DeadlineExceeded, httpx.TransportError) as exc:
                 confirmed = Reply(
                     outcome=Outcome.RETRY,

@@ -7,6 +7,7 @@ at search time (delivery-escalation-anchors §0.5). All three take batches.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ import httpx
 from connectors.auth import TOKENS, TokenError, entra_token_url
 from connectors.interface import (
     USER_AGENT,
+    Exchange,
     PreparedRequest,
     Provider,
     Reply,
@@ -113,14 +115,18 @@ class SplunkHec(Provider):
 
         A 200 from HEC with useACK only means "received": the events may still be lost before
         indexing. Splunk's guidance is to resend what is not acknowledged in time (every record
-        carries ``event_id``, so a rare duplicate is found at search time).
+        carries ``event_id``, so a rare duplicate is found at search time). The wait is bounded by
+        ``ack_timeout_seconds`` (and the delivery's budget), not by one request's timeout; a failed
+        poll is polled again rather than resending a batch HEC already accepted.
         """
         if not dest.config.indexer_ack or not (reply.external_ref or "").startswith("ackId="):
             return None
         ack_id = int((reply.external_ref or "").removeprefix("ackId="))
         channel = dest.config.request_channel or ""
         parts = urlsplit(dest.url)
-        url = f"{parts.scheme}://{parts.netloc}/services/collector/ack?channel={quote(channel, safe='')}"
+        # keep any path prefix a proxy adds in front of /services/collector
+        prefix = parts.path[: parts.path.find("/services/collector")] if "/services/collector" in parts.path else ""
+        url = f"{parts.scheme}://{parts.netloc}{prefix}/services/collector/ack?channel={quote(channel, safe='')}"
         request = PreparedRequest(
             method="POST",
             url=url,
@@ -133,32 +139,35 @@ class SplunkHec(Provider):
             },
             content=dumps_body({"acks": [ack_id]}),
         )
+        window = dest.config.ack_timeout_seconds
+        deadline = time.monotonic() + window
         waited = 0.0
         interval = ACK_POLL_INTERVAL_S
+        problem = "not indexed yet"
         while True:
-            answer = exchange(client, request, left)
-            if answer.status_code == 400 and '"code":14' in answer.text.replace(" ", ""):
-                return None  # ACK is disabled for this token after all: the send's outcome stands
-            if not answer.ok:
+            try:
+                answer: Exchange | None = exchange(client, request, left)
+            except httpx.TransportError as exc:
+                answer, problem = None, f"ack poll failed ({type(exc).__name__})"
+            if answer is not None:
+                if answer.status_code == 400 and '"code":14' in answer.text.replace(" ", ""):
+                    return None  # ACK is disabled for this token after all: the send's outcome stands
+                if answer.ok:
+                    acks = answer.json()
+                    table = acks.get("acks") if isinstance(acks, dict) else None
+                    if isinstance(table, dict) and table.get(str(ack_id)) is True:
+                        return Reply(outcome=Outcome.DELIVERED, external_ref=f"ackId={ack_id} indexed")
+                    problem = "not indexed yet"
+                else:
+                    problem = f"ack poll HTTP {answer.status_code} {excerpt(answer.text, limit=80)}"
+            remaining = min(window - waited, deadline - time.monotonic())
+            if remaining <= 0:
                 return Reply(
                     outcome=Outcome.RETRY,
-                    error=f"ack poll for ackId {ack_id}: HTTP {answer.status_code} {excerpt(answer.text, limit=120)}",
+                    error=f"indexer did not acknowledge ackId {ack_id} within {window:g}s ({problem}); "
+                    f"resending the batch, ackId {ack_id} abandoned",
                 )
-            acks = answer.json()
-            acked = acks.get("acks", {}).get(str(ack_id)) if isinstance(acks, dict) else None
-            if acked is True:
-                return Reply(outcome=Outcome.DELIVERED, external_ref=f"ackId={ack_id} indexed")
-            if waited >= dest.config.ack_timeout_seconds:
-                return Reply(
-                    outcome=Outcome.RETRY,
-                    error=f"indexer did not acknowledge ackId {ack_id} within {dest.config.ack_timeout_seconds:g}s",
-                )
-            pause = min(interval, max(dest.config.ack_timeout_seconds - waited, 0.0))
-            if pause >= left():
-                return Reply(
-                    outcome=Outcome.RETRY,
-                    error=f"indexer did not acknowledge ackId {ack_id} before the attempt's deadline",
-                )
+            pause = min(interval, remaining)
             sleep(pause)
             waited += pause
             interval = min(interval * 2, ACK_POLL_MAX_INTERVAL_S)

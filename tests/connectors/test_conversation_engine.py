@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from ringward.core.delivery_policy import Outcome
 from ringward.operations import delivery as ops
 from ringward.operations.delivery import DeliveryHooks
 from ringward.store import Store
-from tests.connectors.conftest import FakeClock, config_of
+from tests.connectors.conftest import FakeClock, config_of, make_event
 from tests.connectors.jamf_emulator import JamfEmulator
 from tests.connectors.test_jamf_pro import (  # noqa: F401  (fixtures)
     FULL_CONVERSATION,
@@ -77,3 +78,45 @@ def test_a_publisher_bug_ends_the_delivery_not_the_run(
     assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
     assert result.attempts[0].outcome is Outcome.REJECTED
     assert result.error == "unexpected error in the jamf publisher: KeyError: 'results'"
+
+
+def test_a_provider_bug_ends_that_delivery_and_the_others_go_on(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch, httpserver: Any, secret_env: dict[str, str]
+) -> None:
+    import random
+
+    from connectors import DeliveryEngine, MemoryLedger, SecretResolver, resolve_destinations
+    from connectors.providers.webhook import PrivateQueue, Webhook
+
+    def broken(self: Webhook, status: int, text: str) -> None:
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    def unreadable(self: PrivateQueue, *args: object, **kwargs: object) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(Webhook, "interpret", broken)
+    monkeypatch.setattr(PrivateQueue, "interpret", unreadable)
+    httpserver.expect_request("/hook").respond_with_data("", 204)
+    httpserver.expect_request("/queue").respond_with_data("", 201)
+    httpserver.expect_request("/fleet").respond_with_data("", 202)
+    config = config_of(
+        {
+            "name": "hook",
+            "provider": "webhook",
+            "url": httpserver.url_for("/hook"),
+            "signing_secret": "env:RW_WEBHOOK_SECRET",
+        },
+        {"name": "queue", "provider": "private_queue", "url": httpserver.url_for("/queue")},
+        {"name": "fleet", "provider": "linux", "url": httpserver.url_for("/fleet")},
+        max_attempts=2,
+    )
+    dests, _ = resolve_destinations(config, config.providers, resolver=SecretResolver())
+    engine = DeliveryEngine(MemoryLedger(), run_id="t", clock=clock, sleep=clock.sleep, rng=random.Random(1))
+    results = {r.destination: r for r in engine.deliver([make_event()], dests).all_results()}
+    assert results["fleet"].status is DeliveryStatus.QUEUED
+    assert results["hook"].status is DeliveryStatus.REJECTED and len(results["hook"].attempts) == 1
+    assert results["hook"].error == (
+        "unexpected error in the webhook provider: AttributeError: 'list' object has no attribute 'get'"
+    )
+    # an OS error may pass: retried, then reported as failed (redelivered later), never final
+    assert results["queue"].status is DeliveryStatus.FAILED and len(results["queue"].attempts) == 2

@@ -102,14 +102,95 @@ def test_unacknowledged_batch_is_resent_and_counted_truthfully(
     assert second.outcome is Outcome.DELIVERED and second.status_code == 200
 
 
-def test_ack_endpoint_failure_is_retried_not_trusted(
+def test_a_failed_ack_poll_is_polled_again_not_resent(
     httpserver: HTTPServer, deliver: Callable[..., DestinationResult]
 ) -> None:
-    hec = Hec(httpserver, [Response("busy", status=503), True])
+    """HEC already accepted the batch: a 503 from the ack endpoint is a reason to ask again, not to
+    send the events a second time."""
+    hec = Hec(httpserver, [Response("busy", status=503), False, True])
     result = deliver()
-    assert [a.outcome for a in result.attempts] == [Outcome.RETRY, Outcome.DELIVERED]
-    assert "ack poll for ackId 0: HTTP 503" in (result.attempts[0].error or "")
-    assert len(hec.sends) == 2
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "ackId=0 indexed"
+    assert len(hec.sends) == 1 and len(hec.ack_requests) == 3
+
+
+def test_an_unexpected_ack_answer_is_not_trusted_and_does_not_crash(
+    httpserver: HTTPServer, deliver: Callable[..., DestinationResult]
+) -> None:
+    hec = Hec(httpserver, [Response('{"acks":[true]}', content_type="application/json"), True])
+    result = deliver()
+    assert result.status is DeliveryStatus.DELIVERED and len(hec.sends) == 1 and len(hec.ack_requests) == 2
+
+
+def test_the_ack_wait_outlasts_one_request_timeout(
+    httpserver: HTTPServer, secret_env: dict[str, str], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real time: requests time out after 1 s, the indexer acknowledges after 1.5 s; the ack window
+    (5 s) decides, so the batch is sent once and delivered."""
+    import time
+
+    from connectors.providers import siem
+
+    monkeypatch.setattr(siem, "ACK_POLL_INTERVAL_S", 0.1)
+    sent_at: list[float] = []
+    hec = Hec(httpserver, [])
+    original_send, original_ack = hec.send, hec.ack
+
+    def send(request: Request) -> Response:
+        sent_at.append(time.monotonic())
+        return original_send(request)
+
+    def ack(request: Request) -> Response:
+        indexed = time.monotonic() - sent_at[-1] >= 1.5
+        hec.polls.append(indexed)
+        return original_ack(request)
+
+    httpserver.clear()
+    httpserver.expect_request("/services/collector/event", method="POST").respond_with_handler(send)
+    httpserver.expect_request("/services/collector/ack", method="POST").respond_with_handler(ack)
+    config = config_of(
+        {
+            "name": "soc-splunk",
+            "provider": "splunk",
+            "url": httpserver.url_for("/services/collector/event"),
+            "token": "env:RW_SPLUNK_TOKEN",
+            "request_channel": CHANNEL,
+            "indexer_ack": True,
+            "ack_timeout_seconds": 5,
+        },
+        max_attempts=3,
+        timeout_seconds=1,
+        budget_seconds=30,
+    )
+    dests, errors = resolve_destinations(config, config.providers, resolver=SecretResolver())
+    assert not errors
+    engine = DeliveryEngine(MemoryLedger(), run_id="t", clock=clock, sleep=time.sleep, rng=random.Random(1))
+    (result,) = engine.deliver([make_event()], dests).all_results()
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    assert len(sent_at) == 1 and len(result.attempts) == 1
+
+
+def test_the_ack_endpoint_keeps_a_proxy_path_prefix(
+    httpserver: HTTPServer, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    httpserver.expect_request("/splunk/services/collector/event").respond_with_json(
+        {"text": "Success", "code": 0, "ackId": 4}
+    )
+    httpserver.expect_request("/splunk/services/collector/ack").respond_with_json({"acks": {"4": True}})
+    config = config_of(
+        {
+            "name": "soc-splunk",
+            "provider": "splunk",
+            "url": httpserver.url_for("/splunk/services/collector/event"),
+            "token": "env:RW_SPLUNK_TOKEN",
+            "request_channel": CHANNEL,
+            "indexer_ack": True,
+        },
+        max_attempts=1,
+    )
+    dests, _ = resolve_destinations(config, config.providers, resolver=SecretResolver())
+    engine = DeliveryEngine(MemoryLedger(), run_id="t", clock=clock, sleep=clock.sleep, rng=random.Random(1))
+    (result,) = engine.deliver([make_event()], dests).all_results()
+    assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "ackId=4 indexed"
 
 
 def test_ack_disabled_on_the_token_keeps_the_send_outcome(
