@@ -29,6 +29,10 @@ class TokenError(Exception):
 
 #: a token refused this soon after it was issued is a permission problem, not a stale token
 FRESH_TOKEN_S = 5.0
+#: after one 401-driven refresh for a client, further 401s within this window are final
+REFRESH_WINDOW_S = 600.0
+#: refused tokens remembered (each concurrent request that carried one gets the same verdict)
+_DROPPED_KEPT = 256
 
 
 @dataclass
@@ -45,27 +49,44 @@ class TokenCache:
         self._tokens: dict[tuple[str, str, str], _Cached] = {}
         self._locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._dropped: dict[str, bool] = {}
+        self._refreshed_at: dict[tuple[str, str, str], float] = {}
 
     def clear(self) -> None:
         self._tokens.clear()
         self._locks.clear()
+        self._dropped.clear()
+        self._refreshed_at.clear()
 
     def drop_refused(self, authorization: str | None) -> bool:
         """Forget the cached token behind a refused ``Authorization: Bearer`` value.
 
         Returns True when a cached token older than FRESH_TOKEN_S was dropped: it may have been
         revoked or rotated before its stated expiry, so one more attempt with a new token can
-        succeed. A fresh token that is refused (or a static credential) means wrong permissions:
-        False, and the refusal stays final.
+        succeed. Every concurrent request that carried the same token gets the same answer. A
+        fresh token that is refused, a second refusal for the same client within REFRESH_WINDOW_S,
+        or a static credential mean wrong permissions: False, and the refusal stays final.
         """
         if not authorization or not authorization.startswith("Bearer "):
             return False
         token = authorization.removeprefix("Bearer ")
         with self._guard:
+            if token in self._dropped:  # another request that carried it was refused first
+                return self._dropped[token]
             for key, cached in list(self._tokens.items()):
                 if cached.token == token:
                     del self._tokens[key]
-                    return time.monotonic() - cached.fetched_at > FRESH_TOKEN_S
+                    now = time.monotonic()
+                    stale = (
+                        now - cached.fetched_at > FRESH_TOKEN_S
+                        and now - self._refreshed_at.get(key, -REFRESH_WINDOW_S - 1.0) > REFRESH_WINDOW_S
+                    )
+                    if stale:
+                        self._refreshed_at[key] = now
+                    self._dropped[token] = stale
+                    while len(self._dropped) > _DROPPED_KEPT:
+                        del self._dropped[next(iter(self._dropped))]
+                    return stale
         return False
 
     def get(

@@ -99,3 +99,25 @@ def test_static_credentials_are_never_retried_on_401(
     engine = DeliveryEngine(MemoryLedger(), run_id="t", clock=clock, sleep=clock.sleep, rng=random.Random(3))
     (result,) = engine.deliver([make_event("e1")], dests).all_results()
     assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+
+
+def test_every_request_that_carried_a_revoked_token_gets_the_same_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from connectors.auth import TokenCache, _Cached
+
+    cache = TokenCache()
+    key = ("https://login.example/token", "client", "scope")
+    cache._tokens[key] = _Cached("tok-a-0123456789", time.monotonic() + 3000, time.monotonic() - 60)
+    # two requests in flight with the same token are both refused: both may retry
+    assert cache.drop_refused("Bearer tok-a-0123456789") is True
+    assert cache.drop_refused("Bearer tok-a-0123456789") is True
+    # the new token for the same client is refused again later: a permission problem, final
+    cache._tokens[key] = _Cached("tok-b-0123456789", time.monotonic() + 3000, time.monotonic() - 60)
+    assert cache.drop_refused("Bearer tok-b-0123456789") is False
+    assert cache.drop_refused("Bearer tok-b-0123456789") is False
+    # after the window another early revocation may be refreshed once more
+    monkeypatch.setattr(auth, "REFRESH_WINDOW_S", 0.0)
+    cache._tokens[key] = _Cached("tok-c-0123456789", time.monotonic() + 3000, time.monotonic() - 60)
+    assert cache.drop_refused("Bearer tok-c-0123456789") is True
+    assert cache.drop_refused("Basic dXNlcjpwYXNz") is False and cache.drop_refused(None) is False
