@@ -83,7 +83,7 @@ def verify_evidence_chain(
         raise EvidenceIntegrityError(report.summary())
     if report.ok and checkpoint_dir:
         made = checkpoint_evidence_chain_task(
-            checkpoint_dir, deliver_checkpoint_config, checkpoint_provider, trust_root, role, flow_run_id
+            checkpoint_dir, report, deliver_checkpoint_config, checkpoint_provider, trust_root, role, flow_run_id
         )
         result["checkpoint"] = made
         delivery = made["delivery"]

@@ -63,15 +63,16 @@ def verify_evidence_chain_task(
 @task(name="checkpoint-evidence-chain", cache_policy=NO_CACHE)
 def checkpoint_evidence_chain_task(
     checkpoint_dir: str,
+    verified: ChainReport,
     connectors_config: str | None = None,
     provider: str = "all",
     trust_root: str | None = None,
     role: str = evidence_ops.DEFAULT_CHECKPOINT_ROLE,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Sign the chain head with ``$RINGWARD_SIGNING_KEY`` (never a parameter: parameters are shown in
-    the UI), write ``checkpoint-<head>.json`` under ``checkpoint_dir`` and, with a connectors file,
-    deliver it to the SIEM as a ``ringward.evidence.checkpoint`` event."""
+    """Sign the head ``verified`` walked with ``$RINGWARD_SIGNING_KEY`` (never a parameter: parameters
+    are shown in the UI), write ``checkpoint-<head>.json`` under ``checkpoint_dir`` and, with a
+    connectors file, deliver it to the SIEM as a ``ringward.evidence.checkpoint`` event."""
     from ringward.core.errors import InputError
     from ringward.operations.keys import load_signing_key
     from ringward.operations.release_ops import default_actor
@@ -83,10 +84,10 @@ def checkpoint_evidence_chain_task(
     if trust_root:
         evidence_ops.check_signing_key_trusted(key, trust_root=Path(trust_root), role=role)
     with open_store() as store:
-        head = store.head()
-        output = Path(checkpoint_dir) / f"checkpoint-{head.last_id:012d}.json"
+        # the head the flow just verified, nothing appended since (the next run covers those)
+        output = Path(checkpoint_dir) / f"checkpoint-{verified.head_id:012d}.json"
         checkpoint = evidence_ops.create_checkpoint(
-            store, private_key=key, actor=default_actor(), output=output, overwrite=True
+            store, private_key=key, actor=default_actor(), output=output, overwrite=True, verified=verified
         )
         result: dict[str, Any] = {"checkpoint": checkpoint.to_document(), "path": str(output), "delivery": None}
         if connectors_config:

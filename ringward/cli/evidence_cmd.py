@@ -134,7 +134,8 @@ def checkpoint(
     provider: str = typer.Option("all", "--provider", "-p", help="With --deliver: destinations (names/kinds)."),
     json_output: bool = JSON,
 ) -> None:
-    """Sign the chain head with a trust-root key; a later `verify --checkpoint` checks against it.
+    """Walk the chain links, then sign the verified head with a trust-root key; a later
+    `verify --checkpoint` checks against it. A broken chain is never signed (exit 1).
 
     Exit 1 when --deliver could not deliver to every selected destination (the file is written).
     """

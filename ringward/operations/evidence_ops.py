@@ -26,7 +26,7 @@ from ringward.core.checkpoint import (
     verify_checkpoint_signature,
 )
 from ringward.core.connector_event import ConnectorEvent, Severity
-from ringward.core.errors import EvidenceNotFoundError, InputError, UnsafePathError
+from ringward.core.errors import EvidenceIntegrityError, EvidenceNotFoundError, InputError, UnsafePathError
 from ringward.core.evidence import (
     ChainBreak,
     ChainReport,
@@ -397,13 +397,32 @@ def create_checkpoint(
     output: Path,
     now: datetime | None = None,
     overwrite: bool = False,
+    verified: ChainReport | None = None,
 ) -> Checkpoint:
-    """Sign the current head and write the checkpoint file (refuses to overwrite by default)."""
-    head = store.head()
+    """Sign a VERIFIED head and write the checkpoint file (refuses to overwrite by default).
+
+    A checkpoint vouches for everything up to its head, so only a head whose chain was just walked
+    is signed: ``verified`` (a report the caller made) or, without one, a walk of the chain links
+    made here. Records appended after that walk are not covered (the next checkpoint covers them).
+
+    Raises:
+        EvidenceIntegrityError: the chain is broken, or the verified head record no longer has the
+            hash it had when it was verified.
+    """
+    report = verified if verified is not None else verify_evidence(store, check_files=False)
+    if not report.ok:
+        raise EvidenceIntegrityError(f"refusing to sign a checkpoint of a broken chain: {report.summary()}")
+    if report.head_id > 0:
+        current = store.get_evidence(report.head_id)
+        if current.record_hash != report.head_hash:
+            raise EvidenceIntegrityError(
+                f"record {report.head_id}: hash {current.record_hash[:16]}… since verification, "
+                f"expected {report.head_hash[:16]}…; refusing to sign"
+            )
     checkpoint = sign_checkpoint(
-        head_id=head.last_id,
-        head_hash=head.last_hash,
-        record_count=head.last_id,
+        head_id=report.head_id,
+        head_hash=report.head_hash,
+        record_count=report.head_id,
         created_by=actor,
         now=now or _utcnow(),
         private_key=private_key,

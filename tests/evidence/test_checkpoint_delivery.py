@@ -155,3 +155,41 @@ def test_bad_connector_file_fails_before_signing(
     result = _checkpoint(capsys, keys, output, config)
     one_error_line(result, 2, "providers[0].url")  # type: ignore[arg-type]
     assert not output.exists()
+
+
+def test_a_broken_chain_is_never_signed(
+    keys: dict[str, Path],  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import sqlalchemy as sa
+
+    with open_store() as store, store.writing() as conn:
+        conn.execute(sa.text("UPDATE evidence_record SET actor = 'mallory' WHERE id = 2"))
+    output = tmp_path / "checkpoint.json"
+    result = cli(
+        capsys, "evidence", "checkpoint", "--signing-key", str(keys["signer"]), "--output", str(output),
+        "--trust-root", str(keys["trust"]),
+    )
+    assert result.code == 1 and "refusing to sign a checkpoint of a broken chain" in result.err  # type: ignore[attr-defined]
+    assert not output.exists()
+
+
+def test_a_head_rewritten_after_verification_is_not_signed(keys: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    import sqlalchemy as sa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    from ringward.core.errors import EvidenceIntegrityError
+    from ringward.operations import evidence_ops
+
+    key = load_pem_private_key(keys["signer"].read_bytes(), password=None)
+    with open_store() as store:
+        verified = evidence_ops.verify_evidence(store, check_files=False)
+        assert verified.ok and verified.head_id == 5
+        with store.writing() as conn:
+            conn.execute(sa.text("UPDATE evidence_record SET record_hash = :h WHERE id = 5"), {"h": "0" * 64})
+        with pytest.raises(EvidenceIntegrityError, match="since verification"):
+            evidence_ops.create_checkpoint(
+                store, private_key=key, actor="a", output=tmp_path / "cp.json", verified=verified  # type: ignore[arg-type]
+            )
+    assert not (tmp_path / "cp.json").exists()

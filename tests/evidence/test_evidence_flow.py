@@ -129,7 +129,7 @@ def test_intact_chain_is_checkpointed_and_sent_to_the_siem_broken_one_never(
     made = state.result()["checkpoint"]
     assert made["delivery"]["success"] is True
     written = Checkpoint.model_validate_json(Path(made["path"]).read_text())
-    assert written.head_id == 3  # two seeded records + this run's verification record
+    assert written.head_id == 2  # the head the run verified (its own verification record comes after)
     pinned = load_public_key_raw(
         key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw), source="pin"
     )
