@@ -209,6 +209,11 @@ def evidence_draft(
     if len(scrubber) and scrubber.found_in(draft.payload_bytes().decode("utf-8")):
         _scrub_delivery_strings(payload, scrubber)
         draft = _draft(event, results, payload, actor=actor, flow_run_id=flow_run_id)
+        if scrubber.found_in(draft.payload_bytes().decode("utf-8")):
+            # a secret outside the delivery strings (an event field echoing a credential):
+            # scrub every string of the record rather than store it
+            payload = scrubber.scrub_value(payload)
+            draft = _draft(event, results, payload, actor=actor, flow_run_id=flow_run_id)
     return draft
 
 

@@ -72,3 +72,14 @@ def test_clean_records_are_left_as_built() -> None:
     )
     (delivery,) = draft.payload["delivery"]["deliveries"]
     assert delivery["external_ref"] == "nothing-secret" and "nothing-secret" in delivery["request"]["headers"]["x-echo"]
+
+
+def test_a_secret_outside_the_delivery_strings_is_scrubbed_too() -> None:
+    scrubber = SecretScrubber()
+    scrubber.add(LATE_TOKEN)
+    event = make_event("evt-1", session_id=f"sess-{LATE_TOKEN}")  # an event field echoing a credential
+    draft = evidence_draft(
+        event, [_result("nothing-secret")], run_id="r", generated_at=T0, scrubber=scrubber,
+        actor="a", flow_run_id=None, source="test",
+    )
+    assert LATE_TOKEN not in draft.payload_bytes().decode("utf-8")
