@@ -410,8 +410,8 @@ def test_other_4xx_are_final(
 
 
 def test_a_timeout_is_retried(jamf: JamfEmulator, root: Path, clock: FakeClock) -> None:
-    jamf.fail("create script", JamfFault(delay=1.0))
-    result = only(run(destination(jamf, root), clock, max_attempts=2, timeout_seconds=0.3))
+    jamf.fail("create script", JamfFault(delay=2.0))
+    result = only(run(destination(jamf, root), clock, max_attempts=2, timeout_seconds=0.8))
     assert result.status is DeliveryStatus.DELIVERED
     assert result.attempts[0].outcome is Outcome.RETRY and "timeout" in (result.attempts[0].error or "")
     assert len(jamf.state.scripts) == 1
