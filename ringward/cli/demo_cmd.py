@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from ringward.core.errors import OutputExistsError
+from ringward.core.errors import InputError, OutputExistsError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                   help="End-to-end demo: build, package, sign, verify.")
@@ -157,7 +157,8 @@ def _deliver_and_checkpoint(
         attributes={"evidence_id": evidence_id},
     )
     key = load_signing_key(signing_key)
-    assert key is not None  # just generated
+    if key is None:  # cannot happen: the demo generated it a moment ago
+        raise InputError(f"{signing_key}: the demo's release key is missing")
     with open_store() as store:
         run = delivery_ops.deliver_event(event, delivery_ops.load_connector_config(config_path), store=store)
         checkpoint = evidence_ops.create_checkpoint(
