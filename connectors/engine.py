@@ -39,7 +39,16 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from connectors.auth import TOKENS, TokenError
-from connectors.interface import DeadlineExceeded, PreparedRequest, Provider, Publication, Reply, read_capped
+from connectors.interface import (
+    RESPONSE_CAP_BYTES,
+    DeadlineExceeded,
+    PreparedRequest,
+    Provider,
+    Publication,
+    Reply,
+    TimeLeft,
+    exchange,
+)
 from connectors.ledger import Completion, DeliveryLedger
 from connectors.providers.webhook import PrivateQueue
 from connectors.registry import provider_for
@@ -489,13 +498,7 @@ class DeliveryEngine:
                 external_ref=reply.external_ref,
                 request=RequestSummary(method="WRITE", url=dest.redacted_url),
             )
-        deadline = time.monotonic() + timeout
-
-        def left() -> float:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded
-            return remaining
+        left = _time_left(time.monotonic() + timeout)
 
         request: PreparedRequest | None = None
         try:
@@ -503,15 +506,7 @@ class DeliveryEngine:
             if len(events) == 1:
                 # a conversation (upload included) is bounded by the delivery's remaining budget;
                 # each call in it by timeout_seconds
-                conversation_end = time.monotonic() + budget
-                per_call = dest.policy.timeout_seconds
-
-                def call_left() -> float:
-                    remaining = min(per_call, conversation_end - time.monotonic())
-                    if remaining <= 0:
-                        raise DeadlineExceeded
-                    return remaining
-
+                call_left = _time_left(time.monotonic() + budget, per_call=dest.policy.timeout_seconds)
                 try:
                     publication = provider.publish(events[0], dest, client, auth, left=call_left, now=now)
                 except (DeadlineExceeded, httpx.TransportError, TokenError):
@@ -540,14 +535,7 @@ class DeliveryEngine:
             body = provider.batch_body([run.items[e.event_id] for e in events]) if run.items else None
             prepared = provider.prepare(events, dest, now=now, auth=auth, body=body)
             request = prepared
-            with client.stream(
-                prepared.method,
-                prepared.url,
-                content=prepared.content,
-                headers=prepared.headers,
-                timeout=httpx.Timeout(left()),
-            ) as response:
-                text = read_capped(response, deadline)
+            answer = exchange(client, prepared, left, cap=RESPONSE_CAP_BYTES)
         except TokenError as exc:
             outcome = Outcome.RETRY if exc.status_code is None else classify_status(exc.status_code)
             return _Try(
@@ -570,7 +558,7 @@ class DeliveryEngine:
                 error=dest.scrubber.scrub(f"{type(exc).__name__}: {_short(exc)}"),
                 request=request,
             )
-        status = response.status_code
+        status, text = answer.status_code, answer.text
         reply = provider.interpret(status, text)
         outcome = reply.outcome or classify_status(
             status, batch_size=len(events), splittable=provider.batching
@@ -581,14 +569,7 @@ class DeliveryEngine:
         if outcome in SUCCESS_OUTCOMES:
             # a confirmation (Splunk indexer ack) waits longer than one request may take: each poll
             # has timeout_seconds, the whole wait the delivery's remaining budget
-            confirm_end = time.monotonic() + budget
-
-            def confirm_left() -> float:
-                remaining = min(dest.policy.timeout_seconds, confirm_end - time.monotonic())
-                if remaining <= 0:
-                    raise DeadlineExceeded
-                return remaining
-
+            confirm_left = _time_left(time.monotonic() + budget, per_call=dest.policy.timeout_seconds)
             try:
                 confirmed = provider.confirm(dest, client, auth, reply, left=confirm_left, sleep=self.sleep)
             except (DeadlineExceeded, httpx.TransportError) as exc:
@@ -607,15 +588,12 @@ class DeliveryEngine:
                 outcome = confirmed.outcome or outcome
                 reply = Reply(outcome, confirmed.external_ref or reply.external_ref)
         if outcome not in SUCCESS_OUTCOMES:
-            detail = reply.error or excerpt(text, limit=200)
-            if 300 <= status < 400:
-                detail = "redirect not followed"
-            error = dest.scrubber.scrub(f"HTTP {status} {response.reason_phrase}: {detail}".rstrip(": "))
+            error = dest.scrubber.scrub(_http_error(status, answer.reason, reply.error, text))
         return _Try(
             outcome,
             status_code=status,
             error=error,
-            retry_after=response.headers.get("retry-after"),
+            retry_after=answer.headers.get("retry-after"),
             external_ref=reply.external_ref,
             request=request,
         )
@@ -638,10 +616,9 @@ class DeliveryEngine:
             outcome = Outcome.RETRY
         error: str | None = None
         if outcome not in SUCCESS_OUTCOMES:
-            detail = publication.error or excerpt(last.text, limit=200)
-            if 300 <= status < 400:
-                detail = "redirect not followed"
-            error = dest.scrubber.scrub(f"{publication.step}: HTTP {status} {last.reason}: {detail}".rstrip(": "))
+            error = dest.scrubber.scrub(
+                f"{publication.step}: {_http_error(status, last.reason, publication.error, last.text)}"
+            )
         return _Try(
             outcome,
             status_code=status,
@@ -662,6 +639,26 @@ class DeliveryEngine:
             body_sha256=hashlib.sha256(prepared.content).hexdigest(),
             body_bytes=len(prepared.content),
         )
+
+
+def _time_left(end: float, *, per_call: float = math.inf) -> TimeLeft:
+    """Seconds the next request may take: up to ``per_call``, never past ``end`` (monotonic);
+    raises :class:`DeadlineExceeded` once ``end`` has passed."""
+
+    def left() -> float:
+        remaining = min(per_call, end - time.monotonic())
+        if remaining <= 0:
+            raise DeadlineExceeded
+        return remaining
+
+    return left
+
+
+def _http_error(status: int, reason: str, detail: str | None, text: str) -> str:
+    """One line for a refused request: status, reason, and the provider's reading or a body excerpt."""
+    if 300 <= status < 400:
+        detail = "redirect not followed"
+    return f"HTTP {status} {reason}: {detail or excerpt(text, limit=200)}".rstrip(": ")
 
 
 def _skip_status(claim: ClaimStatus) -> DeliveryStatus | None:

@@ -123,12 +123,9 @@ class Publication:
         return cls(last=None, step=step, outcome=outcome, error=error, calls=calls)
 
 
-def read_capped(response: httpx.Response, deadline: float, cap: int = RESPONSE_CAP_BYTES) -> str:
-    """Read at most ``cap`` bytes, giving up at ``deadline`` (a trickling body is a timeout)."""
-    return _read_capped_bytes(response, deadline, cap)[0].decode("utf-8", "replace")
-
-
-def _read_capped_bytes(response: httpx.Response, deadline: float, cap: int) -> tuple[bytes, bool]:
+def _read_capped(response: httpx.Response, deadline: float, cap: int) -> tuple[bytes, bool]:
+    """At most ``cap`` bytes of the body and whether there was more, giving up at ``deadline`` (a
+    trickling body is a timeout)."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
@@ -156,7 +153,7 @@ def exchange(
         headers=request.headers,
         timeout=httpx.Timeout(remaining),
     ) as response:
-        body, truncated = _read_capped_bytes(response, deadline, cap)
+        body, truncated = _read_capped(response, deadline, cap)
     text = body.decode("utf-8", "replace")
     return Exchange(request, response.status_code, response.reason_phrase, text, response.headers, truncated)
 

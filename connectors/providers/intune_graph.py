@@ -103,20 +103,18 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from connectors.artifacts import ArtifactError, read_artifact
-from connectors.auth import TOKENS, entra_token_url
 from connectors.interface import (
     CONVERSATION_CAP_BYTES,
     JSON,
     USER_AGENT,
     Exchange,
     PreparedRequest,
-    Provider,
     Publication,
     TimeLeft,
     dumps_body,
     exchange,
 )
-from connectors.providers._common import bearer_or_authorization
+from connectors.providers.fleet import Intune
 from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind, is_loopback_host
 from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
@@ -129,7 +127,7 @@ from ringward.core.intune_publication import (
 )
 from ringward.core.redaction import excerpt, redact_url
 
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+GRAPH_SCOPE = Intune.scope
 #: largest Azure Blob block Ringward sends (tests lower it to exercise several blocks)
 BLOCK_BYTES = 6 * 1024 * 1024
 #: seconds between two upload-state polls (never more than the attempt has left)
@@ -463,8 +461,9 @@ class _Found:
     newer: tuple[tuple[str, str], ...] = ()
 
 
-class IntuneGraph(Provider):
-    """Publishes Intune export payloads as Win32 apps through Microsoft Graph (``mode: native``)."""
+class IntuneGraph(Intune):
+    """Publishes Intune export payloads as Win32 apps through Microsoft Graph (``mode: native``);
+    authenticates like the relay mode (Entra client credentials for the Graph scope)."""
 
     kind = ProviderKind.INTUNE
 
@@ -474,15 +473,6 @@ class IntuneGraph(Provider):
             return dumps_body(parse_intune_publication(events[0]).win32_lob_app())
         except ConnectorEventError:
             return b"{}"
-
-    def auth_headers(self, dest: ResolvedDestination, client: httpx.Client, timeout: float) -> dict[str, str]:
-        """Entra client credentials for Graph (the same token cache as Sentinel and the relay mode)."""
-        if dest.config.client_id and "client_secret" in dest.secrets:
-            token = TOKENS.get(
-                client, dest, token_url=entra_token_url(dest), scope=dest.config.scope or GRAPH_SCOPE, timeout=timeout
-            )
-            return {"authorization": f"Bearer {token}"}
-        return bearer_or_authorization(dest)
 
     def accepts(self, event: ConnectorEvent, dest: ResolvedDestination) -> bool:
         """Events carrying an Intune export payload, and ``ringward connectors test`` (a read-only check)."""

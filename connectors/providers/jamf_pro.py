@@ -106,14 +106,14 @@ from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
 from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
 from ringward.core.delivery_policy import Outcome
-from ringward.core.errors import ConnectorEventError, VersionConflictError
+from ringward.core.errors import ConnectorEventError
 from ringward.core.jamf_publication import (
     JamfPublication,
     has_jamf_payload,
     parse_jamf_publication,
 )
 from ringward.core.redaction import excerpt, redact_url
-from ringward.core.versions import ReleaseVersion
+from ringward.core.versions import version_or_none
 
 XML = "application/xml"
 #: Jamf's "no category" id (Jamf Pro API and Classic API)
@@ -321,24 +321,17 @@ def multipart_file(file_name: str, content: bytes) -> tuple[bytes, str]:
 def later_releases(publication: JamfPublication, script_names: tuple[str, ...]) -> list[str]:
     """Releases (canonical SemVer) of Ringward install scripts a policy runs that are later than this
     publication's; empty when either side has no comparable version."""
-    mine = _semver(publication.release)
+    mine = version_or_none(publication.release)
     if mine is None:
         return []
     prefix = f"{publication.policy.policy_name} install "
     later = []
     for name in script_names:
         if name.lower().startswith(prefix.lower()):
-            theirs = _semver(name[len(prefix) :])
+            theirs = version_or_none(name[len(prefix) :])
             if theirs is not None and mine < theirs:
                 later.append(str(theirs))
     return later
-
-
-def _semver(text: str) -> ReleaseVersion | None:
-    try:
-        return ReleaseVersion.parse(text)
-    except VersionConflictError:
-        return None
 
 
 def _sub(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:

@@ -27,12 +27,7 @@ from connectors.secrets import ResolvedDestination
 from ringward.core.connector_config import ProviderKind
 from ringward.core.connector_event import ConnectorEvent
 from ringward.core.delivery_policy import Outcome
-from ringward.core.webhook_signing import load_signing_key, sign_v1, signature_header
-
-
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The ``v1`` item of ``webhook-signature`` for one attempt (kept for receivers' tests)."""
-    return sign_v1(secret, msg_id, timestamp, body)
+from ringward.core.webhook_signing import load_signing_key, signature_header
 
 
 @functools.lru_cache(maxsize=16)

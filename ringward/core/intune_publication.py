@@ -38,9 +38,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ringward.core.connector_event import ConnectorEvent, format_validation_error
-from ringward.core.errors import ConnectorEventError, VersionConflictError
-from ringward.core.publication_artifact import ArtifactFile
-from ringward.core.versions import ReleaseVersion
+from ringward.core.errors import ConnectorEventError
+from ringward.core.publication_artifact import ArtifactFile, event_artifacts, provider_payload, validated
+from ringward.core.versions import ReleaseVersion, version_or_none
 
 INTUNE_APP_SCHEMA = "cavra.endpoint-management.intune.v1"
 #: provider_payloads key of the Intune export file
@@ -155,15 +155,6 @@ class IntuneAppPayload(BaseModel):
         return value
 
 
-def _release(text: str | None) -> ReleaseVersion | None:
-    if not text:
-        return None
-    try:
-        return ReleaseVersion.parse(text)
-    except VersionConflictError:
-        return None
-
-
 class IntunePublication(BaseModel):
     """Everything the Intune publisher sends for one event, decided before the first call."""
 
@@ -190,7 +181,7 @@ class IntunePublication(BaseModel):
     def release_marker(self) -> str | None:
         """The ``notes`` token naming this release (canonical SemVer only), so later publications of
         the channel can tell older releases from newer ones."""
-        version = _release(self.release_version)
+        version = version_or_none(self.release_version)
         return None if version is None else f"{RELEASE_MARKER}{version}"
 
     @property
@@ -204,13 +195,13 @@ class IntunePublication(BaseModel):
             return None
         for token in notes.split():
             if token.startswith(RELEASE_MARKER):
-                return _release(token.removeprefix(RELEASE_MARKER))
+                return version_or_none(token.removeprefix(RELEASE_MARKER))
         return None
 
     def is_newer_release(self, notes: object) -> bool:
         """Whether an app of this channel (see :meth:`supersedes`'s rules) is a LATER release than
         this event's: publishing this one over it would be a rollback."""
-        mine, theirs = _release(self.release_version), self.other_release(notes)
+        mine, theirs = version_or_none(self.release_version), self.other_release(notes)
         return mine is not None and theirs is not None and mine < theirs
 
     @property
@@ -243,13 +234,10 @@ class IntunePublication(BaseModel):
         tokens = notes.split()
         if self.marker in tokens or not any(t.startswith(EVENT_MARKER) and t != EVENT_MARKER for t in tokens):
             return False
-        same_channel = self.channel_marker in tokens or (
-            not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
-        )
-        if not same_channel:
+        if not self._same_channel(display_name, tokens):
             return False
         # a later release is never "superseded" by an earlier one delivered late
-        mine, theirs = _release(self.release_version), self.other_release(notes)
+        mine, theirs = version_or_none(self.release_version), self.other_release(notes)
         return mine is None or theirs is None or theirs < mine
 
     def same_channel_newer(self, display_name: object, notes: object) -> bool:
@@ -257,10 +245,18 @@ class IntunePublication(BaseModel):
         if not isinstance(notes, str) or self.marker in notes.split():
             return False
         tokens = notes.split()
-        same_channel = self.channel_marker in tokens or (
+        return (
+            self._same_channel(display_name, tokens)
+            and any(t.startswith(EVENT_MARKER) for t in tokens)
+            and self.is_newer_release(notes)
+        )
+
+    def _same_channel(self, display_name: object, tokens: list[str]) -> bool:
+        """An app of this payload's channel: its channel marker, or (apps made before the marker
+        existed) exactly the payload's ``display_name``."""
+        return self.channel_marker in tokens or (
             not any(t.startswith(CHANNEL_MARKER) for t in tokens) and display_name == self.app.display_name
         )
-        return same_channel and any(t.startswith(EVENT_MARKER) for t in tokens) and self.is_newer_release(notes)
 
     def detection_script(self) -> str:
         """The PowerShell detection script (CRLF lines, as Windows tools write them)."""
@@ -331,20 +327,9 @@ def has_intune_payload(event: ConnectorEvent) -> bool:
     return isinstance(event.provider_payloads.get(INTUNE_PAYLOAD_KEY), dict)
 
 
-def _event_artifacts(event: ConnectorEvent) -> list[dict[str, Any]]:
-    raw = event.attributes.get("artifacts")
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise ConnectorEventError(
-            f"event {event.event_id}: attributes.artifacts: expected a list of objects, found {type(raw).__name__}"
-        )
-    return raw
-
-
 def _content_fields(event: ConnectorEvent, content: tuple[str | dict[str, Any], ...] | None) -> list[dict[str, Any]]:
     """Each content file's {artifact, sha256, bytes}: from the payload, completed from the event's artifacts."""
-    artifacts = _event_artifacts(event)
+    artifacts = event_artifacts(event)
     if content is None:
         if not artifacts:
             raise ConnectorEventError(
@@ -400,14 +385,8 @@ def parse_intune_publication(event: ConnectorEvent) -> IntunePublication:
         ConnectorEventError: no Intune payload, or the payload or its content is invalid (every
             problem listed with its path).
     """
-    raw = event.provider_payloads.get(INTUNE_PAYLOAD_KEY)
-    if not isinstance(raw, dict):
-        raise ConnectorEventError(f"event {event.event_id}: provider_payloads.intune is missing")
-    try:
-        app = IntuneAppPayload.model_validate(raw)
-    except ValidationError as exc:
-        found = format_validation_error(exc, prefix="provider_payloads.intune")
-        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(found)) from exc
+    raw = provider_payload(event, INTUNE_PAYLOAD_KEY)
+    app = validated(IntuneAppPayload, raw, event_id=event.event_id, path="provider_payloads.intune")
     problems: list[str] = []
     files: list[ContentFile] = []
     for n, entry in enumerate(_content_fields(event, app.content)):

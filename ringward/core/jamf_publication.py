@@ -26,11 +26,11 @@ import posixpath
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ringward.core.connector_event import ConnectorEvent, format_validation_error
+from ringward.core.connector_event import ConnectorEvent
 from ringward.core.errors import ConnectorEventError
-from ringward.core.publication_artifact import ArtifactFile
+from ringward.core.publication_artifact import ArtifactFile, event_artifacts, provider_payload, validated
 
 JAMF_POLICY_SCHEMA = "cavra.endpoint-management.jamf.v1"
 #: provider_payloads key of the Jamf export file
@@ -168,20 +168,9 @@ def has_jamf_payload(event: ConnectorEvent) -> bool:
     return isinstance(event.provider_payloads.get(JAMF_PAYLOAD_KEY), dict)
 
 
-def _event_artifacts(event: ConnectorEvent) -> list[dict[str, Any]]:
-    raw = event.attributes.get("artifacts")
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
-        raise ConnectorEventError(
-            f"event {event.event_id}: attributes.artifacts: expected a list of objects, found {type(raw).__name__}"
-        )
-    return raw
-
-
 def _package_fields(event: ConnectorEvent, package: str | dict[str, Any] | None) -> dict[str, Any]:
     """The package's {artifact, sha256, bytes}: from the payload, completed from the event's artifacts."""
-    artifacts = _event_artifacts(event)
+    artifacts = event_artifacts(event)
     if package is None:
         installers = [a for a in artifacts if str(a.get("artifact", "")).lower().endswith(INSTALLER_SUFFIXES)]
         if len(installers) != 1:
@@ -223,23 +212,10 @@ def parse_jamf_publication(event: ConnectorEvent) -> JamfPublication:
         ConnectorEventError: no Jamf payload, or the payload or its package is invalid (every
             problem listed with its path).
     """
-    raw = event.provider_payloads.get(JAMF_PAYLOAD_KEY)
-    if not isinstance(raw, dict):
-        raise ConnectorEventError(f"event {event.event_id}: provider_payloads.jamf is missing")
-    try:
-        policy = JamfPolicyPayload.model_validate(raw)
-    except ValidationError as exc:
-        problems = format_validation_error(exc, prefix="provider_payloads.jamf")
-        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems)) from exc
+    raw = provider_payload(event, JAMF_PAYLOAD_KEY)
+    policy = validated(JamfPolicyPayload, raw, event_id=event.event_id, path="provider_payloads.jamf")
     fields = _package_fields(event, policy.package)
-    try:
-        package = PackageArtifact.model_validate(fields)
-    except ValidationError as exc:
-        problems = format_validation_error(exc, prefix="provider_payloads.jamf.package")
-        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems)) from exc
+    package = validated(PackageArtifact, fields, event_id=event.event_id, path="provider_payloads.jamf.package")
     release = event.release_version or package.file_name
-    try:
-        return JamfPublication(event_id=event.event_id, policy=policy, package=package, release=release)
-    except ValidationError as exc:
-        problems = format_validation_error(exc)
-        raise ConnectorEventError(f"event {event.event_id}: " + "; ".join(problems)) from exc
+    publication = {"event_id": event.event_id, "policy": policy, "package": package, "release": release}
+    return validated(JamfPublication, publication, event_id=event.event_id)

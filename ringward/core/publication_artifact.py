@@ -9,8 +9,14 @@ plain relative segments, and a well-formed digest.
 from __future__ import annotations
 
 import re
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ringward.core.connector_event import ConnectorEvent, format_validation_error
+from ringward.core.errors import ConnectorEventError
+
+_Model = TypeVar("_Model", bound=BaseModel)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 #: one path segment of an artifact: no separators, no leading dot (no ``..``, no hidden files)
@@ -62,3 +68,33 @@ class ArtifactFile(BaseModel):
     @classmethod
     def _check_sha256(cls, value: str) -> str:
         return check_sha256(value)
+
+
+def provider_payload(event: ConnectorEvent, key: str) -> dict[str, Any]:
+    """The event's ``provider_payloads[key]`` object, or ConnectorEventError naming it."""
+    raw = event.provider_payloads.get(key)
+    if not isinstance(raw, dict):
+        raise ConnectorEventError(f"event {event.event_id}: provider_payloads.{key} is missing")
+    return raw
+
+
+def validated(model: type[_Model], data: Any, *, event_id: str, path: str = "") -> _Model:
+    """``data`` as ``model``, or one ConnectorEventError listing every problem with its path."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = format_validation_error(exc, prefix=path) if path else format_validation_error(exc)
+        raise ConnectorEventError(f"event {event_id}: " + "; ".join(problems)) from exc
+
+
+def event_artifacts(event: ConnectorEvent) -> list[dict[str, Any]]:
+    """The event's ``attributes.artifacts`` ([{artifact, sha256, bytes}], the reference publication
+    event's list of export files); empty when absent."""
+    raw = event.attributes.get("artifacts")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise ConnectorEventError(
+            f"event {event.event_id}: attributes.artifacts: expected a list of objects, found {type(raw).__name__}"
+        )
+    return raw

@@ -62,9 +62,15 @@ class ReleaseVersion:
         return self.text
 
 
-def is_canonical_version(text: str) -> bool:
+def version_or_none(text: str | None) -> ReleaseVersion | None:
+    """``text`` as a canonical SemVer version, or None when it is empty or not one."""
+    if not text:
+        return None
     try:
-        ReleaseVersion.parse(text)
+        return ReleaseVersion.parse(text)
     except VersionConflictError:
-        return False
-    return True
+        return None
+
+
+def is_canonical_version(text: str) -> bool:
+    return version_or_none(text) is not None
