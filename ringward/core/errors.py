@@ -235,6 +235,24 @@ class NotFoundError(StateError):
     code = "not-found"
 
 
+class ChannelHeldError(StateError):
+    """The release channel is on hold; nothing is promoted, exported or executed on it."""
+
+    code = "channel-held"
+
+
+class PromotionWindowError(StateError):
+    """The action falls outside every allow window of its target, or inside a freeze."""
+
+    code = "window-closed"
+
+
+class ExecutionReplayError(StateError):
+    """An execution, export or rollback was already recorded for this approval or execution."""
+
+    code = "already-executed"
+
+
 # --- the transport's fault -----------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Promotion and rollout: channel state, signed requests, exports, rollouts, windows and rollbacks."""
