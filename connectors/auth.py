@@ -135,7 +135,7 @@ class TokenCache:
             if response.status_code != 200:
                 raise TokenError(
                     f"token request failed: HTTP {response.status_code} "
-                    f"{dest.scrubber.scrub(excerpt(response.text, limit=200))}",
+                    f"{excerpt(response.text, limit=200, scrubber=dest.scrubber)}",
                     status_code=response.status_code,
                     retry_after=response.headers.get("retry-after"),
                 )

@@ -72,9 +72,13 @@ from ringward.core.delivery_policy import (
     next_step,
     parse_retry_after,
 )
-from ringward.core.redaction import excerpt, redact_headers, redact_url
+from ringward.core.redaction import SecretScrubber, redact_headers, redact_url
 
 Clock = Callable[[], datetime]
+#: characters of a response body quoted in an error, and of a provider's reading of one
+_BODY_LIMIT = 200
+_DETAIL_LIMIT = 400
+_REASON_LIMIT = 80
 Sleep = Callable[[float], None]
 
 
@@ -372,7 +376,8 @@ class DeliveryEngine:
                 last = _Try(
                     Outcome.RETRY if isinstance(exc, OSError) else Outcome.REJECTED,
                     error=run.dest.scrubber.scrub(
-                        f"unexpected error in the {run.dest.kind.value} provider: {type(exc).__name__}: {_short(exc)}"
+                        f"unexpected error in the {run.dest.kind.value} provider: "
+                        f"{type(exc).__name__}: {_short(exc, run.dest.scrubber)}"
                     ),
                 )
             completed = self.clock()
@@ -515,7 +520,8 @@ class DeliveryEngine:
                     return _Try(
                         Outcome.RETRY if isinstance(exc, OSError) else Outcome.REJECTED,
                         error=dest.scrubber.scrub(
-                            f"unexpected error in the {dest.kind.value} publisher: {type(exc).__name__}: {_short(exc)}"
+                            f"unexpected error in the {dest.kind.value} publisher: "
+                            f"{type(exc).__name__}: {_short(exc, dest.scrubber)}"
                         ),
                     )
                 if publication is not None:
@@ -529,7 +535,7 @@ class DeliveryEngine:
                         return _Try(
                             outcome,
                             status_code=lookup.status_code,
-                            error=dest.scrubber.scrub(lookup.error or ""),
+                            error=dest.scrubber.excerpt(lookup.error or "", limit=_DETAIL_LIMIT),
                             retry_after=lookup.retry_after,
                         )
             body = provider.batch_body([run.items[e.event_id] for e in events]) if run.items else None
@@ -541,7 +547,7 @@ class DeliveryEngine:
             return _Try(
                 outcome,
                 status_code=exc.status_code,
-                error=dest.scrubber.scrub(str(exc)),
+                error=dest.scrubber.excerpt(str(exc), limit=_DETAIL_LIMIT),
                 retry_after=exc.retry_after,
                 request=request,
             )
@@ -550,12 +556,14 @@ class DeliveryEngine:
             return _Try(Outcome.RETRY, error=f"timeout after {timeout:.3g}s ({kind})", request=request)
         except httpx.ConnectError as exc:
             return _Try(
-                Outcome.RETRY, error=dest.scrubber.scrub(f"connection failed: {_short(exc)}"), request=request
+                Outcome.RETRY,
+                error=dest.scrubber.scrub(f"connection failed: {_short(exc, dest.scrubber)}"),
+                request=request,
             )
         except httpx.TransportError as exc:
             return _Try(
                 Outcome.RETRY,
-                error=dest.scrubber.scrub(f"{type(exc).__name__}: {_short(exc)}"),
+                error=dest.scrubber.scrub(f"{type(exc).__name__}: {_short(exc, dest.scrubber)}"),
                 request=request,
             )
         status, text = answer.status_code, answer.text
@@ -575,20 +583,21 @@ class DeliveryEngine:
             except (DeadlineExceeded, httpx.TransportError) as exc:
                 confirmed = Reply(
                     outcome=Outcome.RETRY,
-                    error=f"confirmation failed: {type(exc).__name__} {_short(exc) if str(exc) else ''}".rstrip(),
+                    error=f"confirmation failed: {type(exc).__name__} "
+                    f"{_short(exc, dest.scrubber) if str(exc) else ''}".rstrip(),
                 )
             if confirmed is not None:
                 if confirmed.outcome not in SUCCESS_OUTCOMES:
                     return _Try(
                         confirmed.outcome or Outcome.RETRY,
                         status_code=status,
-                        error=dest.scrubber.scrub(confirmed.error or "not confirmed"),
+                        error=dest.scrubber.excerpt(confirmed.error or "not confirmed", limit=_DETAIL_LIMIT),
                         request=request,
                     )
                 outcome = confirmed.outcome or outcome
                 reply = Reply(outcome, confirmed.external_ref or reply.external_ref)
         if outcome not in SUCCESS_OUTCOMES:
-            error = dest.scrubber.scrub(_http_error(status, answer.reason, reply.error, text))
+            error = _http_error(status, answer.reason, reply.error, text, dest.scrubber)
         return _Try(
             outcome,
             status_code=status,
@@ -617,7 +626,7 @@ class DeliveryEngine:
         error: str | None = None
         if outcome not in SUCCESS_OUTCOMES:
             error = dest.scrubber.scrub(
-                f"{publication.step}: {_http_error(status, last.reason, publication.error, last.text)}"
+                f"{publication.step}: {_http_error(status, last.reason, publication.error, last.text, dest.scrubber)}"
             )
         return _Try(
             outcome,
@@ -654,11 +663,16 @@ def _time_left(end: float, *, per_call: float = math.inf) -> TimeLeft:
     return left
 
 
-def _http_error(status: int, reason: str, detail: str | None, text: str) -> str:
-    """One line for a refused request: status, reason, and the provider's reading or a body excerpt."""
+def _http_error(status: int, reason: str, detail: str | None, text: str, scrubber: SecretScrubber) -> str:
+    """One line for a refused request: status, reason, and the provider's reading or a body excerpt.
+
+    Both the provider's reading (which may quote the whole answer) and the body are scrubbed whole
+    before they are cut, so a secret echoed across the cut cannot survive as a fragment.
+    """
     if 300 <= status < 400:
         detail = "redirect not followed"
-    return f"HTTP {status} {reason}: {detail or excerpt(text, limit=200)}".rstrip(": ")
+    shown = scrubber.excerpt(detail, limit=_DETAIL_LIMIT) if detail else scrubber.excerpt(text, limit=_BODY_LIMIT)
+    return f"HTTP {status} {scrubber.excerpt(reason, limit=_REASON_LIMIT)}: {shown}".rstrip(": ")
 
 
 def _skip_status(claim: ClaimStatus) -> DeliveryStatus | None:
@@ -681,9 +695,10 @@ def _skip_error(status: DeliveryStatus, destination: str) -> str | None:
     return None
 
 
-def _short(exc: BaseException) -> str:
+def _short(exc: BaseException, scrubber: SecretScrubber) -> str:
+    """An exception's message, scrubbed whole, then cut to one line (it may quote a URL or an answer)."""
     text = str(exc) or type(exc).__name__
-    return excerpt(text, limit=160)
+    return scrubber.excerpt(text, limit=160)
 
 
 def _batches(

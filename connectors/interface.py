@@ -63,6 +63,8 @@ class Reply:
 
     outcome: Outcome | None = None
     external_ref: str | None = None
+    #: the provider's reading of a refusal; may quote the whole answer: the engine scrubs every
+    #: secret out of it first and only then cuts it to one line (a provider never cuts it itself)
     error: str | None = None
 
 

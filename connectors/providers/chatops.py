@@ -70,7 +70,7 @@ class Slack(Provider):
     def interpret(self, status: int, text: str) -> Reply:
         # Slack answers 200 "ok"; errors carry a text code (invalid_payload, channel_is_archived...)
         if not 200 <= status < 300 and text.strip():
-            return Reply(error=f"slack: {text.strip()[:100]}")
+            return Reply(error=f"slack: {text.strip()}")  # the engine scrubs it whole, then cuts it
         return Reply()
 
 

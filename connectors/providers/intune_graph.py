@@ -125,7 +125,7 @@ from ringward.core.intune_publication import (
     has_intune_payload,
     parse_intune_publication,
 )
-from ringward.core.redaction import excerpt, redact_url
+from ringward.core.redaction import SecretScrubber, excerpt, redact_url
 
 GRAPH_SCOPE = Intune.scope
 #: largest Azure Blob block Ringward sends (tests lower it to exercise several blocks)
@@ -306,14 +306,15 @@ def odata_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def graph_error(answer: Exchange) -> str:
-    """A short excerpt of a Graph error (``{"error": {"code", "message"}}``) or of the body."""
+def graph_error(answer: Exchange, scrubber: SecretScrubber | None = None) -> str:
+    """A short excerpt of a Graph error (``{"error": {"code", "message"}}``) or of the body (scrubbed
+    whole by ``scrubber`` before it is cut)."""
     data = answer.json()
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         error = data["error"]
         text = f"{error.get('code') or 'error'}: {error.get('message') or ''}".rstrip(": ")
-        return excerpt(text, limit=_ERROR_LIMIT)
-    return excerpt(answer.text, limit=_ERROR_LIMIT)
+        return excerpt(text, limit=_ERROR_LIMIT, scrubber=scrubber)
+    return excerpt(answer.text, limit=_ERROR_LIMIT, scrubber=scrubber)
 
 
 def _graph_id(value: object, what: str) -> str:
@@ -428,10 +429,10 @@ class _Conversation:
         self, step: str, answer: Exchange, *, error: str | None = None, outcome: Outcome | None = None
     ) -> Publication:
         """The Publication for a call that went wrong (the engine classifies its status unless ``outcome``)."""
-        detail = error if error is not None else graph_error(answer)
-        return Publication(
-            last=answer, step=step, outcome=outcome, error=self.dest.scrubber.scrub(detail), calls=tuple(self.calls)
-        )
+        scrubber = self.dest.scrubber
+        # an error of ours may quote a cut piece of the answer: pieces of secrets are masked too
+        detail = scrubber.scrub_fragments(error) if error is not None else graph_error(answer, scrubber)
+        return Publication(last=answer, step=step, outcome=outcome, error=detail, calls=tuple(self.calls))
 
     def not_sent(self, step: str, error: str) -> Publication:
         """A final failure found before sending (bad payload, bad artifact): nothing reached the tool."""
@@ -598,9 +599,8 @@ class IntuneGraph(Intune):
             try:
                 parts = urlsplit(next_link)
             except ValueError as exc:
-                raise RefusedAnswer(
-                    f"expected a valid @odata.nextLink, found an unparsable one ({excerpt(str(exc), limit=80)})"
-                ) from exc
+                why = excerpt(str(exc), limit=80, scrubber=talk.dest.scrubber)
+                raise RefusedAnswer(f"expected a valid @odata.nextLink, found an unparsable one ({why})") from exc
             if (parts.scheme, parts.netloc) != (origin.scheme, origin.netloc):
                 # the bearer token goes only to the configured Graph host
                 raise RefusedAnswer(
@@ -913,7 +913,7 @@ def _register_sas(dest: ResolvedDestination, uri: str) -> None:
     except ValueError:
         return
     if query:
-        dest.scrubber.add(query)
+        dest.scrubber.add(query, fragments=False)  # sv=, se=... are not random: only sig is masked piecemeal
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name.lower() == "sig" and value:
             dest.scrubber.add(value)

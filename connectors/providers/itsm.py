@@ -23,11 +23,12 @@ from ringward.core.connector_event import ConnectorEvent, Severity
 from ringward.core.redaction import excerpt
 
 
-def _failed_search(response: httpx.Response) -> Lookup:
+def _failed_search(response: httpx.Response, dest: ResolvedDestination) -> Lookup:
+    shown = excerpt(response.text, limit=160, scrubber=dest.scrubber)  # scrubbed whole, then cut
     return Lookup(
         None,
         status_code=response.status_code,
-        error=f"search before create: HTTP {response.status_code} {excerpt(response.text, limit=160)}",
+        error=f"search before create: HTTP {response.status_code} {shown}",
         retry_after=response.headers.get("retry-after"),
     )
 
@@ -152,7 +153,7 @@ class Jira(Provider):
             timeout=timeout,
         )
         if response.status_code != 200:
-            return _failed_search(response)
+            return _failed_search(response, dest)
         try:
             issues = response.json().get("issues") or []
         except (ValueError, AttributeError):
@@ -168,7 +169,7 @@ class Jira(Provider):
             except (ValueError, KeyError, TypeError):
                 return Reply()
         if 400 <= status < 500 and text:
-            return Reply(error=f"jira: {excerpt(text, limit=200)}")
+            return Reply(error=f"jira: {text}")  # the engine scrubs it whole, then cuts it
         return Reply()
 
 
@@ -245,7 +246,7 @@ class ServiceNow(Provider):
             timeout=timeout,
         )
         if response.status_code != 200:
-            return _failed_search(response)
+            return _failed_search(response, dest)
         try:
             rows = response.json().get("result") or []
         except (ValueError, AttributeError):
@@ -316,5 +317,5 @@ class PagerDuty(Provider):
             except (ValueError, AttributeError):
                 return Reply()
         if status == 400 and text:
-            return Reply(error=f"pagerduty: {excerpt(text, limit=200)}")
+            return Reply(error=f"pagerduty: {text}")  # the engine scrubs it whole, then cuts it
         return Reply()

@@ -112,7 +112,7 @@ from ringward.core.jamf_publication import (
     has_jamf_payload,
     parse_jamf_publication,
 )
-from ringward.core.redaction import excerpt, redact_url
+from ringward.core.redaction import SecretScrubber, excerpt, redact_url
 from ringward.core.versions import version_or_none
 
 XML = "application/xml"
@@ -227,8 +227,9 @@ def html_text(text: str) -> str:
     return html.unescape("".join(parts))
 
 
-def jamf_error(answer: Exchange) -> str:
-    """A short excerpt of a Jamf error: the Jamf Pro API ``errors[]`` envelope, or Classic HTML as text."""
+def jamf_error(answer: Exchange, scrubber: SecretScrubber | None = None) -> str:
+    """A short excerpt of a Jamf error: the Jamf Pro API ``errors[]`` envelope, or Classic HTML as text
+    (scrubbed whole by ``scrubber`` before it is cut)."""
     data = answer.json()
     if isinstance(data, dict) and isinstance(data.get("errors"), list):
         parts = []
@@ -240,11 +241,11 @@ def jamf_error(answer: Exchange) -> str:
                 part += f" ({item['field']})"
             parts.append(part)
         if parts:
-            return excerpt("; ".join(parts), limit=_ERROR_LIMIT)
+            return excerpt("; ".join(parts), limit=_ERROR_LIMIT, scrubber=scrubber)
     text = answer.text
     if "<" in text:
         text = html_text(text)
-    return excerpt(text, limit=_ERROR_LIMIT)
+    return excerpt(text, limit=_ERROR_LIMIT, scrubber=scrubber)
 
 
 def _is_duplicate(answer: Exchange) -> bool:
@@ -435,12 +436,14 @@ class _Conversation:
         self, step: str, answer: Exchange, *, error: str | None = None, outcome: Outcome | None = None
     ) -> Publication:
         """The Publication for a call that went wrong (the engine classifies its status unless ``outcome``)."""
-        detail = error if error is not None else jamf_error(answer)
+        scrubber = self.dest.scrubber
+        # an error of ours may quote a cut piece of the answer: pieces of secrets are masked too
+        detail = scrubber.scrub_fragments(error) if error is not None else jamf_error(answer, scrubber)
         return Publication(
             last=answer,
             step=step,
             outcome=outcome,
-            error=self.dest.scrubber.scrub(detail),
+            error=detail,
             calls=tuple(self.calls),
         )
 

@@ -95,7 +95,8 @@ class SplunkHec(Provider):
             except (ValueError, AttributeError):
                 return Reply()
             if isinstance(code, int) and code != 0:
-                return Reply(outcome=Outcome.REJECTED, error=f"HEC code {code}: {text[:200]}")
+                # the whole answer: the engine scrubs it before cutting it to one line
+                return Reply(outcome=Outcome.REJECTED, error=f"HEC code {code}: {text}")
             ack_id = answer.get("ackId")
             if isinstance(ack_id, int) and not isinstance(ack_id, bool):
                 return Reply(external_ref=f"ackId={ack_id}")
@@ -159,7 +160,10 @@ class SplunkHec(Provider):
                         return Reply(outcome=Outcome.DELIVERED, external_ref=f"ackId={ack_id} indexed")
                     problem = "not indexed yet"
                 else:
-                    problem = f"ack poll HTTP {answer.status_code} {excerpt(answer.text, limit=80)}"
+                    problem = (
+                        f"ack poll HTTP {answer.status_code} "
+                        f"{excerpt(answer.text, limit=80, scrubber=dest.scrubber)}"
+                    )
             remaining = min(window - waited, deadline - time.monotonic())
             if remaining <= 0:
                 return Reply(

@@ -10,6 +10,12 @@ Three layers, each enough on its own for the cases it knows (fixing cavra-spec Â
    are replaced; a URL that came from a secret reference keeps only scheme and host.
 3. Values: every resolved secret (and its URL-encoded, JSON-escaped and derived forms) is scrubbed
    from every string of a record before it is stored, keys included.
+
+Response excerpts (error texts quoting what a receiver answered) are scrubbed whole and only then
+cut (:func:`excerpt` with a scrubber, :meth:`SecretScrubber.excerpt`): a secret straddling the cut
+would otherwise survive as an unrecognisable fragment. As a second line, any run of at least
+:data:`FRAGMENT_MIN_LENGTH` characters of a secret left in an excerpt (a provider that cut before
+the scrubber saw the text) is masked too.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 REDACTED = "REDACTED"
 
@@ -78,6 +84,10 @@ _RANDOM_SEGMENT = re.compile(r"^[A-Za-z0-9_\-+=~.]{20,}$")
 _KNOWN_PUBLIC_SEGMENT = re.compile(r"^dcr-[0-9a-fA-F]{32}$|^Custom-[A-Za-z0-9_]+$|^Microsoft-[A-Za-z0-9_]+$")
 
 _MIN_SECRET_LENGTH = 3
+#: the shortest piece of a secret masked in an excerpt when the whole secret is not there
+FRAGMENT_MIN_LENGTH = 8
+#: query parameters whose value is a credential whatever it looks like
+_SECRET_QUERY_PARAMS = frozenset({"sig", "code", "pwd", "pass", "apikey", "access_token"})
 
 
 def is_sensitive_header(name: str) -> bool:
@@ -145,6 +155,9 @@ class SecretScrubber:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._needles: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        #: values (all forms) whose pieces of FRAGMENT_MIN_LENGTH+ characters are masked in excerpts
+        self._fragment_sources: set[str] = set()
+        self._grams: frozenset[str] | None = None
         for secret in secrets:
             self.add(secret)
 
@@ -155,25 +168,45 @@ class SecretScrubber:
     def needles(self) -> frozenset[str]:
         return frozenset(self._needles)
 
-    def add(self, secret: str) -> None:
-        """Register a secret value (forms: raw, URL-encoded, JSON-escaped)."""
+    def add(self, secret: str, *, fragments: bool = True) -> None:
+        """Register a secret value (forms: raw, URL-encoded, JSON-escaped).
+
+        Args:
+            secret: the value.
+            fragments: also mask pieces of it in excerpts (False for a value that is not random all
+                through, such as a whole URL whose scheme and host are public).
+        """
         if len(secret) < _MIN_SECRET_LENGTH:
             return
+        if fragments and _is_url(secret):
+            # its scheme and host are public: only its random parts are masked piecemeal
+            self.add_url(secret)
+            return
         forms = {secret, quote(secret, safe=""), quote(secret, safe="/:"), json.dumps(secret)[1:-1]}
-        self._needles.update(f for f in forms if len(f) >= _MIN_SECRET_LENGTH)
+        forms = {f for f in forms if len(f) >= _MIN_SECRET_LENGTH}
+        self._needles.update(forms)
         self._pattern = None
+        if fragments:
+            self._fragment_sources.update(f for f in forms if len(f) >= FRAGMENT_MIN_LENGTH)
+            self._grams = None
 
     def add_url(self, url: str) -> None:
-        """Register a URL that is itself a credential, plus its path, query and long segments."""
-        self.add(url)
+        """Register a URL that is itself a credential, plus its path, query, credential-looking query
+        values and long segments (only the last two are masked piecemeal in excerpts)."""
+        self.add(url, fragments=False)
         try:
             parts = urlsplit(url)
         except ValueError:
             return
         if len(parts.path) >= 8:
-            self.add(parts.path)
+            self.add(parts.path, fragments=False)
         if parts.query:
-            self.add(parts.query)
+            self.add(parts.query, fragments=False)
+            for name, value in parse_qsl(parts.query, keep_blank_values=True):
+                if len(value) >= FRAGMENT_MIN_LENGTH and (
+                    is_sensitive_header(name) or name.lower() in _SECRET_QUERY_PARAMS or _looks_random(value)
+                ):
+                    self.add(value)
         for segment in parts.path.split("/"):
             if len(segment) >= 12:
                 self.add(segment)
@@ -186,12 +219,61 @@ class SecretScrubber:
             self._pattern = re.compile("|".join(re.escape(n) for n in ordered))
         return self._pattern
 
+    def _fragment_grams(self) -> frozenset[str]:
+        if self._grams is None:
+            n = FRAGMENT_MIN_LENGTH
+            self._grams = frozenset(
+                source[i : i + n] for source in self._fragment_sources for i in range(len(source) - n + 1)
+            )
+        return self._grams
+
     def scrub(self, text: str) -> str:
         """``text`` with every registered secret replaced by ``REDACTED``."""
         pattern = self._compiled()
         if pattern is None:
             return text
         return pattern.sub(REDACTED, text)
+
+    def mask_fragments(self, text: str) -> str:
+        """``text`` with every run of :data:`FRAGMENT_MIN_LENGTH` or more characters that is part of
+        a registered secret replaced by ``REDACTED`` (for text that may have been cut mid-secret).
+
+        A piece of a secret of that length is a sequence of overlapping windows of exactly that
+        length, each one a piece of the secret: every such window is found with one set lookup per
+        position, and the union of the windows found is masked.
+        """
+        grams = self._fragment_grams()
+        n = FRAGMENT_MIN_LENGTH
+        if not grams or len(text) < n:
+            return text
+        out: list[str] = []
+        start = end = -1  # the run being masked: [start, end)
+        done = 0  # text[:done] has been emitted
+        for i in range(len(text) - n + 1):
+            if text[i : i + n] not in grams:
+                continue
+            if i > end:  # a new run (runs that touch or overlap merge)
+                if end >= 0:
+                    out.append(text[done:start])
+                    out.append(REDACTED)
+                    done = end
+                start = i
+            end = i + n
+        if end < 0:
+            return text
+        out.append(text[done:start])
+        out.append(REDACTED)
+        out.append(text[end:])
+        return "".join(out)
+
+    def scrub_fragments(self, text: str) -> str:
+        """:meth:`scrub`, then :meth:`mask_fragments`: for text someone else may have cut."""
+        return self.mask_fragments(self.scrub(text))
+
+    def excerpt(self, text: str, *, limit: int = 300) -> str:
+        """One line of at most ``limit`` characters of ``text``, scrubbed whole *before* it is cut,
+        and with any piece of a secret left after cutting masked."""
+        return self.mask_fragments(_cut(self.scrub(text), limit))
 
     def scrub_value(self, value: Any) -> Any:
         """Recursively scrub strings (keys too) in a JSON-like value."""
@@ -208,7 +290,27 @@ class SecretScrubber:
         return bool(pattern and pattern.search(text))
 
 
-def excerpt(text: str, *, limit: int = 300) -> str:
-    """One line of at most ``limit`` characters (response bodies in error texts)."""
+def _is_url(value: str) -> bool:
+    if "://" not in value:
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    return bool(parts.scheme and parts.netloc)
+
+
+def _cut(text: str, limit: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "â€¦"
+
+
+def excerpt(text: str, *, limit: int = 300, scrubber: SecretScrubber | None = None) -> str:
+    """One line of at most ``limit`` characters (response bodies in error texts).
+
+    With ``scrubber``, the whole text is scrubbed first and pieces of secrets left at the cut are
+    masked (:meth:`SecretScrubber.excerpt`); any text that can carry a secret must be cut that way.
+    """
+    if scrubber is not None:
+        return scrubber.excerpt(text, limit=limit)
+    return _cut(text, limit)

@@ -287,5 +287,32 @@ def test_scrubber_removes_secrets_and_their_encodings_everywhere() -> None:
     assert scrubber.found_in("xx p@ss/word+1") and not scrubber.found_in("clean")
 
 
+_SECRET_ALPHABET = st.sampled_from("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_~.")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    secret=st.text(_SECRET_ALPHABET, min_size=8, max_size=64),
+    before=st.text(" .x;:/", max_size=400),
+    after=st.text(" .y;:/", max_size=200),
+    limit=st.integers(min_value=20, max_value=300),
+    precut=st.integers(min_value=0, max_value=600),
+)
+def test_excerpts_never_carry_a_piece_of_a_secret(
+    secret: str, before: str, after: str, limit: int, precut: int
+) -> None:
+    """Wherever the cut falls, even when someone cut the text before the scrubber saw it, no piece of
+    8 or more characters of a registered secret is left in an excerpt; it stays within ``limit``."""
+    from ringward.core.redaction import FRAGMENT_MIN_LENGTH, excerpt
+
+    scrubber = SecretScrubber([secret])
+    pieces = {secret[i : i + FRAGMENT_MIN_LENGTH] for i in range(len(secret) - FRAGMENT_MIN_LENGTH + 1)}
+    text = before + secret + after
+    for cut in (text, text[:precut]):
+        shown = excerpt(cut, limit=limit, scrubber=scrubber)
+        assert len(shown) <= limit
+        assert not [p for p in pieces if p in shown], shown
+
+
 def test_timestamps_in_deltas_do_not_leak_naive_values() -> None:
     assert (make_event().created_at - T0) == timedelta(0)
