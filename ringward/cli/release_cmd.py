@@ -196,6 +196,8 @@ def validate_upgrade(
     trust_root: Path = TRUST_ROOT,
     allow_same_version: bool = typer.Option(False, "--allow-same-version",
                                             help="Accept re-validating the identical release."),
+    channel: str | None = typer.Option(None, "--channel", help="Also check the candidate against this channel's "
+                                       "persisted high-water mark and hold."),
     at: str | None = AT,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
@@ -204,14 +206,25 @@ def validate_upgrade(
     """Verify both packages and refuse rollbacks, re-published versions and removed controls."""
     kwargs = {"previous_dir": str(previous_dir), "candidate_dir": str(candidate_dir), "trust_root": str(trust_root),
               "allow_same_version": allow_same_version, "now": _parse_now(at), "record": not no_evidence}
+    if channel is not None:
+        kwargs["channel"] = channel
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow
+
+        if channel is not None:
+            from flows.promotion_channel import validate_channel_upgrade_flow
+
+            return run_flow(validate_channel_upgrade_flow, **kwargs)
         from flows.validate_upgrade import validate_upgrade_flow
 
         return run_flow(validate_upgrade_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
+        if channel is not None:
+            from ringward.operations.upgrade import run_validate_upgrade_on_channel
+
+            return run_validate_upgrade_on_channel(**kwargs)
         from ringward.operations.release_ops import run_validate_upgrade
 
         return run_validate_upgrade(**kwargs)

@@ -1,0 +1,1 @@
+"""Promotion operations: channel requests and state, endpoint exports and publication, rollouts, windows."""
