@@ -1,0 +1,109 @@
+"""Flows: one per rollout step (capture, verify, request_promotion, execute, request_rollback,
+rollback, audit). Each returns the CLI's result dict, publishes it as an artifact under a stable
+key, and the executing steps emit ``ringward.promotion.executed`` / ``ringward.rollback.executed``
+events (automations can trigger the audit delivery on them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact
+
+from flows._common import current_flow_run_id, emit
+from tasks import promotion_rollout as steps
+
+PROMOTION_EVENT = "ringward.promotion.executed"
+ROLLBACK_EVENT = "ringward.rollback.executed"
+
+#: result fields shown in a step's artifact
+_SUMMARY_FIELDS = (
+    "rollout_id", "request_id", "execution_id", "rollback_id", "promotion_execution_id", "approval_id",
+    "approval_state", "approval_reused", "environment", "rollout_ring", "current_ring", "target_ring", "status",
+    "break_glass", "audited_id", "output_dir",
+)
+
+
+def _publish(step: str, result: dict[str, Any]) -> None:
+    lines = [f"# rollout {step.replace('_', ' ')}", ""]
+    for key in _SUMMARY_FIELDS:
+        if result.get(key) is not None:
+            lines.append(f"- **{key}**: `{result[key]}`")
+    for key in ("ring_advancement", "ring_rollback"):
+        if result.get(key):
+            lines.append(f"- **{key}**: {result[key]['from']} -> {result[key]['to']}")
+    delivery = result.get("delivery")
+    if delivery:
+        lines.append(f"- **delivery**: {'delivered' if delivery['success'] else 'FAILED'} "
+                     f"(evidence {delivery['evidence_id']})")
+    evidence = result.get("evidence")
+    if evidence:
+        lines += ["", f"Evidence record `{evidence['evidence_id']}` ({evidence['kind']}) in `{evidence['bundle_dir']}`"]
+    create_markdown_artifact(markdown="\n".join(lines), key=f"rollout-{step.replace('_', '-')}",
+                             description=f"rollout {step}")
+
+
+def _run(step: str, params: dict[str, Any]) -> dict[str, Any]:
+    result = steps.TASKS[step](params, current_flow_run_id())
+    _publish(step, result)
+    return result
+
+
+@flow(name="rollout-capture", log_prints=True)
+def capture_flow(params: dict[str, Any]) -> dict[str, Any]:
+    return _run("capture", params)
+
+
+@flow(name="rollout-verify", log_prints=True)
+def verify_flow(params: dict[str, Any]) -> dict[str, Any]:
+    return _run("verify", params)
+
+
+@flow(name="rollout-request-promotion", log_prints=True)
+def request_promotion_flow(params: dict[str, Any]) -> dict[str, Any]:
+    return _run("request_promotion", params)
+
+
+@flow(name="rollout-execute-promotion", log_prints=True)
+def execute_flow(params: dict[str, Any]) -> dict[str, Any]:
+    result = _run("execute", params)
+    emit(PROMOTION_EVENT, f"ringward.rollout.{result['rollout_id']}", {
+        "execution_id": result["execution_id"], "rollout_id": result["rollout_id"],
+        "approval_id": result["approval_id"], "from": result["ring_advancement"]["from"],
+        "to": result["ring_advancement"]["to"], "break_glass": result["break_glass"],
+        "execution_path": result["execution_path"], "evidence_id": result["evidence"]["evidence_id"],
+    })
+    return result
+
+
+@flow(name="rollout-request-rollback", log_prints=True)
+def request_rollback_flow(params: dict[str, Any]) -> dict[str, Any]:
+    return _run("request_rollback", params)
+
+
+@flow(name="rollout-rollback", log_prints=True)
+def rollback_flow(params: dict[str, Any]) -> dict[str, Any]:
+    result = _run("rollback", params)
+    emit(ROLLBACK_EVENT, f"ringward.rollout.{result['rollout_id']}", {
+        "rollback_id": result["rollback_id"], "promotion_execution_id": result["promotion_execution_id"],
+        "rollout_id": result["rollout_id"], "approval_id": result["approval_id"],
+        "from": result["ring_rollback"]["from"], "to": result["ring_rollback"]["to"],
+        "rollback_path": result["rollback_path"], "evidence_id": result["evidence"]["evidence_id"],
+    })
+    return result
+
+
+@flow(name="rollout-audit", log_prints=True)
+def audit_flow(params: dict[str, Any]) -> dict[str, Any]:
+    return _run("audit", params)
+
+
+FLOWS = {
+    "capture": capture_flow,
+    "verify": verify_flow,
+    "request_promotion": request_promotion_flow,
+    "execute": execute_flow,
+    "request_rollback": request_rollback_flow,
+    "rollback": rollback_flow,
+    "audit": audit_flow,
+}

@@ -1,0 +1,275 @@
+"""The rollout ledger: one row per rollout step (capture, verify, promotion request, execution,
+rollback request, rollback, audit), each written in the same transaction as its evidence record.
+
+The rows index the evidence chain by the rollout's own ids (``rollout_id``, ``rpr_``, ``rpe_``,
+``rrq_``, ``rre_``) so ``ringward rollout show`` can walk rollout -> request -> approval ->
+execution -> rollback -> deliveries without scanning payloads, and ``rollout list`` can filter
+rollouts by their state after their latest step.
+
+``unique_key`` is how the store itself guarantees single executions: a promotion execution row
+carries ``execution:<rpe_ id>`` (one per request and approval) and a rollback row carries
+``rollback-of:<rpe_ id>`` -- a second rollback of the same execution loses on the unique key even
+with another approval and even when two run at once (:class:`ExecutionReplayError`).
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import SQLModel
+
+from ringward.core.errors import ExecutionReplayError, InputError
+from ringward.core.evidence import EvidenceDraft, EvidenceRecord
+from ringward.store.evidence_repo import append_locked
+from ringward.store.tables import UTCDateTime
+
+if TYPE_CHECKING:
+    from ringward.store.core import Store
+
+MAX_PAGE = 500
+
+rollout_step_table = sa.Table(
+    "rollout_step",
+    SQLModel.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("rollout_id", sa.String(128), nullable=False),
+    sa.Column("step", sa.String(32), nullable=False),
+    sa.Column("ref_id", sa.String(128), nullable=False),
+    sa.Column("parent_ref", sa.String(128), nullable=True),
+    sa.Column("unique_key", sa.String(256), nullable=True),
+    sa.Column("environment", sa.String(128), nullable=True),
+    sa.Column("ring", sa.String(128), nullable=True),
+    sa.Column("status", sa.String(32), nullable=True),
+    sa.Column("release_version", sa.String(256), nullable=True),
+    sa.Column("approval_id", sa.String(64), nullable=True),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("evidence_id", sa.Integer(), nullable=False),
+    sa.Column("document_sha256", sa.String(64), nullable=True),
+    sa.Column("path", sa.Text(), nullable=True),
+    sa.UniqueConstraint("unique_key", name="uq_rollout_step_unique_key"),
+    sa.Index("ix_rollout_step_rollout", "rollout_id", "id"),
+    sa.Index("ix_rollout_step_ref", "ref_id"),
+    sa.Index("ix_rollout_step_step_created", "step", "created_at"),
+)
+_t = rollout_step_table
+
+STEPS = ("capture", "verify", "request", "execution", "rollback-request", "rollback", "audit")
+
+
+@dataclass(frozen=True)
+class RolloutStep:
+    """One ledger row. ``ring``/``status`` are the rollout's ring and status after the step."""
+
+    rollout_id: str
+    step: str
+    ref_id: str
+    actor: str
+    parent_ref: str | None = None
+    unique_key: str | None = None
+    environment: str | None = None
+    ring: str | None = None
+    status: str | None = None
+    release_version: str | None = None
+    approval_id: str | None = None
+    document_sha256: str | None = None
+    path: str | None = None
+    id: int | None = None
+    created_at: datetime | None = None
+    evidence_id: int | None = None
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "rollout_id": self.rollout_id,
+            "step": self.step,
+            "ref_id": self.ref_id,
+            "parent_ref": self.parent_ref,
+            "environment": self.environment,
+            "ring": self.ring,
+            "status": self.status,
+            "release_version": self.release_version,
+            "approval_id": self.approval_id,
+            "actor": self.actor,
+            "created_at": None if self.created_at is None else self.created_at.astimezone(UTC).isoformat(),
+            "evidence_id": self.evidence_id,
+            "document_sha256": self.document_sha256,
+            "path": self.path,
+        }
+
+
+def _row(row: Any) -> RolloutStep:
+    return RolloutStep(
+        id=row.id,
+        rollout_id=row.rollout_id,
+        step=row.step,
+        ref_id=row.ref_id,
+        parent_ref=row.parent_ref,
+        unique_key=row.unique_key,
+        environment=row.environment,
+        ring=row.ring,
+        status=row.status,
+        release_version=row.release_version,
+        approval_id=row.approval_id,
+        actor=row.actor,
+        created_at=row.created_at,
+        evidence_id=row.evidence_id,
+        document_sha256=row.document_sha256,
+        path=row.path,
+    )
+
+
+@dataclass(frozen=True)
+class StepFilter:
+    """Filters of ``rollout list`` / ``rollout search`` (unset = any)."""
+
+    environment: str | None = None
+    ring: str | None = None
+    status: str | None = None
+    release_version: str | None = None
+    step: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def clauses(self, table: sa.Table) -> list[sa.ColumnElement[bool]]:
+        out: list[sa.ColumnElement[bool]] = []
+        for name in ("environment", "ring", "status", "release_version", "step"):
+            value = getattr(self, name)
+            if value is not None:
+                out.append(table.c[name] == value)
+        if self.since is not None:
+            out.append(table.c.created_at >= self.since)
+        if self.until is not None:
+            out.append(table.c.created_at < self.until)
+        return out
+
+
+def _page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"--limit: expected 1..{MAX_PAGE}, found {limit}")
+    if offset < 0:
+        raise InputError(f"--offset: expected >= 0, found {offset}")
+
+
+class RolloutLedger:
+    """Rollout steps over one :class:`~ringward.store.core.Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def record(
+        self, step: RolloutStep, draft: EvidenceDraft, *, now: datetime, replay_message: str | None = None
+    ) -> tuple[RolloutStep, EvidenceRecord]:
+        """Append the step's evidence record and its ledger row in one transaction.
+
+        Raises:
+            ExecutionReplayError: ``step.unique_key`` is already taken (``replay_message`` says what
+                was already done); nothing is written.
+        """
+        if step.step not in STEPS:
+            raise InputError(f"step: expected one of {', '.join(STEPS)}, found {step.step!r}")
+        moment = now.astimezone(UTC)
+        try:
+            with self._store.writing() as conn:
+                if step.unique_key is not None:
+                    taken = conn.execute(
+                        sa.select(_t.c.ref_id, _t.c.created_at).where(_t.c.unique_key == step.unique_key)
+                    ).first()
+                    if taken is not None:
+                        raise ExecutionReplayError(self._replay(step, replay_message, taken.ref_id, taken.created_at))
+                (evidence,) = append_locked(conn, [draft], moment)
+                values = {
+                    "rollout_id": step.rollout_id,
+                    "step": step.step,
+                    "ref_id": step.ref_id,
+                    "parent_ref": step.parent_ref,
+                    "unique_key": step.unique_key,
+                    "environment": step.environment,
+                    "ring": step.ring,
+                    "status": step.status,
+                    "release_version": step.release_version,
+                    "approval_id": step.approval_id,
+                    "actor": step.actor,
+                    "created_at": evidence.created_at,
+                    "evidence_id": evidence.id,
+                    "document_sha256": step.document_sha256,
+                    "path": step.path,
+                }
+                new_id = conn.execute(sa.insert(_t).values(**values).returning(_t.c.id)).scalar_one()
+        except IntegrityError as exc:
+            # a concurrent writer took the unique key between our check and our insert (PostgreSQL)
+            existing = self.by_unique_key(step.unique_key) if step.unique_key else None
+            raise ExecutionReplayError(
+                self._replay(
+                    step,
+                    replay_message,
+                    existing.ref_id if existing else "?",
+                    existing.created_at if existing else None,
+                )
+            ) from exc
+        stored = RolloutStep(**{**step.__dict__, "id": int(new_id), "created_at": evidence.created_at,
+                                "evidence_id": evidence.id})
+        return stored, evidence
+
+    @staticmethod
+    def _replay(step: RolloutStep, message: str | None, ref_id: str, at: datetime | None) -> str:
+        when = f" at {at.astimezone(UTC).isoformat()}" if at is not None else ""
+        base = message or f"{step.step} {step.ref_id}: already recorded"
+        return f"{base} (as {ref_id}{when})"
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    def by_unique_key(self, key: str) -> RolloutStep | None:
+        with self._store.reading() as conn:
+            row = conn.execute(sa.select(_t).where(_t.c.unique_key == key)).first()
+        return None if row is None else _row(row)
+
+    def by_ref(self, ref_id: str, *, step: str | None = None) -> builtins.list[RolloutStep]:
+        clauses = [_t.c.ref_id == ref_id]
+        if step is not None:
+            clauses.append(_t.c.step == step)
+        with self._store.reading() as conn:
+            rows = conn.execute(sa.select(_t).where(*clauses).order_by(_t.c.id.asc())).all()
+        return [_row(r) for r in rows]
+
+    def by_approval(self, approval_id: str) -> builtins.list[RolloutStep]:
+        with self._store.reading() as conn:
+            rows = conn.execute(sa.select(_t).where(_t.c.approval_id == approval_id).order_by(_t.c.id.asc())).all()
+        return [_row(r) for r in rows]
+
+    def for_rollout(self, rollout_id: str) -> builtins.list[RolloutStep]:
+        with self._store.reading() as conn:
+            rows = conn.execute(sa.select(_t).where(_t.c.rollout_id == rollout_id).order_by(_t.c.id.asc())).all()
+        return [_row(r) for r in rows]
+
+    def latest_per_rollout(
+        self, filters: StepFilter, *, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[RolloutStep], int]:
+        """Each rollout's latest step (its current ring and status), newest first, filtered."""
+        _page(limit, offset)
+        latest = sa.select(sa.func.max(_t.c.id).label("id")).group_by(_t.c.rollout_id).subquery()
+        clauses = [_t.c.id.in_(sa.select(latest.c.id)), *filters.clauses(_t)]
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                sa.select(_t).where(*clauses).order_by(_t.c.id.desc()).limit(limit).offset(offset)
+            ).all()
+            total = conn.execute(sa.select(sa.func.count()).select_from(_t).where(*clauses)).scalar_one()
+        return [_row(r) for r in rows], int(total)
+
+    def search(
+        self, filters: StepFilter, *, limit: int = 50, offset: int = 0
+    ) -> tuple[builtins.list[RolloutStep], int]:
+        """Every step matching ``filters``, newest first."""
+        _page(limit, offset)
+        clauses = filters.clauses(_t)
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                sa.select(_t).where(*clauses).order_by(_t.c.id.desc()).limit(limit).offset(offset)
+            ).all()
+            total = conn.execute(sa.select(sa.func.count()).select_from(_t).where(*clauses)).scalar_one()
+        return [_row(r) for r in rows], int(total)
