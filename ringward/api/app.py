@@ -7,9 +7,9 @@ Rules every route follows:
   permission it needs (:mod:`ringward.core.roles`). The caller's token name is the actor on
   every write -- no body field can name someone else.
 - API2 GET routes never write: the store refuses write transactions while one runs.
-- API3 bad input (malformed or non-strict JSON, unknown fields, oversize bodies, wrong content
-  type, out-of-range parameters) is a 4xx with a one-line ``{"error", "message"}``; a 500
-  would be a bug.
+- API3 bad input (malformed or non-strict JSON, unknown fields, oversize bodies, request headers
+  over 16 KiB (431), wrong content type, out-of-range parameters) is a 4xx with a one-line
+  ``{"error", "message"}``; a 500 would be a bug.
 - API4 artifacts are served only if listed in the record, only from inside the artifact root
   after resolving links, and only after re-hashing them against the recorded digest.
 """
@@ -33,7 +33,13 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ringward.api.auth import ApiError, Principal, authenticator
-from ringward.api.middleware import BodyLimitMiddleware, ReadOnlyGetMiddleware, StrictJSONRoute
+from ringward.api.middleware import (
+    DEFAULT_MAX_HEADER_BYTES,
+    BodyLimitMiddleware,
+    HeaderLimitMiddleware,
+    ReadOnlyGetMiddleware,
+    StrictJSONRoute,
+)
 from ringward.api.models import (
     ERROR_RESPONSES,
     ApprovalListOut,
@@ -84,6 +90,7 @@ def create_app(
     artifact_root: Path | None = None,
     clock: Callable[[], datetime] = _utcnow,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
 ) -> FastAPI:
     """Build the app. ``store`` (else one opened from ``database_url`` / settings at startup),
     ``artifact_root`` (else ``$RINGWARD_EVIDENCE_ARTIFACT_ROOT`` / the evidence root) and
@@ -115,6 +122,8 @@ def create_app(
     app.router.route_class = StrictJSONRoute
     app.add_middleware(ReadOnlyGetMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=max_body_bytes)
+    # added last, so outermost: oversized headers are refused (431) before anything reads them
+    app.add_middleware(HeaderLimitMiddleware, max_header_bytes=max_header_bytes)
 
     def get_store() -> Store:
         current = state["store"]

@@ -1,4 +1,4 @@
-"""Request guards: body size and content type, strict JSON bodies, read-only GETs."""
+"""Request guards: header size, body size and content type, strict JSON bodies, read-only GETs."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ from ringward.store.core import READ_ONLY
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 _READ_METHODS = {"GET", "HEAD", "OPTIONS"}
 
+#: largest total of request header names and values accepted (431 above it)
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+#: uvicorn's h11 buffer for an incomplete request head: the backstop behind the 431 middleware.
+#: h11 applies it only while a head is still arriving, so it cannot replace the middleware (a 70 KB
+#: head read in one go is complete and passes); large enough that every head up to it reaches the
+#: middleware whichever way it is split into reads, small enough that no client makes a connection
+#: buffer an unbounded head (it gets uvicorn's 400 and the connection is closed)
+H11_MAX_INCOMPLETE_EVENT_BYTES = 8 * DEFAULT_MAX_HEADER_BYTES
+
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
     body = json.dumps({"error": code, "message": message}).encode("utf-8")
@@ -33,6 +42,28 @@ async def _send_error(send: Send, status: int, code: str, message: str) -> None:
 def _is_json(content_type: str) -> bool:
     main = content_type.split(";", 1)[0].strip().lower()
     return main == "application/json" or (main.startswith("application/") and main.endswith("+json"))
+
+
+class HeaderLimitMiddleware:
+    """Refuse requests whose headers (names plus values) total more than ``max_header_bytes``: 431
+    with a one-line JSON error, before authentication or any route code runs (outermost guard)."""
+
+    def __init__(self, app: ASGIApp, max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES) -> None:
+        self.app = app
+        self.max_header_bytes = max_header_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope.get("headers", []))
+            if size > self.max_header_bytes:
+                await _send_error(
+                    send,
+                    431,
+                    "headers-too-large",
+                    f"request headers are {size} bytes, expected at most {self.max_header_bytes}",
+                )
+                return
+        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

@@ -43,8 +43,20 @@ def serve(
     import uvicorn
 
     from ringward.api.app import create_app
+    from ringward.api.middleware import H11_MAX_INCOMPLETE_EVENT_BYTES
 
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, proxy_headers=False, server_header=False)
+    # headers over 16 KiB get 431 from the app; h11's head buffer is the backstop (uvicorn runs h11
+    # here: httptools is not installed)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        proxy_headers=False,
+        server_header=False,
+        http="h11",
+        h11_max_incomplete_event_size=H11_MAX_INCOMPLETE_EVENT_BYTES,
+    )
 
 
 @token_app.command("create")
