@@ -124,6 +124,8 @@ def load_verified_release(package_dir: Path, trust_root: TrustRoot, *, now: date
     """
     from ringward.operations.verify import verify_directory
 
+    if package_dir.exists() and not package_dir.is_dir():
+        raise InputError(f"{package_dir}: is a file, expected a package directory")
     integrity, verification = verify_directory(package_dir, trust_root, now=now)
     content = integrity.content
     if not verification.valid or content is None:
