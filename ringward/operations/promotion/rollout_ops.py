@@ -482,6 +482,8 @@ def capture_rollout(
         rid = rollout_id or ro.default_rollout_id(environment, version, moment)
         ro.check_id(rid, option="rollout id")
         context.update(rollout_id=rid, release_version=version)
+        if ledger(store).for_rollout(rid):
+            raise StateError(f"rollout {rid}: already captured; pass another --rollout-id")
         evidence_name = "release-evidence.json"
         doc: dict[str, Any] = {
             "schema_version": ro.ROLLOUT_EVIDENCE_SCHEMA,
