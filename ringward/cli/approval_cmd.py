@@ -247,7 +247,8 @@ def import_(
     actor: str = typer.Option(..., "--actor", help="Who imports (named in the evidence records)."),
     json_output: bool = JSON,
 ) -> None:
-    """Import a reference approvals.json as history (imported decisions authorise nothing)."""
+    """Import a reference approvals.json as history (imported decisions authorise nothing); existing
+    ids are skipped, and imports running at once still record each approval once."""
     from ringward.operations.approvals import import_approvals_json
 
     with _store() as store:

@@ -330,7 +330,8 @@ def import_(
     actor: str | None = typer.Option(None, "--actor", help="Actor named on the imported records."),
     json_output: bool = JSON,
 ) -> None:
-    """Append the items of a reference metadata.json to the chain (already-recorded items are skipped)."""
+    """Append the items of a reference metadata.json to the chain (already-recorded items are skipped;
+    imports running at once still record each item once)."""
     from ringward.operations.evidence_ops import import_metadata_json
 
     with _store() as store:

@@ -134,6 +134,15 @@ def parse_metadata_document(data: bytes, *, source: str, actor: str) -> list[Evi
     return drafts
 
 
+def metadata_import_key(draft: EvidenceDraft) -> str:
+    """The idempotency key of an imported metadata item: ``metadata:<kind>:<payload sha256>``.
+
+    The store keeps it unique, so an item (same kind, same canonical payload) is imported once
+    however many imports of it run, at once or one after another.
+    """
+    return f"metadata:{draft.kind}:{draft.payload_sha256()}"
+
+
 def record_to_metadata(record: EvidenceRecord) -> dict[str, Any]:
     """A reference metadata item for one record.
 

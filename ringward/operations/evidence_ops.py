@@ -39,6 +39,7 @@ from ringward.core.evidence import (
 from ringward.core.evidence_files import CHECKSUMS_NAME, ObservedFile, check_bundle
 from ringward.core.evidence_interop import (
     METADATA_SCHEMA,
+    metadata_import_key,
     parse_metadata_document,
     record_to_metadata,
 )
@@ -493,20 +494,20 @@ def export_metadata_json(
 
 def import_metadata_json(store: Store, source: Path, *, actor: str, now: datetime | None = None) -> dict[str, Any]:
     """Append one evidence record per item of a reference ``metadata.json``; an item whose
-    exact payload is already recorded under the same kind is skipped (idempotent re-import)."""
+    exact payload is already recorded under the same kind is skipped (idempotent re-import).
+
+    "Already recorded" is decided by the store inside each append transaction, under the chain
+    lock and backed by the unique import key (:func:`metadata_import_key`), so any number of
+    concurrent or repeated imports of a file leave each item in the chain exactly once.
+    """
     data = read_capped(source, MAX_IMPORT_BYTES, source=str(source))
     drafts = parse_metadata_document(data, source=str(source), actor=actor)
-    imported: list[int] = []
-    skipped = 0
-    for draft in drafts:
-        if store.find_evidence_by_payload(draft.kind, draft.payload_sha256()) is not None:
-            skipped += 1
-            continue
-        imported.append(store.append(draft, now=now).id)
+    results = store.append_absent(((metadata_import_key(d), d) for d in drafts), now=now)
+    imported = [record.id for record in results if record is not None]
     return {
         "schema_version": METADATA_SCHEMA,
         "imported": len(imported),
-        "skipped": skipped,
+        "skipped": len(results) - len(imported),
         "record_ids": imported,
     }
 

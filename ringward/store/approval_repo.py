@@ -37,7 +37,8 @@ from ringward.core.errors import (
     StoreConflictError,
 )
 from ringward.core.evidence import EvidenceRecord
-from ringward.store.evidence_repo import append_locked
+from ringward.store.db import retry_unique
+from ringward.store.evidence_repo import append_locked, lock_head
 from ringward.store.tables import approval_decision_table as dec_t
 from ringward.store.tables import approval_table as ap_t
 
@@ -218,20 +219,28 @@ class ApprovalRepository:
     ) -> tuple[bool, EvidenceRecord | None]:
         """Store an approval read from a reference ``approvals.json`` (origin ``import``).
 
-        Returns (inserted, evidence record); an existing id is left untouched.
+        Returns (inserted, evidence record); an existing id is left untouched. Insert-or-skip by
+        the approval id in one transaction with the "imported" evidence record: the check runs
+        under the chain's write lock, and the primary key backs it (a writer that bypassed the
+        lock would lose with an IntegrityError, roll back whole, and skip on the re-run).
         """
         draft = transition_draft(before=None, after=approval, event="imported", actor=actor, reason=None, now=now)
-        with self._store.writing() as conn:
-            exists = conn.execute(
-                sa.select(ap_t.c.approval_id).where(ap_t.c.approval_id == approval.approval_id)
-            ).first()
-            if exists is not None:
-                return False, None
-            values = _row_values(approval)
-            values["imported"] = imported_json
-            conn.execute(sa.insert(ap_t).values(**values))
-            (record,) = append_locked(conn, [draft], now)
-        return True, record
+        values = _row_values(approval)
+        values["imported"] = imported_json
+
+        def once() -> tuple[bool, EvidenceRecord | None]:
+            with self._store.writing() as conn:
+                head = lock_head(conn)
+                exists = conn.execute(
+                    sa.select(ap_t.c.approval_id).where(ap_t.c.approval_id == approval.approval_id)
+                ).first()
+                if exists is not None:
+                    return False, None
+                conn.execute(sa.insert(ap_t).values(**values))
+                (record,) = append_locked(conn, [draft], now, head=head)
+            return True, record
+
+        return retry_unique(once, what=f"approval {approval.approval_id}: import")
 
     def decide(
         self,

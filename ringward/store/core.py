@@ -25,6 +25,7 @@ from ringward.store.db import (
     database_label,
     migrate,
     redact_url,
+    retry_unique,
     write_connection,
 )
 from ringward.store.evidence_repo import ChainHead
@@ -102,10 +103,7 @@ class Store:
         self, drafts: Iterable[EvidenceDraft], *, now: datetime | None = None, batch_size: int = APPEND_BATCH
     ) -> list[EvidenceRecord]:
         """Append records in order, ``batch_size`` per transaction."""
-        if batch_size < 1:
-            raise InputError(f"batch_size: expected >= 1, found {batch_size}")
-        if now is not None and (now.tzinfo is None or now.utcoffset() is None):
-            raise InputError("now: naive datetime, expected a timezone-aware (UTC) time")
+        _check_batch(batch_size, now)
         out: list[EvidenceRecord] = []
         batch: list[EvidenceDraft] = []
         for draft in drafts:
@@ -125,6 +123,45 @@ class Store:
     def _append_once(self, drafts: list[EvidenceDraft], now: datetime | None) -> list[EvidenceRecord]:
         with self.writing() as conn:
             return evidence_repo.append_locked(conn, drafts, now or _utcnow())
+
+    def append_absent(
+        self,
+        keyed: Iterable[tuple[str, EvidenceDraft]],
+        *,
+        now: datetime | None = None,
+        batch_size: int = APPEND_BATCH,
+    ) -> list[EvidenceRecord | None]:
+        """Insert-or-skip by import key: append each ``(key, draft)`` unless that key -- or a record
+        of the same kind and payload -- is already in the chain (or earlier in ``keyed``).
+
+        One result per item: its new record, or None when skipped. Each batch of ``batch_size``
+        is one transaction whose check runs under the chain's write lock and whose inserts the
+        unique ``import_key`` index guards, so concurrent or repeated imports record an item once.
+        """
+        _check_batch(batch_size, now)
+        out: list[EvidenceRecord | None] = []
+        batch: list[tuple[str, EvidenceDraft]] = []
+        for key, draft in keyed:
+            if not isinstance(draft, EvidenceDraft):
+                raise InputError(f"append: expected an EvidenceDraft, found {type(draft).__name__}")
+            if not key or len(key) > IMPORT_KEY_MAX:
+                raise InputError(f"import key: expected 1..{IMPORT_KEY_MAX} characters, found {len(key)}")
+            batch.append((key, draft))
+            if len(batch) >= batch_size:
+                out.extend(self._append_absent_batch(batch, now))
+                batch = []
+        if batch:
+            out.extend(self._append_absent_batch(batch, now))
+        return out
+
+    def _append_absent_batch(
+        self, keyed: list[tuple[str, EvidenceDraft]], now: datetime | None
+    ) -> list[EvidenceRecord | None]:
+        def once() -> list[EvidenceRecord | None]:
+            with self.writing() as conn:
+                return evidence_repo.append_absent_locked(conn, keyed, now or _utcnow())
+
+        return retry_unique(lambda: _retry_locked(once), what="import")
 
     def get_evidence(self, record_id: int) -> EvidenceRecord:
         with self.reading() as conn:
@@ -167,6 +204,16 @@ class Store:
 
 
 _T = TypeVar("_T")
+
+#: longest import key (the ``import_key`` column)
+IMPORT_KEY_MAX = 256
+
+
+def _check_batch(batch_size: int, now: datetime | None) -> None:
+    if batch_size < 1:
+        raise InputError(f"batch_size: expected >= 1, found {batch_size}")
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise InputError("now: naive datetime, expected a timezone-aware (UTC) time")
 
 
 def _retry_locked(fn: Callable[[], _T], *, attempts: int = 5) -> _T:

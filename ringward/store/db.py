@@ -19,16 +19,16 @@ import os
 import re
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError
 
-from ringward.core.errors import ConfigError, StoreSchemaError
+from ringward.core.errors import ConfigError, StoreConflictError, StoreSchemaError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -225,6 +225,26 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
     """A connection whose transactions take the write lock up front (SQLite ``BEGIN IMMEDIATE``)."""
     with engine.execution_options(**{WRITE_OPTION: True}).connect() as conn:
         yield conn
+
+
+_T = TypeVar("_T")
+
+
+def retry_unique(fn: Callable[[], _T], *, what: str, attempts: int = 5) -> _T:
+    """Re-run an insert-or-skip transaction that a unique key refused.
+
+    The check inside it runs under the chain lock, so this only happens if a writer bypassed
+    the lock; the failed transaction rolled back whole, and the re-run sees the winner's rows
+    and skips them.
+    """
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except IntegrityError as exc:
+            if attempt == attempts - 1:
+                raise StoreConflictError(f"{what}: a concurrent writer kept winning on a unique key; retry") from exc
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def database_label(engine: Engine) -> str:

@@ -1,9 +1,10 @@
-"""Evidence rows: append to the chain under the head lock, read, search, and stream for verify."""
+"""Evidence rows: append to the chain under the head lock (or insert-or-skip by import key),
+read, search, and stream for verify."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +30,8 @@ from ringward.store.tables import evidence_table as ev_t
 
 #: rows fetched per round trip when streaming the chain
 STREAM_BATCH = 5000
+#: keys per IN (...) lookup (far below SQLite's bound-parameter limit)
+KEY_CHUNK = 400
 
 _COLUMNS = (
     ev_t.c.id,
@@ -68,16 +71,38 @@ def read_head(conn: Connection, *, for_update: bool = False) -> ChainHead:
     return ChainHead(int(row[0]), str(row[1]), row[2])
 
 
-def append_locked(conn: Connection, drafts: Sequence[EvidenceDraft], now: datetime) -> list[EvidenceRecord]:
+def append_locked(
+    conn: Connection,
+    drafts: Sequence[EvidenceDraft],
+    now: datetime,
+    *,
+    import_keys: Sequence[str | None] | None = None,
+    head: ChainHead | None = None,
+) -> list[EvidenceRecord]:
     """Append ``drafts`` in order inside the caller's write transaction.
 
     Takes the head lock (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds
     the database lock), links each record to its predecessor and moves the head. The primary key
     on ``id`` and the unique ``previous_hash`` make a fork impossible even if locking were wrong.
+    ``import_keys`` (one per draft, or None) fill the unique ``import_key`` column; use
+    :func:`append_absent_locked` rather than passing keys that may already exist. ``head`` is the
+    head the caller already read with :func:`lock_head` in this transaction.
     """
     if not drafts:
         return []
-    head = read_head(conn, for_update=True)
+    return _append_at(conn, head or lock_head(conn), drafts, now, import_keys)
+
+
+def _append_at(
+    conn: Connection,
+    head: ChainHead,
+    drafts: Sequence[EvidenceDraft],
+    now: datetime,
+    import_keys: Sequence[str | None] | None,
+) -> list[EvidenceRecord]:
+    """Link ``drafts`` after ``head`` (read under the head lock by the caller) and move the head."""
+    if import_keys is not None and len(import_keys) != len(drafts):
+        raise ValueError(f"import_keys: {len(import_keys)} keys for {len(drafts)} drafts")
     created_at = now.astimezone(UTC)
     # time never runs backwards along the chain, whatever the clocks of concurrent writers say
     if head.last_created_at is not None and created_at < head.last_created_at:
@@ -86,7 +111,7 @@ def append_locked(conn: Connection, drafts: Sequence[EvidenceDraft], now: dateti
     last_id, last_hash = head.last_id, head.last_hash
     rows: list[dict[str, Any]] = []
     records: list[EvidenceRecord] = []
-    for draft in drafts:
+    for index, draft in enumerate(drafts):
         last_id += 1
         subject = draft.subject.model_dump()
         artifacts = [a.model_dump() for a in draft.artifacts]
@@ -103,22 +128,23 @@ def append_locked(conn: Connection, drafts: Sequence[EvidenceDraft], now: dateti
             artifact_triples(artifacts),
             last_hash,
         )
-        rows.append(
-            {
-                "id": last_id,
-                "kind": draft.kind,
-                "actor": draft.actor,
-                "created_at": created_at,
-                "flow_run_id": draft.flow_run_id,
-                **subject,
-                "payload": draft.payload_bytes().decode("utf-8"),
-                "payload_sha256": payload_sha256,
-                "bundle_dir": draft.bundle_dir,
-                "artifacts": dumps_canonical(artifacts).decode("utf-8"),
-                "previous_hash": last_hash,
-                "record_hash": digest,
-            }
-        )
+        row = {
+            "id": last_id,
+            "kind": draft.kind,
+            "actor": draft.actor,
+            "created_at": created_at,
+            "flow_run_id": draft.flow_run_id,
+            **subject,
+            "payload": draft.payload_bytes().decode("utf-8"),
+            "payload_sha256": payload_sha256,
+            "bundle_dir": draft.bundle_dir,
+            "artifacts": dumps_canonical(artifacts).decode("utf-8"),
+            "previous_hash": last_hash,
+            "record_hash": digest,
+        }
+        if import_keys is not None:  # only then: appends keep working on a store not yet migrated
+            row["import_key"] = import_keys[index]
+        rows.append(row)
         # every value comes from a validated draft or was computed here: skip re-validation
         records.append(
             EvidenceRecord.model_construct(
@@ -144,6 +170,77 @@ def append_locked(conn: Connection, drafts: Sequence[EvidenceDraft], now: dateti
         .values(last_id=last_id, last_hash=last_hash, last_created_at=created_at)
     )
     return records
+
+
+def lock_head(conn: Connection) -> ChainHead:
+    """Take the chain's write lock in the caller's write transaction and return the head.
+
+    Every append holds it until commit (``FOR UPDATE`` on the head row on PostgreSQL; on SQLite
+    the write transaction's ``BEGIN IMMEDIATE`` is the lock), so a check made after this call
+    sees every record committed before it and nothing can be appended until this commits.
+    """
+    return read_head(conn, for_update=True)
+
+
+def existing_import_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
+    """The ``keys`` some record already carries as its import key."""
+    wanted = sorted(set(keys))
+    found: set[str] = set()
+    for start in range(0, len(wanted), KEY_CHUNK):
+        chunk = wanted[start : start + KEY_CHUNK]
+        found.update(
+            str(r[0]) for r in conn.execute(sa.select(ev_t.c.import_key).where(ev_t.c.import_key.in_(chunk)))
+        )
+    return found
+
+
+def existing_payloads(conn: Connection, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+    """The (kind, payload_sha256) ``pairs`` some record of the chain already holds."""
+    wanted = set(pairs)
+    digests = sorted({digest for _, digest in wanted})
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(digests), KEY_CHUNK):
+        chunk = digests[start : start + KEY_CHUNK]
+        rows = conn.execute(
+            sa.select(ev_t.c.kind, ev_t.c.payload_sha256).where(ev_t.c.payload_sha256.in_(chunk)).distinct()
+        )
+        found.update(pair for pair in ((str(r[0]), str(r[1])) for r in rows) if pair in wanted)
+    return found
+
+
+def append_absent_locked(
+    conn: Connection, keyed: Sequence[tuple[str, EvidenceDraft]], now: datetime
+) -> list[EvidenceRecord | None]:
+    """Insert-or-skip by import key, in the caller's write transaction: one result per draft,
+    its record, or None when the key (or the same kind and payload) is already in the chain, or
+    appeared earlier in ``keyed``.
+
+    The check runs under the head lock (:func:`lock_head`), so no append can slip between it and
+    the insert; the unique index on ``import_key`` backs it: were the lock ever bypassed, the
+    losing transaction fails with an IntegrityError instead of recording the item twice.
+    """
+    if not keyed:
+        return []
+    pairs = [(draft.kind, draft.payload_sha256()) for _, draft in keyed]
+    head = lock_head(conn)
+    taken = existing_import_keys(conn, (key for key, _ in keyed))
+    recorded = existing_payloads(conn, pairs)
+    fresh: list[EvidenceDraft] = []
+    keys: list[str | None] = []
+    slots: list[int] = []
+    for index, ((key, draft), pair) in enumerate(zip(keyed, pairs, strict=True)):
+        if key in taken or pair in recorded:
+            continue
+        taken.add(key)
+        recorded.add(pair)
+        fresh.append(draft)
+        keys.append(key)
+        slots.append(index)
+    out: list[EvidenceRecord | None] = [None] * len(keyed)
+    if fresh:
+        for index, record in zip(slots, _append_at(conn, head, fresh, now, keys), strict=True):
+            out[index] = record
+    return out
 
 
 def _record_from_row(row: Sequence[Any]) -> EvidenceRecord:

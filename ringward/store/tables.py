@@ -59,6 +59,8 @@ class EvidenceRow(SQLModel, table=True):
         sa.Index("ix_evidence_payload_sha256", "payload_sha256"),
         sa.UniqueConstraint("previous_hash", name="uq_evidence_record_previous_hash"),
         sa.UniqueConstraint("record_hash", name="uq_evidence_record_record_hash"),
+        # NULL for records that were not imported: NULLs never collide (SQLite and PostgreSQL)
+        sa.Index("uq_evidence_record_import_key", "import_key", unique=True),
     )
 
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
@@ -86,6 +88,9 @@ class EvidenceRow(SQLModel, table=True):
     artifacts: str = Field(sa_type=sa.Text)
     previous_hash: str = Field(max_length=64)
     record_hash: str = Field(max_length=64)
+    #: idempotency key of an imported item (``metadata:<kind>:<payload sha256>``), unique: an
+    #: import is insert-or-skip by it, so no race records an item twice. Outside the hash chain.
+    import_key: str | None = Field(default=None, max_length=256)
 
 
 class EvidenceHeadRow(SQLModel, table=True):
