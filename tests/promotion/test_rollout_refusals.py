@@ -353,3 +353,67 @@ def test_capturing_the_same_rollout_id_twice_is_refused(rollout_world: RolloutWo
     with pytest.raises(StateError, match="already captured"):
         w.capture(output=w.work / "second")  # same environment, version and second: same default id
     assert not (w.work / "second").exists()
+
+
+# --- promotion windows ------------------------------------------------------------------------------
+
+FREEZE = """\
+schema_version: ringward.promotion-windows.v1
+freezes:
+  - name: broad-freeze
+    targets: [ring:broad]
+    reason: Thanksgiving change freeze
+    start_at: 2026-11-22T00:00:00Z
+    end_at: 2026-11-23T08:00:00Z
+"""
+
+
+def _break_glass(w: RolloutWorld, request_id: str, *, approver: str = "ciso") -> str:
+    from ringward.core.promotion.windows_policy import BREAK_GLASS_ACTION, break_glass_binding
+
+    binding = break_glass_binding(["ring:broad", "environment:production"], subject=request_id,
+                                  overridden_action="rollout")
+    approval = request_approval(w.store, action=BREAK_GLASS_ACTION, subject_digest=binding.subject_digest,
+                                target=binding.target, requester="carol", now=later(0.21))
+    w.approve(approval.approval_id, actor=approver, at=later(0.22), reason="sev1 fix must ship")
+    return approval.approval_id
+
+
+@SQLITE
+def test_closed_window_refuses_with_the_next_opening(rollout_world: RolloutWorld) -> None:
+    from ringward.core.errors import PromotionWindowError
+
+    w = rollout_world
+    policy = w.work.parent / "windows.yaml"
+    policy.write_text(FREEZE)
+    requested = _approved(w)
+    with pytest.raises(PromotionWindowError, match=r"broad-freeze.*next opening 2026-11-23T08:00:00Z"):
+        w.execute(requested["request_path"], requested["approval_id"], windows=policy)
+    assert _executions(w) == 0 and w.store.approvals.get(requested["approval_id"]).consumed_at is None
+    refusal = w.store.search_evidence(EvidenceQuery(kind=ro.KIND_REFUSAL)).items[0]
+    assert refusal.payload["code"] == "window-closed" and refusal.payload["window"]["allowed"] is False
+    # after the freeze the same approval executes (approved for 24 h)
+    done = w.execute(requested["request_path"], requested["approval_id"], windows=policy, at=later(21))
+    assert done["break_glass"] is False and done["window"]["allowed"] is True
+
+
+@SQLITE
+def test_break_glass_runs_a_closed_window_and_is_marked(rollout_world: RolloutWorld) -> None:
+    w = rollout_world
+    policy = w.work.parent / "windows.yaml"
+    policy.write_text(FREEZE)
+    requested = _approved(w)
+    other = _break_glass(w, "rpr_000000000000")
+    from ringward.core.errors import ApprovalBindingError as Binding
+
+    with pytest.raises(Binding):  # a break-glass approval for another execution does not count
+        w.execute(requested["request_path"], requested["approval_id"], windows=policy, break_glass_approval=other)
+    glass = _break_glass(w, requested["request_id"])
+    done = w.execute(requested["request_path"], requested["approval_id"], windows=policy,
+                     break_glass_approval=glass)
+    doc = json.loads(Path(done["execution_path"]).read_bytes())
+    assert doc["break_glass"] is True and doc["break_glass_approval_id"] == glass
+    assert "break-glass-approval-consumed" in doc["controls"] and doc["window"]["allowed"] is False
+    assert w.store.approvals.get(glass).consumed_at is not None
+    record = w.store.get_evidence(int(done["evidence"]["evidence_id"]))
+    assert record.payload["break_glass"] is True

@@ -835,41 +835,16 @@ def _load_execution(path: Path) -> tuple[Path, bytes, dict[str, Any], ro.Promoti
     return file, data, raw, execution
 
 
-def _window_check(
-    windows: Path | None, targets: list[str], at: datetime
-) -> tuple[dict[str, Any], BaseException | None]:
-    """Ask the promotion-window policy; returns (window summary, the refusal if closed)."""
-    from ringward.core.errors import PromotionWindowError
-    from ringward.operations.promotion.windows import enforce_window
+def _window_check(windows: Path | None, targets: list[str], at: datetime) -> tuple[Any, BaseException | None]:
+    """Ask the promotion-window policy (``--windows`` or ``$RINGWARD_WINDOWS``; none = open):
+    (the decision, the refusal when closed)."""
+    from ringward.core.promotion.windows_policy import WindowClosedError
+    from ringward.operations.promotion.windows import enforce_window, windows_policy_path
 
     try:
-        decision = enforce_window(windows, targets, at)
-    except PromotionWindowError as exc:
-        return {"checked": True, "open": False, "policy": str(windows) if windows else None, "targets": targets,
-                "at": ro.iso(at), "refusal": exc.message}, exc
-    return {"checked": True, "open": True, "policy": str(windows) if windows else None, "targets": targets,
-            "at": ro.iso(at), "decision": _plain(decision)}, None
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-safe summary of a decision object (pydantic model, dataclass or plain value)."""
-    import dataclasses
-    import json
-
-    if hasattr(value, "model_dump"):
-        value = value.model_dump(mode="json")
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    return json.loads(json.dumps(value, default=str))
-
-
-def _break_glass_binding(targets: list[str], *, request_id: str, at: datetime) -> tuple[str, str, str]:
-    """(action, subject digest, target) a break-glass approval must carry for these targets."""
-    from ringward.core.promotion import windows_policy
-
-    action: str = windows_policy.BREAK_GLASS_ACTION
-    subject, target = windows_policy.break_glass_binding(targets, subject=request_id, at=at)
-    return action, subject, target
+        return enforce_window(windows_policy_path(windows), targets, at, action="rollout promotion"), None
+    except WindowClosedError as exc:
+        return exc.decision, exc
 
 
 def execute_promotion(
@@ -895,6 +870,9 @@ def execute_promotion(
     window (or an approved break-glass approval); then the approval is consumed (compare-and-swap,
     once) and the execution recorded with its evidence; the output is renamed into place last.
     """
+    from ringward.core.promotion.windows_policy import break_glass_binding
+    from ringward.operations.promotion.windows import consume_break_glass, windows_policy_path
+
     moment = now or utc_now()
     ro.check_line(actor, option="--actor")
     if notes is not None:
@@ -940,29 +918,28 @@ def execute_promotion(
                              f"evidence, found status {ev.status!r}")
         _check_promotable_state(store, ev.rollout_id)
         window_targets = [f"ring:{request.target_ring}", f"environment:{request.environment}"]
-        window, closed = _window_check(windows, window_targets, moment)
+        decision, closed = _window_check(windows, window_targets, moment)
+        window: dict[str, Any] = {"policy": str(windows_policy_path(windows) or "") or None,
+                                  **decision.to_document()}
         break_glass = False
-        bg_binding: tuple[str, str, str] | None = None
         if closed is not None:
+            context["window"] = window
             if break_glass_approval is None:
                 raise closed
-            bg_binding = _break_glass_binding(window_targets, request_id=request.request_id, at=moment)
-            bg = store.approvals.get(break_glass_approval)
-            check_consume(bg, action=bg_binding[0], subject_digest=bg_binding[1], target=bg_binding[2], actor=actor,
-                          now=moment)
+            binding = break_glass_binding(decision, subject=request.request_id, overridden_action="rollout")
+            check_consume(store.approvals.get(break_glass_approval), action=binding.action,
+                          subject_digest=binding.subject_digest, target=binding.target, actor=actor, now=moment)
             break_glass = True
-            window["break_glass_approval_id"] = break_glass_approval
         out = _check_output(output or Path.cwd() / execution_id)
         # --- the decision: consume (once), then record ---
         consumed = store.approvals.consume(
             approval_id, action=ro.ACTION_PROMOTE, subject_digest=subject, target=target, actor=actor,
             now=moment, execution_ref=execution_id, flow_run_id=flow_run_id,
         )[0]
-        if bg_binding is not None and break_glass_approval is not None:
-            store.approvals.consume(
-                break_glass_approval, action=bg_binding[0], subject_digest=bg_binding[1], target=bg_binding[2],
-                actor=actor, now=moment, execution_ref=execution_id, flow_run_id=flow_run_id,
-            )
+        if break_glass and break_glass_approval is not None:
+            consume_break_glass(store, break_glass_approval, decision=decision, subject=request.request_id,
+                                actor=actor, now=moment, overridden_action="rollout", execution_ref=execution_id,
+                                flow_run_id=flow_run_id)
         controls = list(ro.EXECUTION_CONTROLS) + (["break-glass-approval-consumed"] if break_glass else [])
         doc: dict[str, Any] = {
             "schema_version": ro.PROMOTION_EXECUTION_SCHEMA,
