@@ -386,3 +386,49 @@ def test_cli_export_and_bad_input(channel_world: ChannelWorld, capsys: pytest.Ca
         "linux-fleet-manifest.json", "linux-install-rt.sh"]
     code, _, err = cli(capsys, "endpoint", "export", *base, "--output", str(channel_world.work / "again"))
     assert code == 1 and "already consumed" in err and len(err.strip().splitlines()) == 1
+
+
+# --- promotion windows ---------------------------------------------------------------------------------------
+
+
+WINDOWS = """\
+schema_version: ringward.promotion-windows.v1
+default: allow
+allow:
+  - name: enterprise-weekdays
+    targets: [ring:enterprise]
+    rrule: FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR
+    start: 2026-01-05T09:00
+    duration: 8h
+    timezone: UTC
+freezes:
+  - name: stable-freeze
+    targets: [channel:stable]
+    reason: release train freeze
+    start_at: 2026-11-23T00:00:00Z
+    end_at: 2026-11-24T00:00:00Z
+"""
+
+
+@SQLITE
+def test_promotion_windows_gate_the_export(channel_world: ChannelWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ringward.core.errors import PromotionWindowError
+
+    policy = channel_world.work.parent / "windows.yaml"
+    policy.write_text(WINDOWS)
+    requested = approved(channel_world, expires_in=timedelta(days=7))  # NOW is Sunday 2026-11-22 12:00 UTC
+    # Sunday: outside the enterprise ring's weekday window
+    error = refused(channel_world, requested, PromotionWindowError, match="ring:enterprise", windows=policy)
+    # the next time every target is open at once: Monday is frozen for channel:stable
+    assert "next opening 2026-11-24T09:00:00Z" in str(error)
+    latest = channel_world.records("endpoint-management-export")[0]
+    assert latest.payload["window"]["allowed"] is False
+    # Monday 10:00 inside the window, but the stable channel is frozen that day (deny wins); via the env
+    monkeypatch.setenv("RINGWARD_WINDOWS", str(policy))
+    refused(channel_world, requested, PromotionWindowError, match="stable-freeze",
+            at=later(22))
+    # Tuesday 10:00: open; the decision travels with the export
+    result = channel_world.export(requested, at=later(46))
+    assert result["window"]["allowed"] is True
+    manifest = json.loads(Path(result["manifest"]).read_bytes())
+    assert manifest["window"]["allowed"] is True and "enterprise-weekdays" in manifest["window"]["windows"]

@@ -23,7 +23,6 @@ every delivery, failed or not.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -82,8 +81,6 @@ if TYPE_CHECKING:
 EXPORT_RESULT_SCHEMA = "ringward.endpoint-export-result.v1"
 PUBLICATION_RESULT_SCHEMA = "ringward.endpoint-publication-result.v1"
 PUBLICATION_SIGNER = "endpoint-management-publication"
-#: environment variable naming the default promotion window policy
-WINDOWS_ENV = "RINGWARD_WINDOWS"
 #: largest binary copied into an export for a publisher
 MAX_INSTALLER_BYTES = 2 * 1024 * 1024 * 1024
 
@@ -98,30 +95,25 @@ def _input_file(path: Path, option: str, cap: int = MAX_DOCUMENT_BYTES) -> bytes
 
 
 def _windows_path(windows: Path | None) -> Path | None:
-    if windows is None and os.environ.get(WINDOWS_ENV):
-        windows = Path(os.environ[WINDOWS_ENV])
-    if windows is not None and not windows.is_file():
-        raise InputError(f"--windows {windows}: expected a window policy file, found "
-                         f"{'a directory' if windows.is_dir() else 'nothing'}")
-    return windows
+    """``--windows``, else ``$RINGWARD_WINDOWS``, else None (no windows configured: everything open)."""
+    from ringward.operations.promotion.windows import windows_policy_path
+
+    path = windows_policy_path(windows)
+    if path is not None and path.is_dir():
+        raise InputError(f"--windows {path}: is a directory, expected a window policy file")
+    return path
 
 
-def _enforce_window(windows: Path | None, channel: str, ring: str, now: datetime) -> dict[str, Any] | None:
-    """The promotion window decision for ``channel:<C>`` and ``ring:<R>`` (PromotionWindowError when closed)."""
-    try:
-        from ringward.operations.promotion.windows import enforce_window
-    except ImportError:
-        # TODO(windows): ringward.operations.promotion.windows is being written; until it lands an export
-        # with a window policy fails closed, and one without a policy has no window to check
-        if windows is not None:
-            raise InputError(f"--windows {windows}: promotion windows are not available in this build") from None
-        return None
-    decision: Any = enforce_window(windows, [f"channel:{channel}", f"ring:{ring}"], now)
-    if hasattr(decision, "model_dump"):
-        return dict(decision.model_dump(mode="json"))
-    if hasattr(decision, "to_dict"):
-        return dict(decision.to_dict())
-    return {"decision": str(decision)}
+def _enforce_window(windows: Path | None, channel: str, ring: str, now: datetime) -> dict[str, Any]:
+    """The open promotion window decision for ``channel:<C>`` and ``ring:<R>``.
+
+    Raises:
+        PromotionWindowError: outside every allow window or inside a freeze.
+    """
+    from ringward.operations.promotion.windows import enforce_window
+
+    decision = enforce_window(windows, [f"channel:{channel}", f"ring:{ring}"], now, action="endpoint export")
+    return dict(decision.model_dump(mode="json"))
 
 
 def _verified_request(data: bytes, source: str, root: Any, *, now: datetime) -> tuple[cr.ChannelPromotionRequest,
@@ -388,6 +380,9 @@ def export_endpoint(
         if bundle is not None:
             shutil.rmtree(bundle, ignore_errors=True)
         if not isinstance(exc, InputError):
+            decision = getattr(exc, "decision", None)  # a closed promotion window says why and until when
+            if decision is not None and hasattr(decision, "model_dump"):
+                context["window"] = decision.model_dump(mode="json")
             record_refusal(store, ee.KIND_EXPORT, exc, actor=actor, now=now, subject=subject, payload=context,
                            flow_run_id=flow_run_id)
         raise
