@@ -202,3 +202,42 @@ def test_cli_walkthrough(rollout_world: RolloutWorld, capsys: pytest.CaptureFixt
     assert code == 2 and "change record is required" in err and not (w.work / "r2").exists()
     refused = w.store.search_evidence(EvidenceQuery(kind=ro.KIND_REFUSAL))
     assert refused.total == 1 and refused.items[0].payload["code"] == "already-executed"
+
+
+def _promote_channel(w: RolloutWorld, channel: str, version: str, digest: str, at: float) -> None:
+    from ringward.core.approvals import Decision
+    from ringward.core.promotion.channels import PromotedRelease
+    from ringward.operations.approvals import decide_approval, request_approval
+    from ringward.store.promotion.channel_repo import ChannelRepository
+
+    subject = "sha256:" + hashlib.sha256(f"{channel}{version}".encode()).hexdigest()
+    approval = request_approval(w.store, action="release_promote_channel_manifest", subject_digest=subject,
+                                target=f"{channel}->broad", requester="alice", now=later(at))
+    decide_approval(w.store, approval.approval_id, decision=Decision.APPROVE, actor="bob", reason="ok",
+                    now=later(at + 0.01))
+    ChannelRepository(w.store).execute_promotion(
+        channel, release=PromotedRelease(version=version, digest=digest, promoted_at=later(at), actor="carol",
+                                         export_id=f"exp-{channel}-{version}"),
+        approval_id=approval.approval_id, action="release_promote_channel_manifest", subject_digest=subject,
+        target=f"{channel}->broad", actor="carol", now=later(at + 0.02), drafts=lambda before, after, ap: [])
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_rollback_lets_channels_at_the_release_go_down_once(rollout_world: RolloutWorld) -> None:
+    from ringward.store.promotion.channel_repo import ChannelRepository
+
+    w = rollout_world
+    digest = "sha256:" + hashlib.sha256((w.package / "checksums.txt").read_bytes()).hexdigest()
+    _promote_channel(w, "stable", "1.2.2", "sha256:" + "1" * 64, at=-3)
+    _promote_channel(w, "stable", "1.2.3", digest, at=-2)
+    _promote_channel(w, "beta", "1.2.3", digest, at=-1)  # no earlier release to go down to
+    _, _, executed = w.promoted()
+    rr = w.request_rollback(executed["execution_path"])
+    w.approve(rr["approval_id"], actor="frank")
+    rolled = w.rollback(executed["execution_path"], rr["approval_id"])
+    channels = {c["channel"]: c for c in rolled["channels"]}
+    assert channels["stable"]["rollback_allowed"] is True
+    assert channels["beta"]["rollback_allowed"] is False and "no earlier promotion" in channels["beta"]["error"]
+    allowance = ChannelRepository(w.store).get("stable").rollback_allowance
+    assert allowance is not None and allowance.rollback_id == rolled["rollback_id"]
+    assert allowance.to_version == "1.2.2"
