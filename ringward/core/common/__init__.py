@@ -1,0 +1,1 @@
+"""Shared pure pieces: strict JSON, safe paths, versions, checksums grammar, roles, redaction, time windows."""
