@@ -1552,17 +1552,21 @@ def _approval_view(store: Store, approval_id: str, now: datetime) -> dict[str, A
     return doc
 
 
-def _deliveries(store: Store, event_id: str) -> list[dict[str, Any]]:
+def _deliveries(store: Store, step: RolloutStep) -> list[dict[str, Any]]:
+    """The delivery log's entries for this step's audit event (its id is the execution or rollback
+    id), and the delivery evidence records (found by the event's ring, environment and release)."""
     from ringward.core.connector_delivery import DELIVERY_EVIDENCE_KIND
     from ringward.core.evidence_query import EvidenceQuery
     from ringward.operations.delivery import delivery_history
 
+    event_id = step.ref_id
     history = delivery_history(store, event_id=event_id, limit=500)["items"]
     records = []
     before: int | None = None
     for _ in range(20):  # delivery evidence of this event: newest first, bounded
-        page = store.search_evidence(EvidenceQuery(kind=DELIVERY_EVIDENCE_KIND, before_id=before, limit=500,
-                                                   with_total=False))
+        page = store.search_evidence(EvidenceQuery(
+            kind=DELIVERY_EVIDENCE_KIND, ring=step.ring, environment=step.environment,
+            release_version=step.release_version, before_id=before, limit=500, with_total=False))
         records += [r for r in page.items if r.payload.get("event_id") == event_id]
         if page.next_before_id is None:
             break
@@ -1625,11 +1629,11 @@ def show_rollout(store: Store, ident: str, *, now: datetime | None = None) -> di
             ]
             rollbacks = [
                 {**views[rb.id], "approval": approval(rb.approval_id), "audits": audits_of(rb.ref_id),
-                 "deliveries": _deliveries(store, rb.ref_id)}
+                 "deliveries": _deliveries(store, rb)}
                 for rb in steps if rb.step == "rollback" and rb.parent_ref == ex.ref_id
             ]
             executions.append({**views[ex.id], "approval": approval(ex.approval_id), "audits": audits_of(ex.ref_id),
-                               "deliveries": _deliveries(store, ex.ref_id), "rollback_requests": rollback_requests,
+                               "deliveries": _deliveries(store, ex), "rollback_requests": rollback_requests,
                                "rollbacks": rollbacks})
         promotions.append({"request": views[req.id], "approval": approval(req.approval_id), "executions": executions})
     latest = steps[-1]
