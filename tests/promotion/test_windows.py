@@ -163,8 +163,11 @@ def test_next_opening_across_a_weekend_and_next_change() -> None:
     inside = z("2026-02-09T15:00")
     assert w.next_opening([win], inside) == inside  # open now
     assert w.next_change([win], inside) == z("2026-02-09T22:00")  # closes at 17:00
-    # nothing opens within a horizon shorter than the weekend
+    # nothing opens within a horizon shorter than the weekend; the horizon's last instant counts
     assert w.next_opening([win], friday_evening, timedelta(days=1)) is None
+    exact = z("2026-02-09T14:00") - friday_evening
+    assert w.next_opening([win], friday_evening, exact) == z("2026-02-09T14:00")
+    assert w.next_opening([win], friday_evening, exact - timedelta(seconds=1)) is None
 
 
 def test_back_to_back_windows_merge_in_next_change() -> None:

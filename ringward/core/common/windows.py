@@ -626,14 +626,15 @@ def occurrences(window: Window, start: datetime, end: datetime) -> list[WindowHi
 
 
 class Timeline:
-    """Every occurrence of ``windows`` overlapping ``[start, end)``, for repeated questions about
+    """Every occurrence of ``windows`` overlapping ``[start, end]``, for repeated questions about
     instants in that span (what is active at ``t``, where does anything start or end)."""
 
     def __init__(self, windows: Sequence[Window], start: datetime, end: datetime) -> None:
         self.windows = tuple(windows)
         self.start = require_aware(start, what="start")
         self.end = require_aware(end, what="end")
-        self._hits = [occurrences(w, self.start, self.end) for w in self.windows]
+        # an occurrence starting exactly at ``end`` still counts (the horizon is inclusive)
+        self._hits = [occurrences(w, self.start, self.end + timedelta(microseconds=1)) for w in self.windows]
         self._starts = [[h.start for h in hits] for hits in self._hits]
         self._longest = [max((h.end - h.start for h in hits), default=timedelta(0)) for hits in self._hits]
 
