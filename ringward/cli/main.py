@@ -25,6 +25,10 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "approval": ("ringward.cli.approval_cmd", "Request and decide approvals."),
     "api": ("ringward.cli.api_cmd", "Run the HTTP API and manage its tokens."),
     "connectors": ("ringward.cli.connectors_cmd", "Deliver events to SIEM, ITSM and ChatOps."),
+    "channel": ("ringward.cli.channel_cmd", "Channel promotion requests, high-water marks and holds."),
+    "endpoint": ("ringward.cli.endpoint_cmd", "Export approved releases for Jamf, Intune, Linux; publish them."),
+    "rollout": ("ringward.cli.rollout_cmd", "Capture, promote, roll back and audit rollouts across rings."),
+    "window": ("ringward.cli.window_cmd", "Explain promotion windows and freezes."),
     "demo": ("ringward.cli.demo_cmd", "End-to-end demo: build, package, sign, verify."),
     "run": ("ringward.cli.run_cmd", "Run a pipeline as a tracked Prefect flow run."),
 }
