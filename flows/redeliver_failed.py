@@ -1,5 +1,7 @@
 """Flow ``redeliver-failed`` (scheduled): retry failed deliveries that are due and still inside
-their redelivery window, expire those past it, and publish the connector dashboard."""
+their redelivery window, take over stalled claims (a delivering process died holding them: its
+lease expired), expire those past the window, and publish the connector dashboard. Deliveries a
+live run holds are reported ``held``: exactly one concurrent redelivery sends each key."""
 
 from __future__ import annotations
 
@@ -27,9 +29,11 @@ def redeliver_failed_flow(config_path: str, limit: int = 1000) -> dict[str, Any]
     dashboard = connector_dashboard()
     publish_dashboard(dashboard)
     logger.info(
-        "redelivery: due %d, delivered %d, still failing %d, expired %d",
+        "redelivery: due %d (%d stalled), delivered %d, held %d, still failing %d, expired %d",
         summary["due"],
+        summary["stalled"],
         summary["delivered"],
+        summary["held"],
         summary["still_failing"],
         summary["expired"],
     )

@@ -156,7 +156,8 @@ def load_delivery_inputs(
 
 @task(name="redeliver-failed-deliveries", cache_policy=NO_CACHE)
 def redeliver_failed(config_path: str, limit: int, flow_run_id: str | None) -> dict[str, Any]:
-    """Retry due failed deliveries inside their window (batched in-process, one task)."""
+    """Retry due failed deliveries inside their window and take over stalled claims (batched
+    in-process, one task); deliveries another live run holds are counted ``held``, not failing."""
     from ringward.store import open_store
 
     config = ops.load_connector_config(Path(config_path))
@@ -170,12 +171,7 @@ def redeliver_failed(config_path: str, limit: int, flow_run_id: str | None) -> d
             flow_run_id=flow_run_id,
         )
     return {
-        "due": report.due,
-        "expired": report.expired,
-        "delivered": report.delivered,
-        "still_failing": report.still_failing,
-        "skipped_unconfigured": report.skipped_unconfigured,
-        "evidence_ids": [r.evidence_id for r in report.runs],
+        **report.summary(),
         "deliveries": [row | {"event_id": r.event.event_id} for r in report.runs for row in r.summary_rows()],
     }
 

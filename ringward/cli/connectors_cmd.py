@@ -7,8 +7,8 @@ input (unreadable event, invalid config, unknown provider). Errors are one line,
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +36,43 @@ PROVIDER = typer.Option("all", "--provider", "-p", help="all, or a comma list of
 JSON = typer.Option(False, "--json", help="Print the stable machine-readable result.")
 
 
+AT = typer.Option(
+    None,
+    "--at",
+    hidden=True,
+    help="Act as of this ISO-8601 UTC time instead of now (lease and redelivery-window checks; drills and tests).",
+)
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _at(value: str | None) -> datetime | None:
+    """``--at``: an ISO-8601 time with a UTC offset (one-line error otherwise)."""
+    if value is None:
+        return None
+    from ringward.core.errors import InputError
+
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--at: expected an ISO-8601 time such as 2026-01-01T00:00:00Z, found {value!r}") from None
+    if parsed.utcoffset() is None:
+        raise InputError(f"--at: {value!r} has no UTC offset (append Z)")
+    return parsed.astimezone(UTC)
+
+
+def _clock_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``start`` now and moves on in real time."""
+    import time
+
+    origin = time.monotonic()
+
+    def clock() -> datetime:
+        return start + timedelta(seconds=time.monotonic() - origin)
+
+    return clock
 
 
 def _uses_prefect_secrets(config: ConnectorConfig) -> bool:
@@ -197,8 +232,10 @@ def history(
     limit: int = typer.Option(50, "--limit", min=1, max=500),
     offset: int = typer.Option(0, "--offset", min=0),
     json_output: bool = JSON,
+    at: str | None = AT,
 ) -> None:
-    """Delivery history from the delivery log, newest first."""
+    """Delivery history from the delivery log, newest first (a claim whose lease expired without an
+    outcome shows as in_progress (stalled) until redelivery takes it over)."""
     from ringward.core.errors import InputError
     from ringward.operations import delivery as ops
     from ringward.store import open_store
@@ -206,9 +243,10 @@ def history(
     if no_success and success_only:
         raise InputError("--success and --no-success are mutually exclusive")
     success = False if no_success else (True if success_only else None)
+    now = _at(at)
     with open_store() as store:
         document = ops.delivery_history(
-            store, provider=provider, event_id=event_id, success=success, limit=limit, offset=offset
+            store, provider=provider, event_id=event_id, success=success, limit=limit, offset=offset, now=now
         )
     if json_output:
         print_json(document)
@@ -219,7 +257,7 @@ def history(
             item["event_id"],
             item["destination"],
             item["provider"],
-            item["state"],
+            item["state"] + (" (stalled)" if item.get("stalled") else ""),
             item["status_code"] if item["status_code"] is not None else "-",
             item["attempt_count"],
             (item["error"] or "")[:100],
@@ -238,13 +276,15 @@ def dashboard(
     markdown: bool = typer.Option(
         False, "--markdown", help="Print the Markdown page (as published to Prefect)."
     ),
+    at: str | None = AT,
 ) -> None:
     """Success rate, failing destinations and the last error per destination."""
     from ringward.operations import delivery as ops
     from ringward.store import open_store
 
+    now = _at(at)
     with open_store() as store:
-        document = ops.delivery_dashboard(store)
+        document = ops.delivery_dashboard(store, now=now)
     if json_output:
         print_json(document)
         return
@@ -252,12 +292,13 @@ def dashboard(
         typer.echo(ops.dashboard_markdown(document), nl=False)
         return
     rate = document["success_rate"]
+    stalled = f"{document['stalled']} stalled, " if document.get("stalled") else ""
     typer.echo(
         f"{document['alert_level'].upper()}: {document['total']} deliveries, {document['failed']} failed, "
-        f"success rate {'n/a' if rate is None else f'{rate:.2%}'}"
+        f"{stalled}success rate {'n/a' if rate is None else f'{rate:.2%}'}"
     )
     print_table(
-        ["destination", "provider", "total", "ok", "failed", "attempts", "last delivery", "last error"],
+        ["destination", "provider", "total", "ok", "failed", "stalled", "attempts", "last delivery", "last error"],
         [
             (
                 p["destination"] + (" (disabled)" if p["disabled"] else ""),
@@ -265,6 +306,7 @@ def dashboard(
                 p["total"],
                 p["success"],
                 p["failed"],
+                p.get("stalled", 0),
                 p["attempt_count"],
                 p["last_delivery_at"] or "",
                 (p["last_error"] or "")[:100],
@@ -281,30 +323,23 @@ def redeliver(
     config_path: Path = CONFIG,
     limit: int = typer.Option(1000, "--limit", min=1, max=100_000),
     json_output: bool = JSON,
+    at: str | None = AT,
 ) -> None:
-    """Retry failed deliveries that are due and inside their redelivery window (what the scheduled
-    redeliver-failed flow runs)."""
+    """Retry failed deliveries that are due and inside their redelivery window, and take over
+    deliveries whose claim lease expired (the delivering process died); what the scheduled
+    redeliver-failed flow runs. Deliveries another live run holds are reported as held (exit 0)."""
     from ringward.operations import delivery as ops
     from ringward.store import open_store
 
     config = ops.load_connector_config(config_path)
+    start = _at(at)
+    hooks = ops.DeliveryHooks(clock=_clock_from(start)) if start is not None else None
     with open_store() as store:
-        report = ops.redeliver_due(config, store=store, limit=limit, lookups=_lookups(config))
-    document = {
-        "due": report.due,
-        "expired": report.expired,
-        "delivered": report.delivered,
-        "still_failing": report.still_failing,
-        "skipped_unconfigured": report.skipped_unconfigured,
-        "evidence_ids": [r.evidence_id for r in report.runs],
-    }
+        report = ops.redeliver_due(config, store=store, limit=limit, lookups=_lookups(config), hooks=hooks)
     if json_output:
-        print_json(document)
+        print_json(report.summary())
     else:
-        typer.echo(
-            f"due {report.due}, delivered {report.delivered}, still failing {report.still_failing}, "
-            f"expired {report.expired}"
-        )
+        typer.echo(report.summary_line())
     raise typer.Exit(1 if report.still_failing else 0)
 
 

@@ -27,6 +27,8 @@ from connectors.secrets import SecretLookup, SecretResolver, resolve_destination
 from ringward.core.connector_config import ConnectorConfig, DestinationConfig, parse_connector_config
 from ringward.core.connector_delivery import (
     DELIVERY_EVIDENCE_KIND,
+    DeliveryState,
+    DeliveryStatus,
     DestinationResult,
     dashboard_document,
     delivery_evidence_payload,
@@ -96,18 +98,65 @@ class DeliveryRun:
 
 @dataclass
 class RedeliveryReport:
+    """What one redelivery run did.
+
+    ``due`` counts failed deliveries and stalled claims (expired lease) taken up, ``stalled`` the
+    latter; ``held`` counts deliveries a live claim of another run holds (listed held, or found
+    held when this run claimed them): they are neither sent nor failures.
+    """
+
     expired: int = 0
     due: int = 0
+    stalled: int = 0
     runs: list[DeliveryRun] = field(default_factory=list)
     skipped_unconfigured: list[str] = field(default_factory=list)
+    #: due keys whose event is not in the log (nothing to resend)
+    missing_events: list[str] = field(default_factory=list)
+    #: keys held by a live claim when the queue was read (not among the due ones)
+    held_elsewhere: list[str] = field(default_factory=list)
+
+    def _count(self, status: Callable[[DestinationResult], bool]) -> int:
+        return sum(1 for run in self.runs for r in run.results if status(r))
 
     @property
     def delivered(self) -> int:
-        return sum(1 for run in self.runs for r in run.results if r.success)
+        """Deliveries this run sent and the receiver took."""
+        return self._count(lambda r: r.success and r.status is not DeliveryStatus.ALREADY_DELIVERED)
+
+    @property
+    def already_delivered(self) -> int:
+        """Due deliveries another run completed before this one claimed them (nothing sent)."""
+        return self._count(lambda r: r.status is DeliveryStatus.ALREADY_DELIVERED)
+
+    @property
+    def held(self) -> int:
+        return len(self.held_elsewhere) + self._count(lambda r: r.status is DeliveryStatus.IN_FLIGHT)
 
     @property
     def still_failing(self) -> int:
-        return sum(1 for run in self.runs for r in run.results if not r.success)
+        return self._count(lambda r: not r.success and r.status is not DeliveryStatus.IN_FLIGHT)
+
+    def summary(self) -> dict[str, Any]:
+        """The stable report document (CLI ``--json``, the redeliver-failed flow)."""
+        return {
+            "due": self.due,
+            "stalled": self.stalled,
+            "expired": self.expired,
+            "delivered": self.delivered,
+            "already_delivered": self.already_delivered,
+            "held": self.held,
+            "still_failing": self.still_failing,
+            "skipped_unconfigured": self.skipped_unconfigured,
+            "missing_events": self.missing_events,
+            "evidence_ids": [r.evidence_id for r in self.runs],
+        }
+
+    def summary_line(self) -> str:
+        missing = f", {len(self.missing_events)} without a stored event" if self.missing_events else ""
+        return (
+            f"due {self.due} ({self.stalled} stalled), delivered {self.delivered}, held {self.held}, "
+            f"still failing {self.still_failing}, expired {self.expired}{missing}"
+        )
 
 
 def now_utc() -> datetime:
@@ -420,17 +469,24 @@ def redeliver_due(
     flow_run_id: str | None = None,
     hooks: DeliveryHooks | None = None,
 ) -> RedeliveryReport:
-    """Retry failed (retryable) deliveries that are due and still inside their redelivery window.
+    """Retry failed (retryable) deliveries that are due, and take over stalled claims (a run that
+    died or hung holding a key past its lease), inside their redelivery window.
 
-    Deliveries past their window are marked ``expired``; deliveries to destinations no longer in
-    ``config`` are left alone and listed.
+    Every delivery goes through the log's compare-and-swap claim, so when two redeliveries run at
+    once exactly one sends each key; the other reports it ``held``. A stalled key is resent with
+    the event as first stored (same event id, so the same idempotency headers): a receiver that
+    already took it de-duplicates. Deliveries past their window are marked ``expired``; deliveries
+    to destinations no longer in ``config`` are left alone and listed. Time is ``hooks.clock``.
     """
     hooks = hooks or DeliveryHooks()
     log = _log(store)
     now = hooks.clock()
     report = RedeliveryReport(expired=log.expire_overdue(now=now))
     due = log.due(now=now, limit=limit)
+    due_keys = {e.key for e in due}
+    report.held_elsewhere = [str(k) for k in log.held(now=now, limit=limit) if k not in due_keys]
     report.due = len(due)
+    report.stalled = sum(1 for e in due if e.state is DeliveryState.IN_PROGRESS)
     if not due:
         return report
     configured = {d.name: d for d in config.providers if d.enabled}
@@ -445,6 +501,7 @@ def redeliver_due(
     # group destinations by the exact set of events each needs, then deliver each group once
     groups: dict[tuple[str, ...], list[str]] = {}
     for destination, ids in by_destination.items():
+        report.missing_events.extend(f"{i} -> {destination}" for i in ids if i not in events)
         present = tuple(sorted(i for i in ids if i in events))
         if present:
             groups.setdefault(present, []).append(destination)
@@ -468,6 +525,10 @@ def redeliver_due(
 # --- reading -----------------------------------------------------------------------------------------------
 
 
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 def delivery_history(
     store: Store,
     *,
@@ -476,22 +537,49 @@ def delivery_history(
     success: bool | None = None,
     limit: int = 50,
     offset: int = 0,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
-    entries, total = _log(store).history(
-        provider=provider, event_id=event_id, success=success, limit=limit, offset=offset
-    )
-    return history_document(entries, total=total, limit=max(1, min(limit, 500)), offset=max(0, offset))
+    """The history document; each item also says whether it is a stalled claim (``in_progress``
+    with its lease expired at ``now``: redelivery takes it over) and when its claim's lease ends."""
+    now = now or datetime.now(UTC)
+    log = _log(store)
+    entries, total = log.history(provider=provider, event_id=event_id, success=success, limit=limit, offset=offset)
+    document = history_document(entries, total=total, limit=max(1, min(limit, 500)), offset=max(0, offset))
+    leases = log.leases([e.key for e in entries if e.state is DeliveryState.IN_PROGRESS])
+    for item, entry in zip(document["items"], entries, strict=True):
+        lease = leases.get(entry.key)
+        item["lease_until"] = _iso(lease) if lease is not None else None
+        item["stalled"] = lease is not None and lease < now
+    return document
 
 
 def delivery_dashboard(store: Store, *, now: datetime | None = None) -> dict[str, Any]:
+    """The dashboard document; ``stalled`` counts claims whose lease expired at ``now`` (a run died
+    holding them) per destination and in all, and any makes the dashboard at least a warning."""
+    now = now or datetime.now(UTC)
     log = _log(store)
     stats, event_types = log.stats()
-    return dashboard_document(
+    document = dashboard_document(
         stats,
         event_types=event_types,
         disabled_destinations=log.disabled_destinations(),
-        now=now or datetime.now(UTC),
+        now=now,
     )
+    stalled = log.stalled_counts(now=now)
+    alerts = []
+    for row in document["providers"]:
+        row["stalled"] = stalled.get((row["provider"], row["destination"]), 0)
+        if row["stalled"]:
+            alerts.append(
+                f"Destination {row['destination']} has {row['stalled']} stalled deliveries (claim lease "
+                "expired without an outcome); `ringward connectors redeliver` takes them over"
+            )
+    document["stalled"] = sum(stalled.values())
+    if alerts:
+        document["alerts"] = (alerts + document["alerts"])[:25]
+        if document["alert_level"] == "healthy":
+            document["alert_level"] = "warning"
+    return document
 
 
 def dashboard_markdown(dashboard: dict[str, Any]) -> str:
@@ -502,7 +590,8 @@ def dashboard_markdown(dashboard: dict[str, Any]) -> str:
         "",
         f"Generated {dashboard['generated_at']}: {dashboard['total']} deliveries, "
         f"{dashboard['success']} succeeded, {dashboard['failed']} failed, "
-        f"success rate {'n/a' if rate is None else f'{rate:.2%}'}.",
+        + (f"{dashboard['stalled']} stalled, " if dashboard.get("stalled") else "")
+        + f"success rate {'n/a' if rate is None else f'{rate:.2%}'}.",
         "",
         "| destination | provider | total | ok | failed | rate | attempts | last delivery | last error |",
         "|---|---|---|---|---|---|---|---|---|",

@@ -7,7 +7,11 @@ Idempotency holds across processes because a key is *claimed in the database*:
 - taking over an existing row is a compare-and-swap ``UPDATE ... WHERE state IN (claimable)``
   (on PostgreSQL the row lock makes a concurrent claimer re-check the new state; on SQLite every
   write transaction is ``BEGIN IMMEDIATE``), so two runs never both own a key;
-- a row in state ``succeeded`` is never claimed again; completing a row requires still owning it.
+- a row in state ``succeeded`` is never claimed again; completing a row requires still owning it;
+- a claim whose lease has passed (``in_progress``, ``lease_until < now``: the process holding it
+  died or hung) is *stalled*: it is due for redelivery like a failed row, and redelivery takes it
+  over through the same compare-and-swap claim, so one redeliverer wins and resends the stored
+  event (same event id, same idempotency headers).
 
 The claim rules are those of ``connectors.ledger`` (this class implements its protocol); the
 completion rule is ``ringward.core.connector_delivery.completed_entry``.
@@ -169,6 +173,15 @@ def _entry(row: Any, *, with_attempts: bool = False) -> DeliveryLogEntry:
 
 def _iso(value: datetime) -> str:
     return value.isoformat()
+
+
+def _stalled(now: datetime) -> sa.ColumnElement[bool]:
+    """A claim whose lease has passed: the run holding it stopped without recording an outcome."""
+    return sa.and_(
+        delivery_t.c.state == DeliveryState.IN_PROGRESS.value,
+        delivery_t.c.lease_until.is_not(None),
+        delivery_t.c.lease_until < now,
+    )
 
 
 def _attempts_json(completion: Completion, *, first_number: int, run_id: str) -> str:
@@ -665,32 +678,95 @@ class DeliveryLog:
         return [_entry(r, with_attempts=with_attempts) for r in rows], int(total)
 
     def due(self, *, now: datetime, limit: int = 1000) -> list[DeliveryLogEntry]:
-        """Failed (retryable) deliveries whose wait has passed and whose window is still open."""
+        """What redelivery takes, inside the redelivery window: failed (retryable) deliveries whose
+        wait has passed, and stalled claims (``in_progress`` with an expired lease), oldest first.
+
+        Listing a row claims nothing: redelivery claims it (compare-and-swap), so a concurrent
+        redeliverer that lists the same row finds it held and sends nothing.
+        """
+        d = delivery_t
+        failed = sa.and_(
+            d.c.state == DeliveryState.FAILED.value,
+            sa.or_(d.c.next_attempt_after.is_(None), d.c.next_attempt_after <= now),
+        )
         with self._store.reading() as conn:
             rows = conn.execute(
-                sa.select(delivery_t)
+                sa.select(d)
                 .where(
-                    delivery_t.c.state == DeliveryState.FAILED.value,
-                    sa.or_(delivery_t.c.next_attempt_after.is_(None), delivery_t.c.next_attempt_after <= now),
-                    sa.or_(delivery_t.c.redeliver_until.is_(None), delivery_t.c.redeliver_until > now),
+                    sa.or_(failed, _stalled(now)),
+                    sa.or_(d.c.redeliver_until.is_(None), d.c.redeliver_until > now),
                 )
-                .order_by(delivery_t.c.next_attempt_after, delivery_t.c.id)
+                .order_by(sa.func.coalesce(d.c.next_attempt_after, d.c.lease_until), d.c.id)
                 .limit(limit)
             ).all()
         return [_entry(r) for r in rows]
 
+    def held(self, *, now: datetime, limit: int = 1000) -> list[DeliveryKey]:
+        """Keys a live claim holds (``in_progress``, lease not expired): another run is delivering them."""
+        d = delivery_t
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                sa.select(d.c.event_id, d.c.provider, d.c.destination)
+                .where(d.c.state == DeliveryState.IN_PROGRESS.value, d.c.lease_until >= now)
+                .order_by(d.c.id)
+                .limit(limit)
+            ).all()
+        return [DeliveryKey(r.event_id, r.provider, r.destination) for r in rows]
+
+    def leases(self, keys: Sequence[DeliveryKey]) -> dict[DeliveryKey, datetime]:
+        """Lease ends of the ``in_progress`` rows among ``keys`` (past ones are stalled claims)."""
+        out: dict[DeliveryKey, datetime] = {}
+        grouped: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for key in keys:
+            grouped[(key.provider, key.destination)].append(key.event_id)
+        d = delivery_t
+        with self._store.reading() as conn:
+            for (provider, destination), event_ids in grouped.items():
+                for chunk in _chunks(event_ids):
+                    rows = conn.execute(
+                        sa.select(d.c.event_id, d.c.lease_until).where(
+                            d.c.provider == provider,
+                            d.c.destination == destination,
+                            d.c.event_id.in_(chunk),
+                            d.c.state == DeliveryState.IN_PROGRESS.value,
+                            d.c.lease_until.is_not(None),
+                        )
+                    ).all()
+                    for row in rows:
+                        out[DeliveryKey(row.event_id, provider, destination)] = row.lease_until
+        return out
+
+    def stalled_counts(self, *, now: datetime) -> dict[tuple[str, str], int]:
+        """Stalled claims per (provider, destination)."""
+        d = delivery_t
+        with self._store.reading() as conn:
+            rows = conn.execute(
+                sa.select(d.c.provider, d.c.destination, sa.func.count().label("n"))
+                .where(_stalled(now))
+                .group_by(d.c.provider, d.c.destination)
+            ).all()
+        return {(r.provider, r.destination): int(r.n) for r in rows}
+
     def expire_overdue(self, *, now: datetime) -> int:
-        """Failed deliveries past their redelivery window become ``expired`` (kept, not retried)."""
+        """Failed deliveries and stalled claims past their redelivery window become ``expired``
+        (kept, not retried; an explicit re-run still may). A live claim is never touched."""
+        d = delivery_t
         with self._store.writing() as conn:
             return int(
                 conn.execute(
-                    delivery_t.update()
+                    d.update()
                     .where(
-                        delivery_t.c.state == DeliveryState.FAILED.value,
-                        delivery_t.c.redeliver_until.is_not(None),
-                        delivery_t.c.redeliver_until <= now,
+                        sa.or_(d.c.state == DeliveryState.FAILED.value, _stalled(now)),
+                        d.c.redeliver_until.is_not(None),
+                        d.c.redeliver_until <= now,
                     )
-                    .values(state=DeliveryState.EXPIRED.value, next_attempt_after=None, updated_at=now)
+                    .values(
+                        state=DeliveryState.EXPIRED.value,
+                        next_attempt_after=None,
+                        owner=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
                 ).rowcount
             )
 

@@ -10,7 +10,9 @@ from typing import Any
 
 def context() -> BaseContext:
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["tests.connectors.workers", "ringward.operations.delivery"])
+    ctx.set_forkserver_preload(
+        ["tests.connectors.workers", "ringward.operations.delivery", "connectors.engine", "tests.connectors.conftest"]
+    )
     return ctx
 
 
@@ -43,3 +45,48 @@ def deliver_worker(queue: Any, barrier: Any, db_url: str, url: str, event_ids: l
         queue.put(("ok", {r.event.event_id: r.results[0].status.value for r in runs}))
     except Exception as exc:  # report, never hang the parent
         queue.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+#: delivery policy of the kill tests' destination: lease = 60 + 2 x (budget 10 + timeout 5) = 90 s
+KILL_DEFAULTS: dict[str, Any] = {
+    "timeout_seconds": 5.0,
+    "budget_seconds": 10.0,
+    "backoff_base_seconds": 0.01,
+    "max_in_flight": 4,
+}
+
+
+def kill_point_worker(db_url: str, url: str, event_ids: list[str], point: str, reached: Any) -> None:
+    """Deliver ``event_ids`` to a linux destination at ``url``; stop at ``point`` of every request
+    (``before-request``, ``after-accepted``; ``after-recorded``: once the run has finished) and set
+    ``reached``, so the parent can SIGKILL the process there."""
+    import time
+
+    import httpx
+
+    from ringward.operations.delivery import DeliveryHooks, deliver_events
+    from ringward.store import open_store
+    from tests.connectors.conftest import config_of, make_event
+
+    class Pausing(httpx.HTTPTransport):
+        def handle_request(self, request: httpx.Request) -> httpx.Response:
+            if point == "before-request":
+                reached.set()
+                time.sleep(600)
+            response = super().handle_request(request)
+            if point == "after-accepted":
+                reached.set()
+                time.sleep(600)
+            return response
+
+    config = config_of({"name": "fleet", "provider": "linux", "url": url}, **KILL_DEFAULTS)
+    with open_store(db_url) as store:
+        deliver_events(
+            [make_event(i) for i in event_ids],
+            config,
+            store=store,
+            run_id="doomed",
+            hooks=DeliveryHooks(transport=Pausing()),
+        )
+    reached.set()
+    time.sleep(600)
