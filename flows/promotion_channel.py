@@ -7,8 +7,9 @@
   Failed (with its result) when a destination did not take it.
 - ``validate-channel-upgrade``: ``release validate-upgrade --channel``.
 
-Each publishes a markdown summary and a table artifact under a stable key. A refused step raises
-its one-line error (the flow run ends Failed; the refusal's evidence record is already written).
+Each publishes a markdown summary and a table artifact under a stable key. A refused step ends the
+flow run Failed carrying the refusal (``{"refused": true, "errors": [...]}``; its evidence record
+is already written); front doors re-raise it as the same one-line error with :func:`raise_refusal`.
 """
 
 from __future__ import annotations
@@ -18,18 +19,37 @@ from typing import Any
 
 from prefect import State, flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed, Failed
 
-from flows._common import current_flow_run_id, emit, final_state, publish_result, utc_now
+from flows._common import current_flow_run_id, emit, final_state, publish_result, unwrap, utc_now
 from tasks.promotion_channel import (
+    REFUSAL,
     deliver_endpoint_export,
     export_endpoint,
+    raise_refusal,
     request_channel_promotion,
     validate_channel_upgrade,
 )
 
+__all__ = [
+    "deliver_endpoint_export_flow",
+    "export_endpoint_flow",
+    "raise_refusal",
+    "request_channel_promotion_flow",
+    "validate_channel_upgrade_flow",
+]
+
 REQUEST_KEY = "channel-promotion-request"
 EXPORT_KEY = "endpoint-management-export"
 PUBLICATION_KEY = "endpoint-management-publication"
+
+
+def _step(state: State, title: str) -> tuple[dict[str, Any], State | None]:
+    """The task's result, and the Failed state to end the flow with when the step was refused."""
+    result = dict(unwrap(state))
+    if result.get(REFUSAL):
+        return result, Failed(message=f"{title}: refused ({result['errors'][0]['message'][:300]})", data=result)
+    return result, None
 
 
 def _publish(key: str, title: str, lines: list[str], rows: list[dict[str, Any]]) -> None:
@@ -50,11 +70,14 @@ def request_channel_promotion_flow(
     approver_group: str | None = None,
     output: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> State:
     params = {"package_dir": package_dir, "channel": channel, "target_ring": target_ring, "requester": requester,
               "signing_key": signing_key, "trust_root": trust_root, "expires_in": expires_in, "quorum": quorum,
               "approver_group": approver_group, "output": output}
-    result = request_channel_promotion(params, now or utc_now(), current_flow_run_id())
+    result, refused = _step(request_channel_promotion(params, now or utc_now(), current_flow_run_id(),
+                                                      return_state=True), "request-channel-promotion")
+    if refused is not None:
+        return refused
     title = f"channel promotion request {result['request_id']}"
     _publish(
         REQUEST_KEY, title,
@@ -69,7 +92,7 @@ def request_channel_promotion_flow(
         "version": result["version"], "approval_id": result["approval_id"], "requested_by": requester,
         "subject_digest": result["subject_digest"], "evidence_id": result["evidence"]["evidence_id"],
     })
-    return result
+    return Completed(message=f"requested {result['request_id']}", data=result)
 
 
 @flow(name="export-endpoint", log_prints=True)
@@ -83,11 +106,14 @@ def export_endpoint_flow(
     provider: str = "all",
     windows: str | None = None,
     now: datetime | None = None,
-) -> dict[str, Any]:
+) -> State:
     params = {"package_dir": package_dir, "channel": channel, "provider": provider,
               "promotion_request": promotion_request, "trust_root": trust_root, "actor": actor, "output": output,
               "windows": windows}
-    result = export_endpoint(params, now or utc_now(), current_flow_run_id())
+    result, refused = _step(export_endpoint(params, now or utc_now(), current_flow_run_id(), return_state=True),
+                            "export-endpoint")
+    if refused is not None:
+        return refused
     mark = result["high_water_mark"]
     _publish(
         EXPORT_KEY, f"endpoint export {result['export_id']}",
@@ -97,7 +123,7 @@ def export_endpoint_flow(
          "", f"Export: `{result['output_dir']}`; evidence record `{result['evidence']['evidence_id']}`."],
         [{"file": name} for name in result["files"]],
     )
-    return result
+    return Completed(message=f"exported {result['export_id']}", data=result)
 
 
 @flow(name="deliver-endpoint-export", log_prints=True)
@@ -109,7 +135,10 @@ def deliver_endpoint_export_flow(
     now: datetime | None = None,
 ) -> State:
     params = {"export_manifest": export_manifest, "config": config, "provider": provider, "actor": actor}
-    result = deliver_endpoint_export(params, now or utc_now(), current_flow_run_id())
+    result, refused = _step(deliver_endpoint_export(params, now or utc_now(), current_flow_run_id(),
+                                                    return_state=True), "deliver-endpoint-export")
+    if refused is not None:
+        return refused
     _publish(
         PUBLICATION_KEY, f"endpoint publication {result['publication_id']}",
         [f"Export `{result['export_id']}` ({result['version']}, channel `{result['channel']}`): "
@@ -136,7 +165,10 @@ def validate_channel_upgrade_flow(
 ) -> State:
     params = {"previous_dir": previous_dir, "candidate_dir": candidate_dir, "trust_root": trust_root,
               "channel": channel, "allow_same_version": allow_same_version, "now": now or utc_now(), "record": record}
-    result = validate_channel_upgrade(params, current_flow_run_id())
+    result, refused = _step(validate_channel_upgrade(params, current_flow_run_id(), return_state=True),
+                            "validate-channel-upgrade")
+    if refused is not None:
+        return refused
     title = f"validate-upgrade {previous_dir} -> {candidate_dir} on channel {channel}"
     publish_result("upgrade-validation", title, result)
     return final_state(result, title)

@@ -4,16 +4,59 @@ retries -- every step is a decision, and a delivery's network retries live in th
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from prefect import task
+from prefect import State, task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from ringward.core.approvals import parse_duration
+from ringward.core.errors import RingwardError
 from ringward.operations.promotion import channel_ops, endpoint_ops
 from ringward.operations.upgrade import run_validate_upgrade_on_channel
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+#: key of the result dict a refused step returns instead of raising
+REFUSAL = "refused"
+
+
+def refusal(exc: RingwardError) -> dict[str, Any]:
+    """A refused step as data: the task ends Failed with it (no traceback in the run's logs), and the
+    front door re-raises it as the same one-line error (:func:`raise_refusal`)."""
+    return {REFUSAL: True, "valid": False, "errors": [{"code": exc.code, "message": exc.message,
+                                                       "error_type": type(exc).__name__}]}
+
+
+def raise_refusal(result: dict[str, Any]) -> None:
+    """Re-raise a refusal returned by a flow as its own exception class (exit code included)."""
+    if not result.get(REFUSAL):
+        return
+    from ringward.core import errors as error_module
+
+    error = result["errors"][0]
+    cls = getattr(error_module, error["error_type"], None)
+    if not (isinstance(cls, type) and issubclass(cls, RingwardError)):
+        cls = RingwardError
+    try:
+        raise cls(error["message"])
+    except TypeError:  # pragma: no cover - an error class with a different constructor
+        raise RingwardError(error["message"]) from None
+
+
+def _refusals_as_state(fn: _F) -> _F:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except RingwardError as exc:
+            return Failed(message=exc.message[:500], data=refusal(exc))
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _open_store() -> Any:
@@ -23,7 +66,10 @@ def _open_store() -> Any:
 
 
 @task(name="request-channel-promotion", cache_policy=NO_CACHE)
-def request_channel_promotion(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any]:
+@_refusals_as_state
+def request_channel_promotion(
+    params: dict[str, Any], now: datetime, flow_run_id: str | None
+) -> dict[str, Any] | State:
     """Verify, open the approval, sign and write the request (``channel request-promotion``)."""
     with _open_store() as store:
         return channel_ops.request_channel_promotion(
@@ -44,7 +90,8 @@ def request_channel_promotion(params: dict[str, Any], now: datetime, flow_run_id
 
 
 @task(name="export-endpoint", cache_policy=NO_CACHE)
-def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any]:
+@_refusals_as_state
+def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any] | State:
     """Consume the approval, raise the high-water mark, write the export (``endpoint export``)."""
     with _open_store() as store:
         return endpoint_ops.export_endpoint(
@@ -63,7 +110,10 @@ def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | No
 
 
 @task(name="deliver-endpoint-export", cache_policy=NO_CACHE)
-def deliver_endpoint_export(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any]:
+@_refusals_as_state
+def deliver_endpoint_export(
+    params: dict[str, Any], now: datetime, flow_run_id: str | None
+) -> dict[str, Any] | State:
     """Re-check the export and publish it (``endpoint deliver``); Prefect secrets resolve here."""
     from tasks.delivery import prefect_secret_lookup
 
@@ -81,6 +131,7 @@ def deliver_endpoint_export(params: dict[str, Any], now: datetime, flow_run_id: 
 
 
 @task(name="validate-channel-upgrade", cache_policy=NO_CACHE)
-def validate_channel_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
+@_refusals_as_state
+def validate_channel_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any] | State:
     """``release validate-upgrade --channel``: the comparison plus the channel's persisted rules."""
     return run_validate_upgrade_on_channel(**params, flow_run_id=flow_run_id)

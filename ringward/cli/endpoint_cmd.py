@@ -64,13 +64,14 @@ def export(
     now = _now(at)
     if use_prefect:
         from flows._common import run_flow
-        from flows.promotion_channel import export_endpoint_flow
+        from flows.promotion_channel import export_endpoint_flow, raise_refusal
 
         result = run_flow(
             export_endpoint_flow, package_dir=str(package_dir), channel=channel, provider=provider,
             promotion_request=str(promotion_request), trust_root=str(trust_root), actor=actor, output=str(output),
             windows=str(windows) if windows else None, now=now,
         )
+        raise_refusal(result)
     else:
         from ringward.operations.promotion.endpoint_ops import export_endpoint
 
@@ -110,10 +111,11 @@ def deliver(
     now = _now(None)
     if use_prefect:
         from flows._common import run_flow
-        from flows.promotion_channel import deliver_endpoint_export_flow
+        from flows.promotion_channel import deliver_endpoint_export_flow, raise_refusal
 
         result = run_flow(deliver_endpoint_export_flow, export_manifest=str(export_manifest), config=str(config),
                           provider=provider, actor=who, now=now)
+        raise_refusal(result)
     else:
         from ringward.operations.promotion.endpoint_ops import deliver_endpoint_export
 
