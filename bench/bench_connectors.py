@@ -153,7 +153,7 @@ def _get(url: str) -> Any:
 
 
 def _config(base: str, *, sequential: bool) -> Any:
-    from ringward.core.connector_config import validate_connector_config
+    from ringward.core.delivery.config import validate_connector_config
 
     per_event = 1 if sequential else 4
     batch = 1 if sequential else 100
@@ -215,7 +215,7 @@ def _config(base: str, *, sequential: bool) -> Any:
 
 
 def _events(prefix: str, count: int) -> list[Any]:
-    from ringward.core.connector_event import ConnectorEvent
+    from ringward.core.delivery.event import ConnectorEvent
 
     now = datetime.now(UTC)
     return [
@@ -300,7 +300,7 @@ def main() -> int:
 def _concurrent(
     args: argparse.Namespace, base: str, names: list[str], url: str, prefix: str
 ) -> dict[str, Any]:
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     events = _events(prefix, args.events)
@@ -343,7 +343,7 @@ def _shard(
     shard: int,
     shards: int,
 ) -> None:
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     os.environ.update(SECRETS)
@@ -394,7 +394,7 @@ def _one_by_one(args: argparse.Namespace, base: str, names: list[str], url: str)
     """Each destination after the other; within it, each event after the other (one request in
     flight, no batching). Claims, completions and evidence are still written in batches, so the
     comparison isolates concurrency and batching, not database round trips."""
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     count = min(args.baseline_events, args.events)

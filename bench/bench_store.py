@@ -26,9 +26,9 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
-from ringward.core.evidence_query import EvidenceQuery
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.core.evidence.query import EvidenceQuery
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store import Store, open_store
 
 KINDS = [

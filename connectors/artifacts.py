@@ -11,7 +11,7 @@ import hashlib
 import os
 import stat
 
-from ringward.core.publication_artifact import ArtifactFile
+from ringward.core.delivery.publication_artifact import ArtifactFile
 
 
 class ArtifactError(Exception):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 
 from connectors.secrets import ResolvedDestination
-from ringward.core.redaction import excerpt
+from ringward.core.common.redaction import excerpt
 
 _EXPIRY_MARGIN_S = 60.0
 

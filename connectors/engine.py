@@ -10,7 +10,7 @@ How one run goes:
    at most ``max_in_flight`` requests in flight per destination, so a slow or failing destination
    never holds up another.
 3. Each attempt has a deadline covering the whole exchange (a slow body is a timeout); the
-   classifier in ``ringward.core.delivery_policy`` decides success, retry (exponential backoff with
+   classifier in ``ringward.core.delivery.policy`` decides success, retry (exponential backoff with
    jitter, ``Retry-After`` as a floor, within the delivery's time budget), split (413 on a batch),
    disable (410) or final failure.
 4. Outcomes are written to the ledger as they happen (batched every few milliseconds by a flusher
@@ -53,8 +53,18 @@ from connectors.ledger import Completion, DeliveryLedger
 from connectors.providers.webhook import PrivateQueue
 from connectors.registry import provider_for
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_delivery import (
+from ringward.core.common.redaction import SecretScrubber, redact_headers, redact_url
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.policy import (
+    SUCCESS_OUTCOMES,
+    Outcome,
+    backoff_delay,
+    classify_status,
+    next_step,
+    parse_retry_after,
+)
+from ringward.core.delivery.results import (
     AttemptRecord,
     ClaimStatus,
     DeliveryKey,
@@ -63,16 +73,6 @@ from ringward.core.connector_delivery import (
     RequestSummary,
     status_for_outcome,
 )
-from ringward.core.connector_event import ConnectorEvent
-from ringward.core.delivery_policy import (
-    SUCCESS_OUTCOMES,
-    Outcome,
-    backoff_delay,
-    classify_status,
-    next_step,
-    parse_retry_after,
-)
-from ringward.core.redaction import SecretScrubber, redact_headers, redact_url
 
 Clock = Callable[[], datetime]
 #: characters of a response body quoted in an error, and of a provider's reading of one

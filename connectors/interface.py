@@ -26,9 +26,9 @@ from typing import Any, ClassVar
 import httpx
 
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.policy import Outcome
 
 USER_AGENT = "Ringward-Connectors/1"
 JSON = "application/json"

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from ringward.core.connector_delivery import (
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.results import (
     ClaimStatus,
     Completion,
     DeliveryKey,
@@ -31,7 +32,6 @@ from ringward.core.connector_delivery import (
     DeliveryState,
     completed_entry,
 )
-from ringward.core.connector_event import ConnectorEvent
 
 
 class DeliveryLedger(Protocol):

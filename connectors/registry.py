@@ -11,7 +11,7 @@ from connectors.providers.fleet import Intune, Jamf, LinuxFleet
 from connectors.providers.itsm import Jira, PagerDuty, ServiceNow
 from connectors.providers.siem import Datadog, Sentinel, SplunkHec
 from connectors.providers.webhook import PrivateQueue, Webhook
-from ringward.core.connector_config import ProviderKind, PublishMode
+from ringward.core.delivery.config import ProviderKind, PublishMode
 
 
 @cache

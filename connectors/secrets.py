@@ -14,7 +14,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from ringward.core.connector_config import (
+from ringward.core.common.redaction import SecretScrubber, redact_url
+from ringward.core.delivery.config import (
     SECRET_URL_PROVIDERS,
     ConnectorConfig,
     DestinationConfig,
@@ -24,9 +25,8 @@ from ringward.core.connector_config import (
     default_url,
     is_secret_ref,
 )
-from ringward.core.delivery_policy import DeliveryPolicy
+from ringward.core.delivery.policy import DeliveryPolicy
 from ringward.core.errors import SecretReferenceError
-from ringward.core.redaction import SecretScrubber, redact_url
 
 #: scheme -> function(name) -> value; raising SecretReferenceError when unavailable
 SecretLookup = Callable[[str], str]
@@ -155,12 +155,12 @@ def resolve_destination(
         if ref is not None:
             secrets[name] = resolver.resolve(ref)
     if "signing_key" in secrets:
-        from ringward.core.webhook_signing import load_signing_key
+        from ringward.core.delivery.webhook_signing import load_signing_key
 
         load_signing_key(secrets["signing_key"], source=f"{dest.name}.signing_key ({dest.signing_key})")
     for name in ("signing_secret", "signing_secret_previous"):
         if name in secrets:
-            from ringward.core.webhook_signing import secret_bytes
+            from ringward.core.delivery.webhook_signing import secret_bytes
 
             try:
                 secret_bytes(secrets[name])

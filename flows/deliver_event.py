@@ -13,9 +13,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows._common import current_flow_run_id, emit
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import DeliveryFailedError
-from ringward.operations import delivery as ops
+from ringward.operations.delivery import delivery_ops as ops
 from tasks.delivery import (
     RetryableDelivery,
     connector_dashboard,

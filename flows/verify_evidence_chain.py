@@ -14,9 +14,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows._common import current_flow_run_id
 from ringward.core.errors import EvidenceIntegrityError
-from ringward.core.evidence import ChainReport
-from ringward.operations.evidence_ops import DEFAULT_CHECKPOINT_ROLE, verification_draft
-from ringward.operations.release_ops import default_actor
+from ringward.core.evidence.records import ChainReport
+from ringward.operations.evidence.evidence_ops import DEFAULT_CHECKPOINT_ROLE, verification_draft
+from ringward.operations.release.release_ops import default_actor
 from tasks.evidence import checkpoint_evidence_chain_task, verify_evidence_chain_task, write_evidence
 
 ARTIFACT_KEY = "evidence-chain-verification"

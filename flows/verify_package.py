@@ -8,8 +8,8 @@ from prefect import State, flow
 from prefect.utilities.annotations import quote
 
 from flows._common import current_flow_run_id, final_state, publish_result, unwrap, utc_now
-from ringward.core.package_rules import FAMILY_NAMES
-from ringward.operations.verify import prefetch_spdx, summarize
+from ringward.core.release.package_rules import FAMILY_NAMES
+from ringward.operations.release.verify import prefetch_spdx, summarize
 from tasks.release import check_family, record_verification, verify_integrity
 
 

@@ -19,9 +19,9 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run
 from prefect.tasks import exponential_backoff
 
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import DeliveryRetryableError, SecretReferenceError
-from ringward.operations import delivery as ops
+from ringward.operations.delivery import delivery_ops as ops
 
 
 def prefect_secret_lookup(name: str) -> str:
@@ -85,7 +85,7 @@ def deliver_to_destination(
     Returns the redacted result (``None`` when the routing filter rejects the event); raises
     :class:`RetryableDelivery` when the delivery failed in a retryable way within its budget.
     """
-    from ringward.core.connector_event import ConnectorEvent
+    from ringward.core.delivery.event import ConnectorEvent
     from ringward.store import open_store
 
     event = ConnectorEvent.model_validate(event_document)
@@ -112,7 +112,7 @@ def record_delivery_evidence(
     filtered: list[str],
 ) -> dict[str, Any]:
     """One evidence record for the event (same builder as the CLI path); returns the result."""
-    from ringward.core.connector_event import ConnectorEvent
+    from ringward.core.delivery.event import ConnectorEvent
     from ringward.store import open_store
 
     event = ConnectorEvent.model_validate(event_document)
@@ -138,7 +138,7 @@ def load_delivery_inputs(
     event_path: str | None, event: dict[str, Any] | None, config_path: str, providers: str
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """Validate config and event; returns the event document and the selected (name, provider) pairs."""
-    from ringward.core.connector_event import event_from_document
+    from ringward.core.delivery.event import event_from_document
 
     config = ops.load_connector_config(Path(config_path))
     now = ops.now_utc()

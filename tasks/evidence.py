@@ -11,8 +11,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ringward.core.evidence import ChainReport, EvidenceDraft
-from ringward.operations import evidence_ops
+from ringward.core.evidence.records import ChainReport, EvidenceDraft
+from ringward.operations.evidence import evidence_ops
 
 
 def _current_flow_run_id() -> str | None:
@@ -74,8 +74,8 @@ def checkpoint_evidence_chain_task(
     are shown in the UI), write ``checkpoint-<head>.json`` under ``checkpoint_dir`` and, with a
     connectors file, deliver it to the SIEM as a ``ringward.evidence.checkpoint`` event."""
     from ringward.core.errors import InputError
-    from ringward.operations.keys import load_signing_key
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
+    from ringward.operations.trust.keys import load_signing_key
     from ringward.store import open_store
 
     key = load_signing_key(None)
@@ -91,7 +91,7 @@ def checkpoint_evidence_chain_task(
         )
         result: dict[str, Any] = {"checkpoint": checkpoint.to_document(), "path": str(output), "delivery": None}
         if connectors_config:
-            from ringward.operations import delivery as delivery_ops
+            from ringward.operations.delivery import delivery_ops
             from tasks.delivery import LOOKUPS
 
             run = delivery_ops.deliver_event(

@@ -14,10 +14,10 @@ from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from ringward.core.approvals import parse_duration
+from ringward.core.approvals.rules import parse_duration
 from ringward.core.errors import RingwardError
 from ringward.operations.promotion import channel_ops, endpoint_ops
-from ringward.operations.upgrade import run_validate_upgrade_on_channel
+from ringward.operations.release.upgrade import run_validate_upgrade_on_channel
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 

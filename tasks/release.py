@@ -11,17 +11,17 @@ from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
-from ringward.core.package_rules import VerifiedContent, run_document_family
-from ringward.core.verification import FamilyResult
-from ringward.operations import release_ops
-from ringward.operations.keys import load_trust_root
-from ringward.operations.verify import (
+from ringward.core.release.package_rules import VerifiedContent, run_document_family
+from ringward.core.release.verification import FamilyResult
+from ringward.operations.release import release_ops
+from ringward.operations.release.verify import (
     DirectorySource,
     IntegrityScan,
     scan_integrity,
     skipped_family,
     spdx_validator,
 )
+from ringward.operations.trust.keys import load_trust_root
 
 
 @task(name="integrity-and-signatures", cache_policy=NO_CACHE)

@@ -6,7 +6,7 @@ import base64
 from datetime import UTC, datetime
 
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_event import ConnectorEvent, Severity
+from ringward.core.delivery.event import ConnectorEvent, Severity
 
 
 def iso(value: datetime) -> str:

@@ -13,8 +13,8 @@ from typing import Any
 from connectors.interface import Provider, Reply, dumps_body
 from connectors.providers._common import facts, title_of
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent, Severity
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent, Severity
 
 _SLACK_EMOJI = {
     Severity.INFO: ":information_source:",

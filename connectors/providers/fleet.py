@@ -25,8 +25,8 @@ from connectors.auth import TOKENS, entra_token_url
 from connectors.interface import Provider, dumps_body, event_document
 from connectors.providers._common import bearer_or_authorization
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent
 
 FLEET_SCHEMA = "ringward.fleet-publication.v1"
 

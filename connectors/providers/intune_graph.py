@@ -116,16 +116,16 @@ from connectors.interface import (
 )
 from connectors.providers.fleet import Intune
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind, is_loopback_host
-from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
-from ringward.core.delivery_policy import Outcome
-from ringward.core.errors import ConnectorEventError
-from ringward.core.intune_publication import (
+from ringward.core.common.redaction import SecretScrubber, excerpt, redact_url
+from ringward.core.delivery.config import ProviderKind, is_loopback_host
+from ringward.core.delivery.event import TEST_EVENT_TYPE, ConnectorEvent
+from ringward.core.delivery.intune_publication import (
     IntunePublication,
     has_intune_payload,
     parse_intune_publication,
 )
-from ringward.core.redaction import SecretScrubber, excerpt, redact_url
+from ringward.core.delivery.policy import Outcome
+from ringward.core.errors import ConnectorEventError
 
 GRAPH_SCOPE = Intune.scope
 #: largest Azure Blob block Ringward sends (tests lower it to exercise several blocks)

@@ -18,9 +18,9 @@ import httpx
 from connectors.interface import Lookup, Provider, Reply, dumps_body
 from connectors.providers._common import basic, bearer_or_authorization, facts, iso, title_of
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent, Severity
-from ringward.core.redaction import excerpt
+from ringward.core.common.redaction import excerpt
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent, Severity
 
 
 def _failed_search(response: httpx.Response, dest: ResolvedDestination) -> Lookup:

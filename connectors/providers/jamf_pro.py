@@ -48,7 +48,7 @@ Ownership (Ringward only ever changes what it made):
   unless one is this release's script); otherwise it is foreign and a final failure.
 - Jamf compares names case-insensitively, and so does Ringward: a record differing only in case is
   the same record (foreign or not, as above). Names with ``*`` (an RSQL wildcard that cannot be
-  escaped) or ``"`` are refused when the payload is read (``ringward.core.jamf_publication``).
+  escaped) or ``"`` are refused when the payload is read (``ringward.core.delivery.jamf_publication``).
 - A create refused as a duplicate although the search found nothing (a concurrent delivery made the
   record meanwhile) is followed by one more search in the same conversation; if that still finds
   nothing the failure is final ("Jamf says X exists but the search does not find it") rather than a
@@ -103,17 +103,17 @@ from connectors.interface import (
 )
 from connectors.providers.fleet import _FleetProvider
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import TEST_EVENT_TYPE, ConnectorEvent
-from ringward.core.delivery_policy import Outcome
-from ringward.core.errors import ConnectorEventError
-from ringward.core.jamf_publication import (
+from ringward.core.common.redaction import SecretScrubber, excerpt, redact_url
+from ringward.core.common.versions import version_or_none
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import TEST_EVENT_TYPE, ConnectorEvent
+from ringward.core.delivery.jamf_publication import (
     JamfPublication,
     has_jamf_payload,
     parse_jamf_publication,
 )
-from ringward.core.redaction import SecretScrubber, excerpt, redact_url
-from ringward.core.versions import version_or_none
+from ringward.core.delivery.policy import Outcome
+from ringward.core.errors import ConnectorEventError
 
 XML = "application/xml"
 #: Jamf's "no category" id (Jamf Pro API and Classic API)

@@ -29,10 +29,10 @@ from connectors.interface import (
 )
 from connectors.providers._common import bearer_or_authorization, iso
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent, Severity
-from ringward.core.delivery_policy import Outcome
-from ringward.core.redaction import excerpt
+from ringward.core.common.redaction import excerpt
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent, Severity
+from ringward.core.delivery.policy import Outcome
 
 #: first wait between indexer-acknowledgement polls (doubles up to the cap)
 ACK_POLL_INTERVAL_S = 0.5

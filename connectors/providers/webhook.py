@@ -5,7 +5,7 @@ Standard Webhooks: ``webhook-id`` is the same on every retry (the consumer's ide
 ``webhook-timestamp`` is this attempt's Unix time; ``webhook-signature`` carries
 ``v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>`` per configured secret (two during a
 rotation) and ``v1a,<base64 Ed25519>`` when a ``whsk_`` signing key is configured
-(``ringward.core.webhook_signing``).
+(``ringward.core.delivery.webhook_signing``).
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from connectors.interface import Provider, Reply, dumps_body, event_document
 from connectors.providers._common import bearer_or_authorization, iso
 from connectors.secrets import ResolvedDestination
-from ringward.core.connector_config import ProviderKind
-from ringward.core.connector_event import ConnectorEvent
-from ringward.core.delivery_policy import Outcome
-from ringward.core.webhook_signing import load_signing_key, signature_header
+from ringward.core.delivery.config import ProviderKind
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.webhook_signing import load_signing_key, signature_header
 
 
 @functools.lru_cache(maxsize=16)

@@ -4,7 +4,7 @@ Rules every route follows:
 
 - API1 every route but ``/healthz`` needs ``Authorization: Bearer <token>``; tokens are looked
   up by SHA-256 and carry one role (viewer, operator, approver, admin); a route declares the
-  permission it needs (:mod:`ringward.core.roles`). The caller's token name is the actor on
+  permission it needs (:mod:`ringward.core.common.roles`). The caller's token name is the actor on
   every write -- no body field can name someone else.
 - API2 GET routes never write: the store refuses write transactions while one runs.
 - API3 bad input (malformed or non-strict JSON, unknown fields, oversize bodies, request headers
@@ -52,7 +52,8 @@ from ringward.api.models import (
     EvidenceRecordOut,
     HealthOut,
 )
-from ringward.core.approvals import Decision
+from ringward.core.approvals.rules import Decision
+from ringward.core.common.roles import Permission
 from ringward.core.errors import (
     InputError,
     NotFoundError,
@@ -60,10 +61,9 @@ from ringward.core.errors import (
     StateError,
     VerificationError,
 )
-from ringward.core.evidence_query import MAX_OFFSET, MAX_PAGE_SIZE, EvidenceQuery
-from ringward.core.roles import Permission
-from ringward.operations import approvals as approval_ops
-from ringward.operations import evidence_ops
+from ringward.core.evidence.query import MAX_OFFSET, MAX_PAGE_SIZE, EvidenceQuery
+from ringward.operations.approvals import approval_ops
+from ringward.operations.evidence import evidence_ops
 from ringward.store import Store, open_store
 
 log = logging.getLogger("ringward.api")
@@ -352,7 +352,7 @@ def create_app(
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> dict[str, Any]:
         """Approvals newest first; ``state`` filters on the state in force now (expiry included)."""
-        from ringward.core.approvals import ApprovalState
+        from ringward.core.approvals.rules import ApprovalState
 
         items, total = approval_ops.list_approvals(
             get_store(),

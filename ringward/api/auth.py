@@ -10,7 +10,7 @@ from fastapi import Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict
 
-from ringward.core.roles import Permission, Role, allows
+from ringward.core.common.roles import Permission, Role, allows
 from ringward.store import Store
 
 bearer = HTTPBearer(

@@ -11,7 +11,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ringward.core.jsonio import loads_strict
+from ringward.core.common.jsonio import loads_strict
 from ringward.store.core import READ_ONLY
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

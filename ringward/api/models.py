@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ringward.core.approvals import (
+from ringward.core.approvals.rules import (
     ACTION_PATTERN,
     DIGEST_PATTERN,
     LINE_PATTERN,
@@ -16,7 +16,7 @@ from ringward.core.approvals import (
     TEXT_PATTERN,
     ApprovalVote,
 )
-from ringward.core.evidence import EvidenceArtifact, EvidenceSubject
+from ringward.core.evidence.records import EvidenceArtifact, EvidenceSubject
 
 
 class ErrorOut(BaseModel):

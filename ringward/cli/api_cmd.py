@@ -25,7 +25,7 @@ def _store() -> Any:
 
 
 def _actor(value: str | None) -> str:
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     return value or default_actor()
 
@@ -68,7 +68,7 @@ def create(
     json_output: bool = typer.Option(False, "--json", help="Print the token and its facts as JSON."),
 ) -> None:
     """Create a token and print it once; only its SHA-256 is stored."""
-    from ringward.operations.api_tokens import create_token
+    from ringward.operations.common.api_tokens import create_token
 
     with _store() as store:
         info, secret = create_token(store, name=name, role=role, created_by=_actor(created_by), expires_in=expires_in)
@@ -87,7 +87,7 @@ def list_(json_output: bool = typer.Option(False, "--json")) -> None:
     """Tokens (names, roles, state; never secrets)."""
     from datetime import UTC, datetime
 
-    from ringward.operations.api_tokens import list_tokens
+    from ringward.operations.common.api_tokens import list_tokens
 
     with _store() as store:
         tokens = list_tokens(store)
@@ -117,7 +117,7 @@ def revoke(
     actor: str | None = typer.Option(None, "--actor", help="Who revokes (default: $RINGWARD_ACTOR/user)."),
 ) -> None:
     """Revoke a token immediately."""
-    from ringward.operations.api_tokens import revoke_token
+    from ringward.operations.common.api_tokens import revoke_token
 
     with _store() as store:
         info = revoke_token(store, name, actor=_actor(actor))

@@ -57,8 +57,8 @@ def request(
     json_output: bool = JSON,
 ) -> None:
     """Open a pending approval; prints its id (``--json``: the record)."""
-    from ringward.core.approvals import parse_duration
-    from ringward.operations.approvals import request_approval
+    from ringward.core.approvals.rules import parse_duration
+    from ringward.operations.approvals.approval_ops import request_approval
 
     ttl = parse_duration(expires_in)
     with _store() as store:
@@ -77,8 +77,8 @@ def request(
 
 
 def _decide(approval_id: str, decision: str, actor: str, reason: str, json_output: bool) -> None:
-    from ringward.core.approvals import Decision
-    from ringward.operations.approvals import decide_approval
+    from ringward.core.approvals.rules import Decision
+    from ringward.operations.approvals.approval_ops import decide_approval
 
     with _store() as store:
         approval = decide_approval(store, approval_id, decision=Decision(decision), actor=actor, reason=reason)
@@ -121,7 +121,7 @@ def consume(
     json_output: bool = JSON,
 ) -> None:
     """Use an approval for one execution (binding, state and expiry checked; single-use)."""
-    from ringward.operations.approvals import consume_approval
+    from ringward.operations.approvals.approval_ops import consume_approval
 
     with _store() as store:
         approval = consume_approval(
@@ -139,7 +139,7 @@ def consume(
 @app.command("show")
 def show(approval_id: str = typer.Argument(...), json_output: bool = JSON) -> None:
     """One approval with its decisions."""
-    from ringward.operations.approvals import show_approval
+    from ringward.operations.approvals.approval_ops import show_approval
 
     with _store() as store:
         approval = show_approval(store, approval_id)
@@ -180,8 +180,8 @@ def list_(
     json_output: bool = JSON,
 ) -> None:
     """Approvals newest first; --state filters on the state in force now (expiry included)."""
-    from ringward.core.approvals import ApprovalState
-    from ringward.operations.approvals import list_approvals
+    from ringward.core.approvals.rules import ApprovalState
+    from ringward.operations.approvals.approval_ops import list_approvals
 
     wanted = None
     if state is not None:
@@ -218,7 +218,7 @@ def list_(
 @app.command("expire")
 def expire(json_output: bool = JSON) -> None:
     """Record the expiry of every unused approval past its expires_at (evidence per approval)."""
-    from ringward.operations.approvals import expire_due_approvals
+    from ringward.operations.approvals.approval_ops import expire_due_approvals
 
     with _store() as store:
         expired = expire_due_approvals(store)
@@ -234,7 +234,7 @@ def export(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Export approvals as the reference system's approvals.json ({"items": [...]})."""
-    from ringward.operations.approvals import export_approvals_json
+    from ringward.operations.approvals.approval_ops import export_approvals_json
 
     with _store() as store:
         count = export_approvals_json(store, output, overwrite=force)
@@ -249,7 +249,7 @@ def import_(
 ) -> None:
     """Import a reference approvals.json as history (imported decisions authorise nothing); existing
     ids are skipped, and imports running at once still record each approval once."""
-    from ringward.operations.approvals import import_approvals_json
+    from ringward.operations.approvals.approval_ops import import_approvals_json
 
     with _store() as store:
         result = import_approvals_json(store, source, actor=actor)

@@ -34,14 +34,14 @@ REASON = typer.Option(..., "--reason", help="Why (recorded in the evidence chain
 
 def _now(at: str | None) -> datetime:
     from ringward.cli.trust_cmd import _time
-    from ringward.operations.release_ops import utc_now
+    from ringward.operations.release.release_ops import utc_now
 
     parsed = _time(at, "--at")
     return parsed if parsed is not None else utc_now()
 
 
 def _actor(actor: str | None) -> str:
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     return actor or default_actor()
 
@@ -72,7 +72,7 @@ def request_promotion(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Open an approval and write the signed release-channel-promotion-request.json (+ .md)."""
-    from ringward.core.approvals import parse_duration
+    from ringward.core.approvals.rules import parse_duration
 
     ttl = parse_duration(expires_in)
     now = _now(at)

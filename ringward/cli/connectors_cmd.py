@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from ringward.cli.output import print_json, print_table
-from ringward.core.connector_config import ConnectorConfig, config_to_json
+from ringward.core.delivery.config import ConnectorConfig, config_to_json
 from ringward.core.errors import ConnectorConfigError
 
 app = typer.Typer(
@@ -126,8 +126,7 @@ def deliver(
     ),
 ) -> None:
     """Deliver EVENT_FILE to the configured destinations (concurrently, idempotently)."""
-    from ringward.operations import delivery as ops
-
+    from ringward.operations.delivery import delivery_ops as ops
     config = ops.load_connector_config(config_path)
     event = ops.load_event_file(event_file, now=_now())
     ops.select_destinations(config, provider)
@@ -180,7 +179,7 @@ def test_destination(
     json_output: bool = JSON,
 ) -> None:
     """Send a harmless, clearly labelled test event (a fresh id each time)."""
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     config = ops.load_connector_config(config_path)
@@ -196,8 +195,7 @@ def test_destination(
 @app.command("validate")
 def validate(config_path: Path = CONFIG, json_output: bool = JSON) -> None:
     """Validate a connector file; every problem is listed with its path (exit 2 when invalid)."""
-    from ringward.operations import delivery as ops
-
+    from ringward.operations.delivery import delivery_ops as ops
     try:
         config = ops.load_connector_config(config_path)
     except ConnectorConfigError as exc:
@@ -237,7 +235,7 @@ def history(
     """Delivery history from the delivery log, newest first (a claim whose lease expired without an
     outcome shows as in_progress (stalled) until redelivery takes it over)."""
     from ringward.core.errors import InputError
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     if no_success and success_only:
@@ -279,7 +277,7 @@ def dashboard(
     at: str | None = AT,
 ) -> None:
     """Success rate, failing destinations and the last error per destination."""
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     now = _at(at)
@@ -328,7 +326,7 @@ def redeliver(
     """Retry failed deliveries that are due and inside their redelivery window, and take over
     deliveries whose claim lease expired (the delivering process died); what the scheduled
     redeliver-failed flow runs. Deliveries another live run holds are reported as held (exit 0)."""
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     config = ops.load_connector_config(config_path)
@@ -346,7 +344,7 @@ def redeliver(
 @app.command("enable")
 def enable(destination: str = typer.Argument(..., help="Destination name disabled after HTTP 410.")) -> None:
     """Re-enable a destination disabled by HTTP 410; its blocked deliveries become due again."""
-    from ringward.operations import delivery as ops
+    from ringward.operations.delivery import delivery_ops as ops
     from ringward.store import open_store
 
     with open_store() as store:
@@ -366,8 +364,8 @@ def webhook_keygen(
     """
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from ringward.core.webhook_signing import public_key_text, signing_key_text
-    from ringward.operations.files import atomic_write
+    from ringward.core.delivery.webhook_signing import public_key_text, signing_key_text
+    from ringward.operations.common.files import atomic_write
 
     key = Ed25519PrivateKey.generate()
     atomic_write(output, (signing_key_text(key) + "\n").encode("ascii"), mode=0o600, overwrite=force)
@@ -382,9 +380,8 @@ def webhook_public_key(
 ) -> None:
     """Print the whpk_ public key of a webhook destination's configured signing key."""
     from connectors.secrets import SecretResolver, resolve_destinations
-    from ringward.core.webhook_signing import load_signing_key, public_key_text
-    from ringward.operations import delivery as ops
-
+    from ringward.core.delivery.webhook_signing import load_signing_key, public_key_text
+    from ringward.operations.delivery import delivery_ops as ops
     config = ops.load_connector_config(config_path)
     try:
         dest = config.destination(destination)

@@ -27,9 +27,9 @@ def demo(
 ) -> None:
     """Build sample binaries, package and sign them, verify package and air-gap bundle, smoke-test the
     host binary, validate an upgrade, show that tampering and rollback are refused, and record evidence."""
-    from ringward.operations import release_ops
     from ringward.operations.demo import build_sample_dist
-    from ringward.operations.keys import (
+    from ringward.operations.release import release_ops
+    from ringward.operations.trust.keys import (
         generate_keypair,
         load_public_key_file,
         new_trusted_key,
@@ -52,7 +52,7 @@ def demo(
     keys = output / "keys"
     keys.mkdir()
     generate_keypair(keys / "release.pem", keys / "release.pub")
-    from ringward.core.trust import Role, TrustRoot
+    from ringward.core.trust.root import Role, TrustRoot
 
     now = release_ops.utc_now()
     public = load_public_key_file(keys / "release.pub")
@@ -134,10 +134,10 @@ def _deliver_and_checkpoint(
     sign the evidence chain head and re-verify the whole chain against that checkpoint."""
     import yaml
 
-    from ringward.core.connector_event import ConnectorEvent, Severity
-    from ringward.operations import delivery as delivery_ops
-    from ringward.operations import evidence_ops
-    from ringward.operations.keys import load_signing_key
+    from ringward.core.delivery.event import ConnectorEvent, Severity
+    from ringward.operations.delivery import delivery_ops
+    from ringward.operations.evidence import evidence_ops
+    from ringward.operations.trust.keys import load_signing_key
     from ringward.store import open_store
 
     config_path = output / "connectors.yaml"
@@ -193,8 +193,7 @@ class _Stepper:
             from flows._common import run_flow
 
             return run_flow(getattr(importlib.import_module(flow_module), flow_name), **kwargs)
-        from ringward.operations import release_ops
-
+        from ringward.operations.release import release_ops
         return dict(getattr(release_ops, op)(**kwargs))
 
     def package(self, **kwargs: Any) -> dict[str, Any]:

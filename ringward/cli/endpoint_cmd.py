@@ -31,7 +31,7 @@ PREFECT = typer.Option(False, "--prefect", help="Run as a tracked Prefect flow r
 
 def _now(at: str | None) -> datetime:
     from ringward.cli.trust_cmd import _time
-    from ringward.operations.release_ops import utc_now
+    from ringward.operations.release.release_ops import utc_now
 
     parsed = _time(at, "--at")
     return parsed if parsed is not None else utc_now()
@@ -105,7 +105,7 @@ def deliver(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Re-check the export and publish it to the configured Jamf / Intune / Linux fleet destinations."""
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     who = actor or default_actor()
     now = _now(None)

@@ -27,7 +27,7 @@ JSON = typer.Option(False, "--json", help="Print the stable machine-readable res
 
 
 def _actor(value: str | None) -> str:
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     return value or default_actor()
 
@@ -78,8 +78,7 @@ def verify(
     json_output: bool = JSON,
 ) -> None:
     """Re-walk the hash chain and every bundle's checksums; report the first break."""
-    from ringward.operations import evidence_ops
-
+    from ringward.operations.evidence import evidence_ops
     loaded = trusted = None
     if checkpoint is not None:
         loaded = evidence_ops.load_checkpoint(checkpoint)
@@ -139,13 +138,12 @@ def checkpoint(
 
     Exit 1 when --deliver could not deliver to every selected destination (the file is written).
     """
-    from ringward.operations import evidence_ops
-    from ringward.operations.keys import load_signing_key
+    from ringward.operations.evidence import evidence_ops
+    from ringward.operations.trust.keys import load_signing_key
 
     config = None
     if deliver_config is not None:
-        from ringward.operations import delivery as delivery_ops
-
+        from ringward.operations.delivery import delivery_ops
         config = delivery_ops.load_connector_config(deliver_config)  # bad config fails before signing
         delivery_ops.select_destinations(config, provider)
     key = load_signing_key(signing_key)
@@ -159,8 +157,7 @@ def checkpoint(
         )
         run = None
         if config is not None:
-            from ringward.operations import delivery as delivery_ops
-
+            from ringward.operations.delivery import delivery_ops
             run = delivery_ops.deliver_event(
                 evidence_ops.checkpoint_event(result),
                 config,
@@ -188,7 +185,7 @@ def checkpoint(
 
 
 def _query(**values: Any) -> Any:
-    from ringward.core.evidence_query import EvidenceQuery
+    from ringward.core.evidence.query import EvidenceQuery
 
     try:
         return EvidenceQuery(**{k: v for k, v in values.items() if v is not None})
@@ -279,7 +276,7 @@ def search(
 @app.command("show")
 def show(record_id: int = typer.Argument(..., help="Evidence record id."), json_output: bool = JSON) -> None:
     """One evidence record, with its payload and chain hashes."""
-    from ringward.operations.evidence_ops import get_evidence
+    from ringward.operations.evidence.evidence_ops import get_evidence
 
     with _store() as store:
         record = get_evidence(store, record_id)
@@ -314,7 +311,7 @@ def export(
     json_output: bool = JSON,
 ) -> None:
     """Export evidence as the reference system's metadata.json ({"items": [...]})."""
-    from ringward.operations.evidence_ops import export_metadata_json
+    from ringward.operations.evidence.evidence_ops import export_metadata_json
 
     with _store() as store:
         count = export_metadata_json(store, output, overwrite=force)
@@ -332,7 +329,7 @@ def import_(
 ) -> None:
     """Append the items of a reference metadata.json to the chain (already-recorded items are skipped;
     imports running at once still record each item once)."""
-    from ringward.operations.evidence_ops import import_metadata_json
+    from ringward.operations.evidence.evidence_ops import import_metadata_json
 
     with _store() as store:
         result = import_metadata_json(store, source, actor=_actor(actor))

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ringward.cli.output import print_json
-from ringward.operations.keys import generate_keypair
+from ringward.operations.trust.keys import generate_keypair
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Generate Ed25519 signing keys.")

@@ -54,7 +54,7 @@ def _run(in_process: Callable[[], dict[str, Any]], flow: Callable[[], dict[str, 
 
 def _parse_now(value: str | None) -> Any:
     from ringward.cli.trust_cmd import _time
-    from ringward.operations.release_ops import utc_now
+    from ringward.operations.release.release_ops import utc_now
 
     return _time(value, "--at") if value else utc_now()
 
@@ -93,7 +93,7 @@ def package(
 
         result = run_flow(package_release_flow, **params)
     else:
-        from ringward.operations.release_ops import run_package
+        from ringward.operations.release.release_ops import run_package
 
         result = run_package(**params)
     if json_output:
@@ -115,8 +115,8 @@ def cosign(
     signer: str = typer.Option("ringward", "--signer"),
 ) -> None:
     """Add co-signatures by another release key (for trust roots with a threshold above 1)."""
-    from ringward.operations.keys import load_signing_key
-    from ringward.operations.package import cosign_package
+    from ringward.operations.release.package import cosign_package
+    from ringward.operations.trust.keys import load_signing_key
 
     key = load_signing_key(signing_key)
     if key is None:
@@ -151,7 +151,7 @@ def verify_package(
         return run_flow(verify_package_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
-        from ringward.operations.release_ops import run_verify_package
+        from ringward.operations.release.release_ops import run_verify_package
 
         return run_verify_package(**kwargs)
 
@@ -182,7 +182,7 @@ def verify_airgap_bundle(
         return run_flow(verify_airgap_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
-        from ringward.operations.release_ops import run_verify_airgap
+        from ringward.operations.release.release_ops import run_verify_airgap
 
         return run_verify_airgap(**kwargs)
 
@@ -224,10 +224,10 @@ def validate_upgrade(
 
     def in_process() -> dict[str, Any]:
         if channel is not None:
-            from ringward.operations.upgrade import run_validate_upgrade_on_channel
+            from ringward.operations.release.upgrade import run_validate_upgrade_on_channel
 
             return run_validate_upgrade_on_channel(**kwargs)
-        from ringward.operations.release_ops import run_validate_upgrade
+        from ringward.operations.release.release_ops import run_validate_upgrade
 
         return run_validate_upgrade(**kwargs)
 
@@ -267,7 +267,7 @@ def smoke_installers(
         return run_flow(smoke_installers_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
-        from ringward.operations.release_ops import run_smoke_installers
+        from ringward.operations.release.release_ops import run_smoke_installers
 
         return run_smoke_installers(**kwargs)
 
@@ -282,8 +282,8 @@ def smoke_installers(
 
 
 def _verified_documents(package_dir: Path, trust_root: Path, at: str | None) -> Any:
-    from ringward.operations.keys import load_trust_root
-    from ringward.operations.release_ops import verified_view
+    from ringward.operations.release.release_ops import verified_view
+    from ringward.operations.trust.keys import load_trust_root
 
     return verified_view(package_dir, load_trust_root(trust_root), now=_parse_now(at))
 

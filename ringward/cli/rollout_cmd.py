@@ -34,7 +34,7 @@ SIGNING_KEY = typer.Option(None, "--signing-key",
 
 
 def _actor(value: str | None) -> str:
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     return value or default_actor()
 
@@ -46,7 +46,7 @@ def _time(value: str | None, option: str) -> datetime | None:
 
 
 def _now(value: str | None) -> datetime:
-    from ringward.operations.release_ops import utc_now
+    from ringward.operations.release.release_ops import utc_now
 
     return _time(value, "--at") or utc_now()
 

@@ -9,8 +9,9 @@ import typer
 
 from ringward.cli.output import print_json, print_table
 from ringward.core.errors import InputError
-from ringward.core.trust import DEFAULT_TRUSTED_BUILDERS, KeyStatus, Role, TrustRoot
-from ringward.operations.keys import (
+from ringward.core.trust.root import DEFAULT_TRUSTED_BUILDERS, KeyStatus, Role, TrustRoot
+from ringward.operations.release.release_ops import utc_now
+from ringward.operations.trust.keys import (
     add_key,
     change_key_status,
     load_public_key_file,
@@ -19,7 +20,6 @@ from ringward.operations.keys import (
     parse_role_assignment,
     save_trust_root,
 )
-from ringward.operations.release_ops import utc_now
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Create and edit the pinned trust root.")

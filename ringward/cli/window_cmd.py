@@ -68,7 +68,7 @@ def _load(path: Path) -> Any:
 
 
 def _horizon(value: str) -> Any:
-    from ringward.core.approvals import parse_duration
+    from ringward.core.approvals.rules import parse_duration
     from ringward.core.common.windows import MAX_HORIZON
 
     return parse_duration(value, option="--horizon", maximum=MAX_HORIZON)
@@ -181,6 +181,6 @@ def break_glass(
 
 
 def _actor(value: str | None) -> str:
-    from ringward.operations.release_ops import default_actor
+    from ringward.operations.release.release_ops import default_actor
 
     return value or default_actor()

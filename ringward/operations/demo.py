@@ -14,8 +14,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ringward.core.package_format import ARCHITECTURES, OPERATING_SYSTEMS
-from ringward.operations.smoke import current_target
+from ringward.core.release.package_format import ARCHITECTURES, OPERATING_SYSTEMS
+from ringward.operations.release.smoke import current_target
 
 _C_SOURCE = r"""
 #include <stdio.h>

@@ -6,9 +6,9 @@ WAL mode under ``RINGWARD_HOME``) and migrates it to the Alembic head.
 
 from __future__ import annotations
 
-from ringward.core.evidence import EvidenceRecord
+from ringward.core.evidence.records import EvidenceRecord
 from ringward.store.core import Store, open_store
-from ringward.store.evidence_repo import ChainHead
+from ringward.store.evidence.repo import ChainHead
 from ringward.store.state_repo import StateEntry
 from ringward.store.token_repo import TokenInfo
 

@@ -14,11 +14,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from ringward.core.errors import InputError, StateError
-from ringward.core.evidence import EvidenceDraft, EvidenceRecord
-from ringward.core.evidence_query import EvidencePage, EvidenceQuery
+from ringward.core.evidence.query import EvidencePage, EvidenceQuery
+from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord
 from ringward.settings import database_url
-from ringward.store import evidence_repo
-from ringward.store.approval_repo import ApprovalRepository
+from ringward.store.approvals.repo import ApprovalRepository
 from ringward.store.db import (
     DEFAULT_BUSY_TIMEOUT_S,
     create_store_engine,
@@ -28,7 +27,8 @@ from ringward.store.db import (
     retry_unique,
     write_connection,
 )
-from ringward.store.evidence_repo import ChainHead
+from ringward.store.evidence import repo as evidence_repo
+from ringward.store.evidence.repo import ChainHead
 from ringward.store.state_repo import StateRepository
 from ringward.store.token_repo import TokenRepository
 

@@ -20,9 +20,9 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine, make_url
@@ -253,3 +253,17 @@ def database_label(engine: Engine) -> str:
     if url.get_backend_name() == "sqlite":
         return f"sqlite:{os.path.abspath(url.database or '')}"
     return url.render_as_string(hide_password=True)
+
+
+class Transactions(Protocol):
+    """What a repository needs from the store: its dialect and read / write transactions.
+
+    Repositories depend on this protocol, not on :class:`ringward.store.core.Store`, so the
+    facade can import every repository without an import cycle."""
+
+    @property
+    def dialect(self) -> str: ...
+
+    def reading(self) -> AbstractContextManager[Connection]: ...
+
+    def writing(self) -> AbstractContextManager[Connection]: ...

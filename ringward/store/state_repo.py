@@ -8,18 +8,16 @@ a high-water mark cannot both win.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 
+from ringward.core.common.jsonio import dumps_canonical, loads_strict
 from ringward.core.errors import InputError, StoreConflictError
-from ringward.core.jsonio import dumps_canonical, loads_strict
+from ringward.store.db import Transactions
 from ringward.store.tables import kv_state_table as kv_t
-
-if TYPE_CHECKING:
-    from ringward.store.core import Store
 
 
 class StateEntry(BaseModel):
@@ -45,7 +43,7 @@ def _entry(row: Any) -> StateEntry:
 
 
 class StateRepository:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transactions) -> None:
         self._store = store
 
     def get(self, namespace: str, key: str) -> StateEntry | None:

@@ -6,20 +6,18 @@ import hashlib
 import re
 import secrets
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import IntegrityError
 
+from ringward.core.common.roles import Role
 from ringward.core.errors import InputError, StateError, TokenNotFoundError
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
-from ringward.core.roles import Role
-from ringward.store.evidence_repo import append_locked
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
+from ringward.store.db import Transactions
+from ringward.store.evidence.repo import append_locked
 from ringward.store.tables import api_token_table as tok_t
-
-if TYPE_CHECKING:
-    from ringward.store.core import Store
 
 TOKEN_PREFIX = "rwt_"  # noqa: S105 - a public marker, not a secret
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -79,7 +77,7 @@ def _token_draft(event: str, info: TokenInfo, actor: str) -> EvidenceDraft:
 
 
 class TokenRepository:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transactions) -> None:
         self._store = store
 
     def create(

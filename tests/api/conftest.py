@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ringward.api.app import create_app
-from ringward.core.evidence import EvidenceArtifact, EvidenceDraft, EvidenceRecord, EvidenceSubject
-from ringward.core.roles import Role
+from ringward.core.common.roles import Role
+from ringward.core.evidence.records import EvidenceArtifact, EvidenceDraft, EvidenceRecord, EvidenceSubject
 from ringward.store import Store
 from tests.store.dbfixtures import db_url, store  # noqa: F401
 

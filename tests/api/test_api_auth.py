@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from ringward.api.app import iter_routes
-from ringward.core.roles import Role
+from ringward.core.common.roles import Role
 from ringward.store.core import READ_ONLY
 from tests.api.conftest import T0, Api
 

@@ -8,7 +8,7 @@ import os
 import zipfile
 from datetime import timedelta
 
-from ringward.core.evidence import EvidenceArtifact, EvidenceDraft, EvidenceSubject
+from ringward.core.evidence.records import EvidenceArtifact, EvidenceDraft, EvidenceSubject
 from tests.api.conftest import T0, Api, add_bundle_record
 
 FILES = {"managed-endpoint-rollout-evidence.json": b'{"ok": true}\n', "notes/summary.md": b"# fine\n"}

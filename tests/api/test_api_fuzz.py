@@ -16,8 +16,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation.modes import GenerationMode
 
 from ringward.api.app import create_app
-from ringward.core.approvals import ApprovalRequest
-from ringward.core.roles import Role
+from ringward.core.approvals.rules import ApprovalRequest
+from ringward.core.common.roles import Role
 from ringward.store import Store
 from tests.api.conftest import add_bundle_record
 

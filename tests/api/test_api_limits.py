@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from ringward.api.middleware import DEFAULT_MAX_HEADER_BYTES, HeaderLimitMiddleware
-from ringward.core.roles import Role
+from ringward.core.common.roles import Role
 from ringward.store import open_store
 from tests.api.conftest import Api
 

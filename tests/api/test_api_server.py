@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from ringward.core.roles import Role
+from ringward.core.common.roles import Role
 from ringward.store import open_store
 from tests.api.conftest import write_bundle
 
@@ -28,7 +28,7 @@ def test_real_server_serves_authenticated_routes_and_verified_files(db_url: str,
     root = tmp_path / "artifacts"
     artifacts = write_bundle(root, "bundles/one", {"report.json": b'{"ok": true}\n'})
     with open_store(db_url) as store:
-        from ringward.core.evidence import EvidenceDraft
+        from ringward.core.evidence.records import EvidenceDraft
 
         record = store.append(
             EvidenceDraft(kind="k", actor="a", payload={}, bundle_dir="bundles/one", artifacts=artifacts)

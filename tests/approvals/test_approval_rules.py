@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from ringward.core.approvals import ApprovalState, Decision, parse_duration
+from ringward.core.approvals.rules import ApprovalState, Decision, parse_duration
 from ringward.core.errors import (
     ApprovalBindingError,
     ApprovalConsumedError,
@@ -17,9 +17,9 @@ from ringward.core.errors import (
     InputError,
     SeparationOfDutiesError,
 )
-from ringward.core.evidence_query import EvidenceQuery
-from ringward.operations import approvals as ops
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.core.evidence.query import EvidenceQuery
+from ringward.operations.approvals import approval_ops as ops
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store import Store, open_store
 from tests.store import workers
 

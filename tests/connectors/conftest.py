@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from connectors.auth import TOKENS
-from ringward.core.connector_config import ConnectorConfig, validate_connector_config
-from ringward.core.connector_event import ConnectorEvent, EventLink, Severity
-from ringward.operations.delivery import DeliveryHooks
+from ringward.core.delivery.config import ConnectorConfig, validate_connector_config
+from ringward.core.delivery.event import ConnectorEvent, EventLink, Severity
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store, open_store
 from tests.connectors.fault_server import FaultServer
 from tests.store.dbfixtures import db_url  # noqa: F401

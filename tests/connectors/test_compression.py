@@ -14,8 +14,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors import DeliveryEngine, MemoryLedger, SecretResolver, provider_for, resolve_destinations
-from ringward.core.connector_config import ProviderKind, validate_connector_config
-from ringward.core.connector_delivery import DeliveryStatus
+from ringward.core.delivery.config import ProviderKind, validate_connector_config
+from ringward.core.delivery.results import DeliveryStatus
 from ringward.core.errors import ConnectorConfigError
 from tests.connectors.conftest import FakeClock, config_of, make_event
 

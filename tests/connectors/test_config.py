@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ringward.core.connector_config import (
+from ringward.core.delivery.config import (
     ProviderKind,
     SecretRef,
     parse_connector_config,

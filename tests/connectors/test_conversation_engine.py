@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from connectors.providers.jamf_pro import JamfPro
-from ringward.core.connector_delivery import DeliveryStatus
-from ringward.core.delivery_policy import Outcome
-from ringward.operations import delivery as ops
-from ringward.operations.delivery import DeliveryHooks
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus
+from ringward.operations.delivery import delivery_ops as ops
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store
 from tests.connectors.conftest import FakeClock, config_of, make_event
 from tests.connectors.jamf_emulator import JamfEmulator
@@ -61,7 +61,7 @@ def test_calls_are_recorded_redacted_in_the_attempt_and_the_evidence(
     assert delivery["attempts"][0]["calls"] == list(calls)
     assert TOKEN not in json.dumps(record.payload)
     # the delivery log keeps them too
-    from ringward.store.delivery_log import DeliveryLog
+    from ringward.store.delivery.delivery_log import DeliveryLog
 
     (entry,), _total = DeliveryLog(sqlite_store).history(limit=10, with_attempts=True)
     assert entry.attempts[0].calls == calls

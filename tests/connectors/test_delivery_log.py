@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from ringward.core.connector_delivery import (
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import (
     AttemptRecord,
     ClaimStatus,
     Completion,
@@ -17,9 +18,8 @@ from ringward.core.connector_delivery import (
     DeliveryStatus,
     DestinationResult,
 )
-from ringward.core.delivery_policy import Outcome
 from ringward.store import Store, open_store
-from ringward.store.delivery_log import DeliveryLog
+from ringward.store.delivery.delivery_log import DeliveryLog
 from tests.connectors.conftest import T0, make_event
 
 

@@ -10,14 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringward.core.connector_event import (
+from ringward.core.common.redaction import REDACTED, SecretScrubber, is_sensitive_header, redact_headers, redact_url
+from ringward.core.delivery.event import (
     CONNECTOR_EVENT_SCHEMA,
     ConnectorEvent,
     Severity,
     parse_event,
     webhook_message_id,
 )
-from ringward.core.delivery_policy import (
+from ringward.core.delivery.policy import (
     MAX_RETRY_AFTER_SECONDS,
     DeliveryPolicy,
     Outcome,
@@ -27,7 +28,6 @@ from ringward.core.delivery_policy import (
     parse_retry_after,
 )
 from ringward.core.errors import ConnectorEventError
-from ringward.core.redaction import REDACTED, SecretScrubber, is_sensitive_header, redact_headers, redact_url
 from tests.connectors.conftest import T0, make_event
 
 # --- events -------------------------------------------------------------------------------------------
@@ -303,7 +303,7 @@ def test_excerpts_never_carry_a_piece_of_a_secret(
 ) -> None:
     """Wherever the cut falls, even when someone cut the text before the scrubber saw it, no piece of
     8 or more characters of a registered secret is left in an excerpt; it stays within ``limit``."""
-    from ringward.core.redaction import FRAGMENT_MIN_LENGTH, excerpt
+    from ringward.core.common.redaction import FRAGMENT_MIN_LENGTH, excerpt
 
     scrubber = SecretScrubber([secret])
     pieces = {secret[i : i + FRAGMENT_MIN_LENGTH] for i in range(len(secret) - FRAGMENT_MIN_LENGTH + 1)}

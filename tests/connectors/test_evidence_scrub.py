@@ -3,10 +3,10 @@ destination's error was recorded) is still scrubbed from every string of the evi
 
 from __future__ import annotations
 
-from ringward.core.connector_delivery import AttemptRecord, DeliveryStatus, DestinationResult, RequestSummary
-from ringward.core.delivery_policy import Outcome
-from ringward.core.redaction import SecretScrubber
-from ringward.operations.delivery import evidence_draft
+from ringward.core.common.redaction import SecretScrubber
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import AttemptRecord, DeliveryStatus, DestinationResult, RequestSummary
+from ringward.operations.delivery.delivery_ops import evidence_draft
 from tests.connectors.conftest import T0, make_event
 
 LATE_TOKEN = "late-bearer-token-7f3a9c2e5b1d"

@@ -209,7 +209,7 @@ def test_no_piece_of_an_echoed_secret_survives_at_any_offset(
 def test_the_excerpt_is_scrubbed_before_it_is_cut() -> None:
     """The core rule on its own: a secret straddling the cut, and a piece of one left by someone
     else's cut, are both gone from the excerpt; harmless text around them stays."""
-    from ringward.core.redaction import REDACTED, SecretScrubber, excerpt
+    from ringward.core.common.redaction import REDACTED, SecretScrubber, excerpt
 
     scrubber = SecretScrubber([SPLUNK_TOKEN])
     for offset in OFFSETS:

@@ -21,9 +21,9 @@ from connectors import (
     SecretResolver,
     resolve_destinations,
 )
-from ringward.core.connector_delivery import Completion, DeliveryKey, DeliveryState, DeliveryStatus
-from ringward.core.connector_event import ConnectorEvent
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import Completion, DeliveryKey, DeliveryState, DeliveryStatus
 from tests.connectors.conftest import FakeClock, config_of, make_event
 from tests.connectors.fault_server import Fault, FaultServer, Route, closed_port_url
 

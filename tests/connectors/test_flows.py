@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ringward.operations import delivery as ops
+from ringward.operations.delivery import delivery_ops as ops
 from ringward.store import open_store
 from tests.connectors.conftest import make_event, write_config
 from tests.connectors.fault_server import FaultServer

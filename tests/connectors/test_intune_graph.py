@@ -34,14 +34,14 @@ from connectors.providers.intune_graph import (
     odata_string,
 )
 from connectors.registry import provider_for
-from ringward.core.connector_config import ProviderKind, PublishMode
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
-from ringward.core.connector_event import ConnectorEvent
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.config import ProviderKind, PublishMode
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.intune_publication import parse_intune_publication
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import ConnectorEventError
-from ringward.core.intune_publication import parse_intune_publication
-from ringward.operations import delivery as ops
-from ringward.operations.delivery import DeliveryHooks
+from ringward.operations.delivery import delivery_ops as ops
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event, scan_for_secrets
 from tests.connectors.graph_emulator import (
@@ -613,7 +613,7 @@ def test_connector_test_event_is_a_read_only_connectivity_check(
     graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
 ) -> None:
     """`ringward connectors test` on a native Intune destination: token + one read, nothing created."""
-    from ringward.core.connector_event import make_test_event
+    from ringward.core.delivery.event import make_test_event
 
     event = make_test_event(destination="intune-prod", now=clock.now)
     result = only(run(destination(graph, tmp_path), [event], clock))

@@ -20,14 +20,14 @@ import pytest
 from connectors import DeliveryEngine, EngineReport, MemoryLedger, SecretResolver, resolve_destinations
 from connectors.providers.jamf_pro import JamfPro
 from connectors.registry import provider_for
-from ringward.core.connector_config import ProviderKind, PublishMode
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
-from ringward.core.connector_event import ConnectorEvent, parse_event
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.config import ProviderKind, PublishMode
+from ringward.core.delivery.event import ConnectorEvent, parse_event
+from ringward.core.delivery.jamf_publication import parse_jamf_publication
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import ConnectorEventError
-from ringward.core.jamf_publication import parse_jamf_publication
-from ringward.operations import delivery as ops
-from ringward.operations.delivery import DeliveryHooks
+from ringward.operations.delivery import delivery_ops as ops
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store
 from tests.connectors.conftest import SECRETS, T0, FakeClock, config_of, make_event, scan_for_secrets
 from tests.connectors.jamf_emulator import JamfEmulator, JamfFault
@@ -867,7 +867,7 @@ def test_connector_test_event_is_a_read_only_connectivity_check(
     jamf: JamfEmulator, root: Path, clock: FakeClock
 ) -> None:
     """`ringward connectors test` on a native Jamf destination: token + one read, nothing created."""
-    from ringward.core.connector_event import make_test_event
+    from ringward.core.delivery.event import make_test_event
 
     result = only(run(destination(jamf, root), clock, make_test_event(destination="jamf-prod", now=T0)))
     assert result.status is DeliveryStatus.DELIVERED and result.external_ref == "Jamf Pro 11.12.1-t1731333333"

@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from ringward.core.connector_delivery import DELIVERY_EVIDENCE_KIND, DeliveryKey, DeliveryState
-from ringward.core.evidence_query import EvidenceQuery
-from ringward.operations import delivery as ops
-from ringward.operations.delivery import DeliveryHooks
+from ringward.core.delivery.results import DELIVERY_EVIDENCE_KIND, DeliveryKey, DeliveryState
+from ringward.core.evidence.query import EvidenceQuery
+from ringward.operations.delivery import delivery_ops as ops
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store, open_store
-from ringward.store.delivery_log import DeliveryLog
+from ringward.store.delivery.delivery_log import DeliveryLog
 from tests.connectors import workers
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event, scan_for_secrets
 from tests.connectors.fault_server import Fault, FaultServer
@@ -30,7 +30,7 @@ def test_delivery_log_schema_matches_the_models(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    import ringward.store.delivery_log  # noqa: F401  (registers the tables)
+    import ringward.store.delivery.delivery_log  # noqa: F401  (registers the tables)
 
     with open_store(db_url) as store, store.engine.connect() as conn:
         ours = sa.MetaData()

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors import DeliveryEngine, SecretResolver, resolve_destinations
-from ringward.core.connector_delivery import DeliveryStatus
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus
 from ringward.store import Store
-from ringward.store.delivery_log import DeliveryLog
+from ringward.store.delivery.delivery_log import DeliveryLog
 from tests.connectors.conftest import FakeClock, config_of, make_event
 from tests.connectors.fault_server import Fault, FaultServer
 

@@ -19,8 +19,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors import DeliveryEngine, MemoryLedger, SecretResolver, resolve_destinations
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
-from ringward.core.connector_event import ConnectorEvent
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event
 
 RECORDED = Path(__file__).parent / "recorded"

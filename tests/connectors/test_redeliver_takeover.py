@@ -28,12 +28,12 @@ from typing import Any
 
 import pytest
 
-from ringward.core.connector_delivery import ClaimStatus, DeliveryKey, DeliveryState
-from ringward.core.delivery_policy import SUCCESS_OUTCOMES
-from ringward.operations import delivery as ops
-from ringward.operations.delivery import DeliveryHooks
+from ringward.core.delivery.policy import SUCCESS_OUTCOMES
+from ringward.core.delivery.results import ClaimStatus, DeliveryKey, DeliveryState
+from ringward.operations.delivery import delivery_ops as ops
+from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store, open_store
-from ringward.store.delivery_log import DeliveryLog
+from ringward.store.delivery.delivery_log import DeliveryLog
 from tests.connectors.conftest import T0, FakeClock, config_of, make_event, write_config
 from tests.connectors.fault_server import FaultServer
 from tests.connectors.workers import KILL_DEFAULTS, context, kill_point_worker

@@ -16,9 +16,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
 from connectors import DeliveryEngine, MemoryLedger, SecretResolver, resolve_destinations
-from ringward.core.connector_config import validate_connector_config
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.config import validate_connector_config
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import ConnectorConfigError
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event
 

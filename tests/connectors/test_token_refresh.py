@@ -13,8 +13,8 @@ from werkzeug import Request, Response
 
 from connectors import DeliveryEngine, MemoryLedger, SecretResolver, auth, resolve_destinations
 from connectors.auth import TOKENS
-from ringward.core.connector_delivery import DeliveryStatus, DestinationResult
-from ringward.core.delivery_policy import Outcome
+from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from tests.connectors.conftest import FakeClock, config_of, make_event
 
 

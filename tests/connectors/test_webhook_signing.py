@@ -19,9 +19,8 @@ from pytest_httpserver import HTTPServer
 
 from connectors import DeliveryEngine, MemoryLedger, SecretResolver, resolve_destinations
 from ringward.cli.main import run
-from ringward.core.connector_delivery import DeliveryStatus
-from ringward.core.errors import ConfigError, KeyMaterialError, WebhookSignatureError
-from ringward.core.webhook_signing import (
+from ringward.core.delivery.results import DeliveryStatus
+from ringward.core.delivery.webhook_signing import (
     load_public_key,
     load_signing_key,
     public_key_text,
@@ -29,6 +28,7 @@ from ringward.core.webhook_signing import (
     signing_key_text,
     verify_webhook,
 )
+from ringward.core.errors import ConfigError, KeyMaterialError, WebhookSignatureError
 from tests.connectors.conftest import FakeClock, config_of, make_event
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"n" * 32).decode()
@@ -158,7 +158,7 @@ def test_unusable_signing_key_is_a_config_error_without_the_key(
 
 
 def test_config_rules_for_the_new_fields() -> None:
-    from ringward.core.connector_config import validate_connector_config
+    from ringward.core.delivery.config import validate_connector_config
     from ringward.core.errors import ConnectorConfigError
 
     with pytest.raises(ConnectorConfigError) as caught:

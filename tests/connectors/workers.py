@@ -11,7 +11,12 @@ from typing import Any
 def context() -> BaseContext:
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(
-        ["tests.connectors.workers", "ringward.operations.delivery", "connectors.engine", "tests.connectors.conftest"]
+        [
+            "tests.connectors.workers",
+            "ringward.operations.delivery.delivery_ops",
+            "connectors.engine",
+            "tests.connectors.conftest",
+        ]
     )
     return ctx
 
@@ -33,7 +38,7 @@ def run_parallel(args_list: Sequence[tuple[Any, ...]], timeout: float = 240) -> 
 def deliver_worker(queue: Any, barrier: Any, db_url: str, url: str, event_ids: list[str], tag: int) -> None:
     """Deliver the same events as every sibling process, to the same destination, at the same time."""
     try:
-        from ringward.operations.delivery import deliver_events
+        from ringward.operations.delivery.delivery_ops import deliver_events
         from ringward.store import open_store
         from tests.connectors.conftest import config_of, make_event
 
@@ -64,7 +69,7 @@ def kill_point_worker(db_url: str, url: str, event_ids: list[str], point: str, r
 
     import httpx
 
-    from ringward.operations.delivery import DeliveryHooks, deliver_events
+    from ringward.operations.delivery.delivery_ops import DeliveryHooks, deliver_events
     from ringward.store import open_store
     from tests.connectors.conftest import config_of, make_event
 

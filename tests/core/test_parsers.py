@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ringward.core.checksums import parse_checksums, render_checksums
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.common.jsonio import loads_strict
+from ringward.core.common.paths import check_relative_name, is_safe_relative_name
+from ringward.core.common.versions import ReleaseVersion
 from ringward.core.errors import MalformedDocumentError, MalformedManifestError, UnsafePathError
-from ringward.core.jsonio import loads_strict
-from ringward.core.paths import check_relative_name, is_safe_relative_name
-from ringward.core.versions import ReleaseVersion
 
 numbers = st.integers(min_value=0, max_value=10_000)
 identifiers = st.one_of(numbers.map(str), st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True))

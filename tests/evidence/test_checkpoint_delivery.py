@@ -15,8 +15,8 @@ import yaml
 from pytest_httpserver import HTTPServer
 
 from connectors.auth import TOKENS
-from ringward.core.checkpoint import Checkpoint, verify_checkpoint_signature
-from ringward.operations.evidence_ops import checkpoint_trusted_keys
+from ringward.core.evidence.checkpoint import Checkpoint, verify_checkpoint_signature
+from ringward.operations.evidence.evidence_ops import checkpoint_trusted_keys
 from ringward.store import open_store
 from tests.evidence.helpers import cli, one_error_line
 from tests.evidence.test_evidence_checkpoint import keys  # noqa: F401  (fixture)
@@ -119,8 +119,8 @@ def test_same_checkpoint_is_not_sent_twice(
     heads = {json.loads(r.get_data())["event"]["attributes"]["checkpoint"]["head_id"] for r, _ in httpserver.log}
     assert heads == {5, 6}
     # ... while re-sending the same head (same event id) is refused by the delivery log
-    from ringward.operations import delivery as delivery_ops
-    from ringward.operations.evidence_ops import checkpoint_event
+    from ringward.operations.delivery import delivery_ops
+    from ringward.operations.evidence.evidence_ops import checkpoint_event
 
     again = checkpoint_event(Checkpoint.model_validate_json((tmp_path / "b.json").read_text()))
     with open_store() as store:
@@ -180,8 +180,7 @@ def test_a_head_rewritten_after_verification_is_not_signed(keys: dict[str, Path]
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     from ringward.core.errors import EvidenceIntegrityError
-    from ringward.operations import evidence_ops
-
+    from ringward.operations.evidence import evidence_ops
     key = load_pem_private_key(keys["signer"].read_bytes(), password=None)
     with open_store() as store:
         verified = evidence_ops.verify_evidence(store, check_files=False)

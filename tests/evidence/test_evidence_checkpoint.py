@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ringward.core.evidence import EvidenceDraft
+from ringward.core.evidence.records import EvidenceDraft
 from ringward.store import open_store
 from tests.evidence.helpers import cli, one_error_line
 
@@ -96,7 +96,7 @@ def test_consistent_history_rewrite_is_caught_only_with_a_checkpoint(
 
 
 def store_record(conn: sa.Connection, record_id: int):  # type: ignore[no-untyped-def]
-    from ringward.store.evidence_repo import get_record
+    from ringward.store.evidence.repo import get_record
 
     return get_record(conn, record_id)
 

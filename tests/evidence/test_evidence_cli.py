@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.store import open_store
 from tests.evidence.helpers import cli, cli_process, one_error_line
 

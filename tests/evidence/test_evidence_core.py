@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ringward.core.evidence import (
+from ringward.core.evidence.files import ObservedFile, check_bundle, render_bundle_checksums
+from ringward.core.evidence.records import (
     GENESIS_HASH,
     SUBJECT_FIELDS,
     ChainRow,
@@ -20,7 +21,6 @@ from ringward.core.evidence import (
     link_hash,
     link_preimage,
 )
-from ringward.core.evidence_files import ObservedFile, check_bundle, render_bundle_checksums
 
 H = "a" * 64
 
@@ -66,7 +66,7 @@ def test_link_preimage_is_the_documented_array() -> None:
 
 @given(st.lists(st.one_of(st.text(), st.integers(), st.booleans(), st.none()), max_size=30))
 def test_fast_encoder_matches_the_standard_encoder(values: list[object]) -> None:
-    from ringward.core.evidence import _link_encode
+    from ringward.core.evidence.records import _link_encode
 
     reference = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(values)
     assert _link_encode(values) == reference

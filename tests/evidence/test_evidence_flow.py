@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
-from ringward.operations.evidence_bundle import write_evidence_bundle
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
+from ringward.operations.evidence.bundle import write_evidence_bundle
 from ringward.store import open_store
 from tests.evidence.helpers import cli_process
 
@@ -105,8 +105,8 @@ def test_intact_chain_is_checkpointed_and_sent_to_the_siem_broken_one_never(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from flows.verify_evidence_chain import verify_evidence_chain
-    from ringward.core.checkpoint import Checkpoint, verify_checkpoint_signature
-    from ringward.core.keys import load_public_key_raw
+    from ringward.core.evidence.checkpoint import Checkpoint, verify_checkpoint_signature
+    from ringward.core.trust.keys import load_public_key_raw
 
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from ringward.core.evidence import EvidenceDraft, EvidenceRecord, EvidenceSubject
-from ringward.operations.evidence_bundle import write_evidence_bundle
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord, EvidenceSubject
+from ringward.operations.evidence.bundle import write_evidence_bundle
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store import Store, open_store
 from tests.evidence.helpers import cli
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.store import open_store
 
 PROCESSES = 8
@@ -177,8 +177,8 @@ def test_an_item_already_in_the_chain_as_a_native_record_is_not_imported_again(
 @pytest.fixture
 def approvals_file(tmp_path: Path) -> Path:
     """A 30-approval approvals.json written by `ringward approval export` from another store."""
-    from ringward.core.approvals import Decision
-    from ringward.operations.approvals import decide_approval, request_approval
+    from ringward.core.approvals.rules import Decision
+    from ringward.operations.approvals.approval_ops import decide_approval, request_approval
 
     source_url = f"sqlite:///{tmp_path / 'source' / 'approvals.db'}"
     now = datetime.now(UTC)
@@ -244,7 +244,7 @@ def test_concurrent_deliveries_of_one_checkpoint_reach_the_siem_once(
     import yaml
     from werkzeug import Request, Response
 
-    from ringward.operations.evidence_ops import checkpoint_event
+    from ringward.operations.evidence.evidence_ops import checkpoint_event
 
     def slow_hec(request: Request) -> Response:
         time.sleep(1.0)  # keep the winner's claim open while the others arrive
@@ -281,7 +281,7 @@ def test_concurrent_deliveries_of_one_checkpoint_reach_the_siem_once(
         str(checkpoint_path),
     )
     assert done.returncode == 0, done.stderr
-    from ringward.core.checkpoint import Checkpoint
+    from ringward.core.evidence.checkpoint import Checkpoint
 
     event = checkpoint_event(Checkpoint.model_validate_json(checkpoint_path.read_text()))
     event_file = tmp_path / "checkpoint-event.json"

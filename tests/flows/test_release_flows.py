@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from flows._common import run_flow
-from ringward.operations import release_ops
-from ringward.operations.keys import save_trust_root
+from ringward.operations.release import release_ops
+from ringward.operations.trust.keys import save_trust_root
 from ringward.settings import evidence_root
 from tests.release.simulator import NOW, ReleaseSimulator
 
@@ -90,7 +90,7 @@ def test_package_airgap_upgrade_and_smoke_flows(
     from flows.smoke_installers import smoke_installers_flow
     from flows.validate_upgrade import validate_upgrade_flow
     from flows.verify_airgap import verify_airgap_flow
-    from ringward.core.keys import private_key_pem
+    from ringward.core.trust.keys import private_key_pem
 
     key_file = tmp_path / "release.pem"
     key_file.write_bytes(private_key_pem(sim.key))

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ringward.core.keys import private_key_pem
-from ringward.core.trust import Role, TrustRoot
-from ringward.operations.keys import save_trust_root
+from ringward.core.trust.keys import private_key_pem
+from ringward.core.trust.root import Role, TrustRoot
+from ringward.operations.trust.keys import save_trust_root
 from ringward.store import Store, open_store
 from tests.release.simulator import NOW, ReleaseSimulator, trusted
 from tests.store.dbfixtures import db_url, store  # noqa: F401
@@ -129,8 +129,8 @@ class RolloutWorld:
 
     def approve(self, approval_id: str, *, actor: str = "bob", at: datetime | None = None,
                 reason: str = "CAB approved") -> Any:
-        from ringward.core.approvals import Decision
-        from ringward.operations.approvals import decide_approval
+        from ringward.core.approvals.rules import Decision
+        from ringward.operations.approvals.approval_ops import decide_approval
 
         return decide_approval(self.store, approval_id, decision=Decision.APPROVE, actor=actor, reason=reason,
                                now=at or later(0.2))
@@ -199,8 +199,8 @@ class ChannelWorld:
             output=output, **extra)
 
     def approve(self, approval_id: str, *, actor: str = "bob", at: datetime | None = None) -> Any:
-        from ringward.core.approvals import Decision
-        from ringward.operations.approvals import decide_approval
+        from ringward.core.approvals.rules import Decision
+        from ringward.operations.approvals.approval_ops import decide_approval
 
         return decide_approval(self.store, approval_id, decision=Decision.APPROVE, actor=actor, reason="CAB ok",
                                now=at or later(0.2))
@@ -227,7 +227,7 @@ class ChannelWorld:
         return requested, exported
 
     def records(self, kind: str, **filters: Any) -> list[Any]:
-        from ringward.core.evidence_query import EvidenceQuery
+        from ringward.core.evidence.query import EvidenceQuery
 
         return list(self.store.search_evidence(EvidenceQuery(kind=kind, limit=500, **filters)).items)
 

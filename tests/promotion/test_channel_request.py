@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from ringward.cli.main import run
-from ringward.core.approvals import ApprovalState
+from ringward.core.approvals.rules import ApprovalState
+from ringward.core.common.jsonio import loads_strict
 from ringward.core.errors import (
     ChannelHeldError,
     DigestMismatchError,
@@ -22,10 +23,9 @@ from ringward.core.errors import (
     UntrustedKeyError,
     VersionConflictError,
 )
-from ringward.core.jsonio import loads_strict
 from ringward.core.promotion.signed_payload import CHANNEL_PROMOTION_SIGNATURE, verify_signed_payload
-from ringward.core.trust import Role
-from ringward.operations.keys import load_trust_root
+from ringward.core.trust.root import Role
+from ringward.operations.trust.keys import load_trust_root
 from ringward.store.promotion.channel_repo import ChannelRepository
 from tests.promotion.conftest import REQUEST_FILE, ChannelWorld, later
 
@@ -40,7 +40,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def approvals(world: ChannelWorld) -> list[Any]:
-    from ringward.operations.approvals import list_approvals
+    from ringward.operations.approvals.approval_ops import list_approvals
 
     items, _ = list_approvals(world.store, now=later(0))
     return items

@@ -16,7 +16,7 @@ import yaml
 
 from connectors.providers import intune_graph
 from ringward.cli.main import run
-from ringward.core.checksums import render_checksums
+from ringward.core.common.checksums import render_checksums
 from ringward.core.errors import (
     ApprovalBindingError,
     ApprovalStateError,

@@ -18,7 +18,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringward.cli.main import run
-from ringward.core.approvals import Decision
+from ringward.core.approvals.rules import Decision
 from ringward.core.errors import (
     ApprovalBindingError,
     ApprovalConsumedError,
@@ -35,7 +35,7 @@ from ringward.core.errors import (
     VersionConflictError,
 )
 from ringward.core.promotion.signed_payload import CHANNEL_PROMOTION_SIGNATURE, sign_payload
-from ringward.operations.approvals import decide_approval, request_approval
+from ringward.operations.approvals.approval_ops import decide_approval, request_approval
 from ringward.store.promotion.channel_repo import ChannelRepository
 from tests.promotion.conftest import REQUEST_FILE, ChannelWorld, later
 

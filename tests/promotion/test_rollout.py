@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ringward.cli.main import run
-from ringward.core.evidence_query import EvidenceQuery
+from ringward.core.evidence.query import EvidenceQuery
 from ringward.core.promotion import rollout as ro
 from ringward.core.promotion.signed_payload import verify_signed_payload
-from ringward.core.trust import Role
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.core.trust.root import Role
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store.promotion.executions_repo import StepFilter
 from tests.promotion.conftest import RolloutWorld, later
 from tests.release.simulator import NOW
@@ -205,9 +205,9 @@ def test_cli_walkthrough(rollout_world: RolloutWorld, capsys: pytest.CaptureFixt
 
 
 def _promote_channel(w: RolloutWorld, channel: str, version: str, digest: str, at: float) -> None:
-    from ringward.core.approvals import Decision
+    from ringward.core.approvals.rules import Decision
     from ringward.core.promotion.channels import PromotedRelease
-    from ringward.operations.approvals import decide_approval, request_approval
+    from ringward.operations.approvals.approval_ops import decide_approval, request_approval
     from ringward.store.promotion.channel_repo import ChannelRepository
 
     subject = "sha256:" + hashlib.sha256(f"{channel}{version}".encode()).hexdigest()

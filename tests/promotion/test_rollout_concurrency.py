@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from ringward.core.errors import RingwardError
-from ringward.core.evidence_query import EvidenceQuery
+from ringward.core.evidence.query import EvidenceQuery
 from ringward.core.promotion import rollout as ro
-from ringward.operations.approvals import request_approval
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.operations.approvals.approval_ops import request_approval
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store import open_store
 from ringward.store.promotion.executions_repo import StepFilter
 from tests.promotion.conftest import RolloutWorld, later

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ringward.core.checksums import render_checksums
+from ringward.core.common.checksums import render_checksums
 from ringward.core.errors import (
     ApprovalBindingError,
     ApprovalExpiredError,
@@ -28,10 +28,10 @@ from ringward.core.errors import (
     UntrustedKeyError,
     VerificationError,
 )
-from ringward.core.evidence_query import EvidenceQuery
+from ringward.core.evidence.query import EvidenceQuery
 from ringward.core.promotion import rollout as ro
 from ringward.core.promotion.signed_payload import ROLLOUT_PROMOTION_SIGNATURE, sign_payload
-from ringward.operations.approvals import request_approval
+from ringward.operations.approvals.approval_ops import request_approval
 from tests.promotion.conftest import RolloutWorld, later
 
 SQLITE = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -15,7 +15,6 @@ from ringward.core.errors import (
     ThresholdNotMetError,
     UntrustedKeyError,
 )
-from ringward.core.keys import public_key_of
 from ringward.core.promotion.signed_payload import (
     CHANNEL_PROMOTION_SIGNATURE,
     canonical_payload_bytes,
@@ -23,7 +22,8 @@ from ringward.core.promotion.signed_payload import (
     sign_payload,
     verify_signed_payload,
 )
-from ringward.core.trust import KeyStatus, Role, TrustedKey, TrustRoot
+from ringward.core.trust.keys import public_key_of
+from ringward.core.trust.root import KeyStatus, Role, TrustedKey, TrustRoot
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
 

@@ -603,8 +603,8 @@ def test_break_glass_refuses_an_open_decision_and_bad_subjects() -> None:
 
 
 def test_consume_break_glass_needs_its_own_approved_approval(store: Store) -> None:
-    from ringward.core.approvals import Decision
-    from ringward.operations.approvals import decide_approval, request_approval
+    from ringward.core.approvals.rules import Decision
+    from ringward.operations.approvals.approval_ops import decide_approval, request_approval
 
     now = z("2026-12-25T00:00")
     decision = frozen_decision(["ring:production"])

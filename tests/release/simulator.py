@@ -15,15 +15,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from ringward.core.checksums import parse_checksums, render_checksums
-from ringward.core.keys import public_key_of
-from ringward.core.package_builder import ReleaseInfo, render_release_evidence_md
-from ringward.core.signatures import sign_bytes
-from ringward.core.trust import KeyStatus, Role, TrustRoot
-from ringward.core.verification import PackageVerification
-from ringward.operations.keys import new_trusted_key
-from ringward.operations.package import package_release
-from ringward.operations.verify import verify_package
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.release.package_builder import ReleaseInfo, render_release_evidence_md
+from ringward.core.release.verification import PackageVerification
+from ringward.core.trust.keys import public_key_of
+from ringward.core.trust.root import KeyStatus, Role, TrustRoot
+from ringward.core.trust.signatures import sign_bytes
+from ringward.operations.release.package import package_release
+from ringward.operations.release.verify import verify_package
+from ringward.operations.trust.keys import new_trusted_key
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TARGETS = ("linux_amd64", "linux_arm64", "darwin_arm64", "windows_amd64.exe")

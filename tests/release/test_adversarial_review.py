@@ -27,18 +27,18 @@ from typing import Any
 
 import pytest
 
-from ringward.core.checksums import parse_checksums, render_checksums
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.common.jsonio import dumps_document, loads_strict
+from ringward.core.common.paths import is_safe_relative_name
 from ringward.core.errors import ConfigError, MalformedDocumentError, RingwardError, UnsafePathError
-from ringward.core.jsonio import dumps_document, loads_strict
-from ringward.core.keys import PublicKey, public_key_of
-from ringward.core.paths import is_safe_relative_name
-from ringward.core.signatures import sign_bytes
-from ringward.core.trust import KeyStatus, Role, TrustRoot, parse_trust_root
-from ringward.operations import airgap as airgap_module
-from ringward.operations import smoke as smoke_module
-from ringward.operations.airgap import ZipLimits, verify_airgap_bundle
-from ringward.operations.package import package_release
-from ringward.operations.upgrade import validate_upgrade
+from ringward.core.trust.keys import PublicKey, public_key_of
+from ringward.core.trust.root import KeyStatus, Role, TrustRoot, parse_trust_root
+from ringward.core.trust.signatures import sign_bytes
+from ringward.operations.release import airgap as airgap_module
+from ringward.operations.release import smoke as smoke_module
+from ringward.operations.release.airgap import ZipLimits, verify_airgap_bundle
+from ringward.operations.release.package import package_release
+from ringward.operations.release.upgrade import validate_upgrade
 from tests.release.simulator import NOW, ReleaseSimulator, codes, family, timedelta, trusted
 
 BIN = "bin/rt_1.2.3_linux_amd64"

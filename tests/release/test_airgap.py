@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ringward.core.errors import OutputExistsError
-from ringward.operations.airgap import ZipLimits, verify_airgap_bundle
-from ringward.operations.package import write_reproducible_zip
+from ringward.operations.release.airgap import ZipLimits, verify_airgap_bundle
+from ringward.operations.release.package import write_reproducible_zip
 from tests.release.simulator import NOW, ReleaseSimulator
 
 TOP = "rt-1.2.3"
@@ -242,7 +242,7 @@ def test_bundle_member_not_in_signed_list(sim: ReleaseSimulator, bundle: Path, t
 def test_missing_bootstrap_reported_unless_allowed(sim: ReleaseSimulator, tmp_path: Path) -> None:
     # a reference-style package without the bootstrap file, still signed and listed consistently
     pkg = sim.package("1.2.3", out="nob")
-    from ringward.core.checksums import parse_checksums, render_checksums
+    from ringward.core.common.checksums import parse_checksums, render_checksums
 
     (pkg / "offline-trust-root-bootstrap.json").unlink()
     (pkg / "offline-trust-root-bootstrap.json.sig.json").unlink()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ringward.core.package_format import CI_RUNNER_REQUIRED_CONTROLS, GITHUB_HOSTED_BUILDER
-from ringward.operations.package import release_info_from_environment
+from ringward.core.release.package_format import CI_RUNNER_REQUIRED_CONTROLS, GITHUB_HOSTED_BUILDER
+from ringward.operations.release.package import release_info_from_environment
 from tests.release.simulator import ReleaseSimulator, family
 
 SCRIPT = "ci-runners/ringward-release-governance-runner.sh"

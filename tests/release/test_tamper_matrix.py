@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from ringward.core.checksums import parse_checksums, render_checksums
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.common.jsonio import dumps_document
 from ringward.core.errors import ConfigError, KeyMaterialError
-from ringward.core.jsonio import dumps_document
-from ringward.core.keys import load_public_key_raw, public_key_of
-from ringward.core.trust import KeyStatus, Role, TrustRoot, parse_trust_root
+from ringward.core.trust.keys import load_public_key_raw, public_key_of
+from ringward.core.trust.root import KeyStatus, Role, TrustRoot, parse_trust_root
 from tests.release.simulator import NOW, ReleaseSimulator, codes, family, timedelta, trusted
 
 BIN = "bin/rt_1.2.3_linux_amd64"
@@ -469,7 +469,7 @@ def test_symlink_in_package_is_refused(sim: ReleaseSimulator, pkg: Path) -> None
 
 
 def test_each_byte_hashed_once(sim: ReleaseSimulator, pkg: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import ringward.operations.verify as verify_module
+    import ringward.operations.release.verify as verify_module
 
     seen: list[int] = []
     original = verify_module._sha256

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from ringward.core.common.versions import ReleaseVersion
 from ringward.core.errors import InputError, VersionConflictError
-from ringward.core.versions import ReleaseVersion
-from ringward.operations.package import write_reproducible_zip
-from ringward.operations.smoke import current_target, smoke_installers
-from ringward.operations.upgrade import validate_upgrade
+from ringward.operations.release.package import write_reproducible_zip
+from ringward.operations.release.smoke import current_target, smoke_installers
+from ringward.operations.release.upgrade import validate_upgrade
 from tests.release.simulator import NOW, ReleaseSimulator
 
 
@@ -196,8 +196,8 @@ def test_package_refuses_to_overwrite(sim: ReleaseSimulator) -> None:
 
 
 def test_signing_key_from_environment(sim: ReleaseSimulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ringward.core.keys import private_key_pem
-    from ringward.operations.keys import load_signing_key
+    from ringward.core.trust.keys import private_key_pem
+    from ringward.operations.trust.keys import load_signing_key
 
     pem = private_key_pem(sim.key).decode().replace("\n", "\\n")
     monkeypatch.setenv("RINGWARD_SIGNING_KEY", pem)

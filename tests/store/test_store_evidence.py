@@ -10,15 +10,15 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from ringward.core.errors import EvidenceNotFoundError, InputError
-from ringward.core.evidence import (
+from ringward.core.evidence.query import EvidenceQuery
+from ringward.core.evidence.records import (
     GENESIS_HASH,
     EvidenceArtifact,
     EvidenceDraft,
     EvidenceRecord,
     EvidenceSubject,
 )
-from ringward.core.evidence_query import EvidenceQuery
-from ringward.operations.evidence_ops import verify_evidence
+from ringward.operations.evidence.evidence_ops import verify_evidence
 from ringward.store import Store, open_store
 from tests.store import workers
 

@@ -11,9 +11,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from ringward.core.evidence import EvidenceDraft
-from ringward.core.evidence_interop import metadata_import_key, parse_metadata_document
-from ringward.operations.evidence_ops import import_metadata_json, verify_evidence
+from ringward.core.evidence.interop import metadata_import_key, parse_metadata_document
+from ringward.core.evidence.records import EvidenceDraft
+from ringward.operations.evidence.evidence_ops import import_metadata_json, verify_evidence
 from ringward.store import Store, evidence_repo, open_store
 from ringward.store.db import alembic_config, create_store_engine, known_revisions, write_connection
 

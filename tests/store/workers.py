@@ -7,9 +7,9 @@ from collections.abc import Callable, Sequence
 from multiprocessing.context import BaseContext
 from typing import Any
 
-from ringward.core.approvals import Decision
+from ringward.core.approvals.rules import Decision
 from ringward.core.errors import RingwardError
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.store import open_store
 
 

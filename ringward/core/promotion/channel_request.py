@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ringward.core.errors import InputError, MalformedDocumentError, MetadataMismatchError, validation_problem
-from ringward.core.package_format import Channel, ChannelPolicy, ChannelsDocument, UpdaterPolicyDocument
+from ringward.core.release.package_format import Channel, ChannelPolicy, ChannelsDocument, UpdaterPolicyDocument
 
 REQUEST_SCHEMA = "cavra.go-runtime.release-channel-promotion-request.v1"
 REQUEST_FILE = "release-channel-promotion-request.json"

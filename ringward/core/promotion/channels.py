@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ringward.core.common.versions import ReleaseVersion
 from ringward.core.errors import (
     BindingMismatchError,
     ChannelHeldError,
@@ -39,7 +40,6 @@ from ringward.core.errors import (
     StateError,
     VersionConflictError,
 )
-from ringward.core.versions import ReleaseVersion
 
 CHANNEL_STATE_SCHEMA = "ringward.channel-state.v1"
 CHANNEL_EVENT_SCHEMA = "ringward.channel-state-event.v1"

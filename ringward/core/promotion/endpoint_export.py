@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ringward.core.delivery.intune_publication import powershell_single_quoted
 from ringward.core.errors import InputError, MalformedDocumentError, validation_problem
-from ringward.core.intune_publication import powershell_single_quoted
-from ringward.core.package_format import Channel, ChannelPolicy, InstallersDocument, WorkstationTarget
+from ringward.core.release.package_format import Channel, ChannelPolicy, InstallersDocument, WorkstationTarget
 
 EXPORT_MANIFEST_SCHEMA = "cavra.endpoint-management-export.v1"
 JAMF_SCHEMA = "cavra.endpoint-management.jamf.v1"

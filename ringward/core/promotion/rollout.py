@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ringward.core.common.jsonio import dumps_canonical, loads_strict
 from ringward.core.errors import InputError, MalformedDocumentError, validation_problem
-from ringward.core.jsonio import dumps_canonical, loads_strict
 from ringward.core.promotion.signed_payload import payload_digest
 
 # --- file names and schema strings (reference) -------------------------------------------------

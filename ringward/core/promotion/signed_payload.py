@@ -33,8 +33,8 @@ from ringward.core.errors import (
     UntrustedKeyError,
     validation_problem,
 )
-from ringward.core.keys import load_public_key_pem, public_key_of
-from ringward.core.trust import Role, TrustRoot
+from ringward.core.trust.keys import load_public_key_pem, public_key_of
+from ringward.core.trust.root import Role, TrustRoot
 
 #: signature schema strings of the reference, by document family
 ROLLOUT_PROMOTION_SIGNATURE = "cavra.rollout-promotion.signature.v1"

@@ -66,7 +66,7 @@ from ringward.core.common.windows import (
     zone_of,
 )
 from ringward.core.errors import ConfigError, InputError, PromotionWindowError
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 
 SCHEMA_VERSION = "ringward.promotion-windows.v1"
 DECISION_SCHEMA = "ringward.promotion-window-decision.v1"

@@ -25,21 +25,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ringward.core.approvals import MAX_TTL
+from ringward.core.approvals.rules import MAX_TTL
+from ringward.core.common.jsonio import dumps_document, loads_strict
 from ringward.core.errors import InputError, OutputExistsError, RingwardError, VerificationError
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
-from ringward.core.evidence_interop import approval_to_reference
-from ringward.core.jsonio import dumps_document, loads_strict
-from ringward.core.package_format import (
-    CHECKSUMS,
-    EVIDENCE_JSON,
-    ChannelsDocument,
-    InstallersDocument,
-    ReleaseEvidenceDocument,
-    RuntimeFiles,
-    UpdaterPolicyDocument,
-)
-from ringward.core.package_rules import runtime_of
+from ringward.core.evidence.interop import approval_to_reference
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.core.promotion import channel_request as cr
 from ringward.core.promotion.channels import (
     CandidateVerdict,
@@ -50,8 +40,18 @@ from ringward.core.promotion.channels import (
     check_reason,
 )
 from ringward.core.promotion.signed_payload import CHANNEL_PROMOTION_SIGNATURE, sign_payload, verify_signed_payload
-from ringward.core.trust import Role, TrustRoot
-from ringward.core.verification import PackageVerification
+from ringward.core.release.package_format import (
+    CHECKSUMS,
+    EVIDENCE_JSON,
+    ChannelsDocument,
+    InstallersDocument,
+    ReleaseEvidenceDocument,
+    RuntimeFiles,
+    UpdaterPolicyDocument,
+)
+from ringward.core.release.package_rules import runtime_of
+from ringward.core.release.verification import PackageVerification
+from ringward.core.trust.root import Role, TrustRoot
 
 if TYPE_CHECKING:
     from ringward.store import Store
@@ -122,7 +122,7 @@ def load_verified_release(package_dir: Path, trust_root: TrustRoot, *, now: date
         InputError: no such directory.
         VerificationError (a specific subclass): the package does not verify.
     """
-    from ringward.operations.verify import verify_directory
+    from ringward.operations.release.verify import verify_directory
 
     if package_dir.exists() and not package_dir.is_dir():
         raise InputError(f"{package_dir}: is a file, expected a package directory")
@@ -152,7 +152,7 @@ def load_verified_release(package_dir: Path, trust_root: TrustRoot, *, now: date
 
 
 def load_trust_root_file(path: Path) -> TrustRoot:
-    from ringward.operations.keys import load_trust_root
+    from ringward.operations.trust.keys import load_trust_root
 
     if path.is_dir():
         raise InputError(f"--trust-root {path}: is a directory, expected a trust root file")
@@ -255,7 +255,7 @@ def bundle_draft(
 ) -> tuple[EvidenceDraft, Path]:
     """Write an evidence bundle (files + checksums.txt under the evidence root) and return its record
     draft -- to be appended by the caller, inside its own transaction -- and the bundle's path."""
-    from ringward.operations.evidence_bundle import write_evidence_bundle
+    from ringward.operations.evidence.bundle import write_evidence_bundle
     from ringward.settings import evidence_root
 
     class _Capture:
@@ -306,8 +306,8 @@ def request_channel_promotion(
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Verify, check, open the approval, sign and write the request (see the module docstring)."""
-    from ringward.operations.approvals import request_approval
-    from ringward.operations.keys import load_signing_key
+    from ringward.operations.approvals.approval_ops import request_approval
+    from ringward.operations.trust.keys import load_signing_key
 
     check_channel_name(channel)
     check_actor(requester, option="--requester")

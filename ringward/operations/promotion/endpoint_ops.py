@@ -30,8 +30,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ringward.core.approvals import ApprovalState, check_consume
-from ringward.core.checksums import parse_checksums, render_checksums
+from ringward.core.approvals.rules import ApprovalState, check_consume
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.common.jsonio import MAX_DOCUMENT_BYTES, dumps_document, loads_strict
 from ringward.core.errors import (
     ApprovalBindingError,
     ApprovalStateError,
@@ -44,10 +45,8 @@ from ringward.core.errors import (
     UnlistedFileError,
     VerificationError,
 )
-from ringward.core.evidence import EvidenceDraft, EvidenceSubject
-from ringward.core.evidence_query import EvidenceQuery
-from ringward.core.jsonio import MAX_DOCUMENT_BYTES, dumps_document, loads_strict
-from ringward.core.package_format import WorkstationTarget
+from ringward.core.evidence.query import EvidenceQuery
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.core.promotion import channel_request as cr
 from ringward.core.promotion import endpoint_export as ee
 from ringward.core.promotion.channels import (
@@ -59,8 +58,9 @@ from ringward.core.promotion.channels import (
     check_not_held,
 )
 from ringward.core.promotion.signed_payload import CHANNEL_PROMOTION_SIGNATURE, verify_signed_payload
-from ringward.core.trust import Role
-from ringward.operations.files import read_capped, walk_regular_files
+from ringward.core.release.package_format import WorkstationTarget
+from ringward.core.trust.root import Role
+from ringward.operations.common.files import read_capped, walk_regular_files
 from ringward.operations.promotion.channel_ops import (
     VerifiedRelease,
     bundle_draft,
@@ -523,9 +523,8 @@ def deliver_endpoint_export(
 ) -> dict[str, Any]:
     """Publish an export (see the module docstring). Returns the result; ``success`` says whether
     every selected destination took it."""
-    from ringward.core.connector_event import ConnectorEvent, Severity
-    from ringward.operations import delivery as ops
-
+    from ringward.core.delivery.event import ConnectorEvent, Severity
+    from ringward.operations.delivery import delivery_ops as ops
     check_actor(actor)
     raw = _input_file(manifest_path, "EXPORT_MANIFEST")
     config = ops.load_connector_config(config_path) if not config_path.is_dir() else None

@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringward.core import errors as error_module
-from ringward.core.approvals import DEFAULT_TTL, Approval, ApprovalState, check_consume
-from ringward.core.checksums import parse_checksums, render_checksums
+from ringward.core.approvals.rules import DEFAULT_TTL, Approval, ApprovalState, check_consume
+from ringward.core.common.checksums import parse_checksums, render_checksums
+from ringward.core.common.jsonio import dumps_document, loads_strict
+from ringward.core.common.paths import check_relative_name
 from ringward.core.errors import (
     ApprovalBindingError,
     BindingMismatchError,
@@ -48,10 +50,7 @@ from ringward.core.errors import (
     UntrustedKeyError,
     VerificationError,
 )
-from ringward.core.evidence import EvidenceArtifact, EvidenceDraft, EvidenceRecord, EvidenceSubject
-from ringward.core.jsonio import dumps_document, loads_strict
-from ringward.core.keys import public_key_of
-from ringward.core.paths import check_relative_name
+from ringward.core.evidence.records import EvidenceArtifact, EvidenceDraft, EvidenceRecord, EvidenceSubject
 from ringward.core.promotion import rollout as ro
 from ringward.core.promotion.signed_payload import (
     RINGWARD_PAYLOAD_SIGNATURE,
@@ -59,8 +58,9 @@ from ringward.core.promotion.signed_payload import (
     sign_payload,
     verify_signed_payload,
 )
-from ringward.core.trust import Role, TrustRoot
-from ringward.operations.files import read_capped, walk_regular_files
+from ringward.core.trust.keys import public_key_of
+from ringward.core.trust.root import Role, TrustRoot
+from ringward.operations.common.files import read_capped, walk_regular_files
 from ringward.settings import evidence_root
 from ringward.store.promotion.executions_repo import RolloutLedger, RolloutStep, StepFilter
 
@@ -257,7 +257,7 @@ def _short(value: Any) -> str | None:
 
 
 def _load_root(trust_root: Path | str) -> TrustRoot:
-    from ringward.operations.keys import load_trust_root
+    from ringward.operations.trust.keys import load_trust_root
 
     return load_trust_root(Path(trust_root))
 
@@ -265,8 +265,8 @@ def _load_root(trust_root: Path | str) -> TrustRoot:
 def load_promotion_key(path: Path | str | None, *, env: Mapping[str, str] | None = None) -> Ed25519PrivateKey:
     """The promotion signing key from ``path`` or ``$RINGWARD_PROMOTION_SIGNING_KEY`` (never the
     release key's variable: a release key must not sign promotions)."""
-    from ringward.core.keys import load_private_key_pem
-    from ringward.operations.keys import load_signing_key
+    from ringward.core.trust.keys import load_private_key_pem
+    from ringward.operations.trust.keys import load_signing_key
 
     if path is not None:
         key = load_signing_key(Path(path))
@@ -311,7 +311,7 @@ class VerifiedPackage:
 
 def verify_release_package(package_dir: Path, root: TrustRoot, *, now: datetime) -> VerifiedPackage:
     """The release package must verify in full against the pinned trust root, now."""
-    from ringward.operations.verify import verify_directory
+    from ringward.operations.release.verify import verify_directory
 
     if not package_dir.is_dir():
         raise MissingFileError(f"rollout evidence package_dir is missing or invalid: {package_dir}")
@@ -328,8 +328,8 @@ def verify_release_package(package_dir: Path, root: TrustRoot, *, now: datetime)
 
 def _package_documents(package: VerifiedPackage) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(endpoint deployment file name, its document, release evidence) of a verified package."""
-    from ringward.core.package_format import EVIDENCE_JSON, RuntimeFiles
-    from ringward.core.package_rules import runtime_of
+    from ringward.core.release.package_format import EVIDENCE_JSON, RuntimeFiles
+    from ringward.core.release.package_rules import runtime_of
 
     content = package.content
     name = RuntimeFiles(runtime_of(content)).endpoint_deployment
@@ -617,7 +617,7 @@ def _live_approval(
     store: Store, *, action: str, subject_digest: str, target: str, requester: str, now: datetime
 ) -> Approval | None:
     """A pending, or approved and unused, approval with exactly this binding and requester."""
-    from ringward.core.approvals import same_actor
+    from ringward.core.approvals.rules import same_actor
 
     offset = 0
     while True:
@@ -650,7 +650,7 @@ def _open_or_reuse(
     now: datetime,
     flow_run_id: str | None,
 ) -> tuple[Approval, bool]:
-    from ringward.operations.approvals import request_approval
+    from ringward.operations.approvals.approval_ops import request_approval
 
     existing = _live_approval(store, action=action, subject_digest=subject_digest, target=target,
                               requester=requester, now=now)
@@ -1405,7 +1405,7 @@ def _load_audited(path: Path) -> tuple[Path, bytes, dict[str, Any], bool]:
 def audit_connector_event(event: dict[str, Any]) -> Any:
     """The audit event as a connector event; its id is the execution (or rollback) id, so the
     delivery log delivers each execution's audit once per destination."""
-    from ringward.core.connector_event import ConnectorEvent, Severity
+    from ringward.core.delivery.event import ConnectorEvent, Severity
 
     rollback = event["schema_version"] == ro.ROLLBACK_AUDIT_SCHEMA
     event_id = event["rollback_id"] if rollback else event["execution_id"]
@@ -1455,8 +1455,7 @@ def audit(
     moment = now or utc_now()
     config = None
     if deliver_config is not None:
-        from ringward.operations import delivery as delivery_ops
-
+        from ringward.operations.delivery import delivery_ops
         config = delivery_ops.load_connector_config(deliver_config)
         delivery_ops.select_destinations(config, provider)
     file, data, raw, rollback = _load_audited(record_path)
@@ -1508,8 +1507,7 @@ def audit(
         "evidence": _evidence_ref(evidence),
     }
     if config is not None:
-        from ringward.operations import delivery as delivery_ops
-
+        from ringward.operations.delivery import delivery_ops
         kwargs: dict[str, Any] = {"hooks": hooks} if hooks is not None else {}
         run = delivery_ops.deliver_event(
             audit_connector_event(event), config, store=store, providers=provider, actor=actor,
@@ -1555,9 +1553,9 @@ def _approval_view(store: Store, approval_id: str, now: datetime) -> dict[str, A
 def _deliveries(store: Store, step: RolloutStep) -> list[dict[str, Any]]:
     """The delivery log's entries for this step's audit event (its id is the execution or rollback
     id), and the delivery evidence records (found by the event's ring, environment and release)."""
-    from ringward.core.connector_delivery import DELIVERY_EVIDENCE_KIND
-    from ringward.core.evidence_query import EvidenceQuery
-    from ringward.operations.delivery import delivery_history
+    from ringward.core.delivery.results import DELIVERY_EVIDENCE_KIND
+    from ringward.core.evidence.query import EvidenceQuery
+    from ringward.operations.delivery.delivery_ops import delivery_history
 
     event_id = step.ref_id
     history = delivery_history(store, event_id=event_id, limit=500)["items"]
@@ -1652,7 +1650,7 @@ def show_rollout(store: Store, ident: str, *, now: datetime | None = None) -> di
 
 
 def _refusals_of(store: Store, rollout_id: str, *, limit: int = 50) -> list[dict[str, Any]]:
-    from ringward.core.evidence_query import EvidenceQuery
+    from ringward.core.evidence.query import EvidenceQuery
 
     page = store.search_evidence(EvidenceQuery(kind=ro.KIND_REFUSAL, limit=500, with_total=False))
     out = []
@@ -1699,7 +1697,7 @@ STEP_FUNCTIONS: dict[str, Any] = {
 def step_arguments(params: Mapping[str, Any]) -> dict[str, Any]:
     """Plain (JSON-able) step parameters -> the operation's arguments: paths become ``Path``,
     ``expires_in`` text (``24h``) a timedelta, ``now`` text an aware datetime."""
-    from ringward.core.approvals import parse_duration
+    from ringward.core.approvals.rules import parse_duration
 
     out: dict[str, Any] = {}
     for name, value in params.items():

@@ -35,11 +35,11 @@ from ringward.core.promotion.windows_policy import (
     require_open,
     window_decision_draft,
 )
-from ringward.operations.files import read_capped
+from ringward.operations.common.files import read_capped
 
 if TYPE_CHECKING:
-    from ringward.core.approvals import Approval
-    from ringward.core.evidence import EvidenceRecord
+    from ringward.core.approvals.rules import Approval
+    from ringward.core.evidence.records import EvidenceRecord
     from ringward.store import Store
 
 #: environment variable naming the default policy file
@@ -121,7 +121,7 @@ def consume_break_glass(
         ApprovalStateError: as for every approval (the requester never approves; expiry and single
         use enforced).
     """
-    from ringward.operations.approvals import consume_approval
+    from ringward.operations.approvals.approval_ops import consume_approval
 
     binding = break_glass_binding(decision, subject=subject, overridden_action=overridden_action)
     approval = consume_approval(

@@ -39,16 +39,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ringward.core.approvals import Approval, ApprovalVote, Decision, check_consume
+from ringward.core.approvals.rules import Approval, ApprovalVote, Decision, check_consume
+from ringward.core.common.jsonio import dumps_canonical, loads_strict
+from ringward.core.common.versions import ReleaseVersion
 from ringward.core.errors import StoreConflictError
-from ringward.core.evidence import EvidenceDraft, EvidenceRecord, EvidenceSubject
-from ringward.core.jsonio import dumps_canonical, loads_strict
+from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord, EvidenceSubject
 from ringward.core.promotion.channels import (
     KIND_CHANNEL_STATE,
     ChannelState,
@@ -61,13 +62,11 @@ from ringward.core.promotion.channels import (
     promote,
     unhold,
 )
-from ringward.core.versions import ReleaseVersion
-from ringward.store import approval_repo
-from ringward.store.evidence_repo import append_locked
+from ringward.store.approvals import repo as approval_repo
+from ringward.store.approvals.repo import ApprovalRepository
+from ringward.store.db import Transactions
+from ringward.store.evidence.repo import append_locked
 from ringward.store.tables import kv_state_table as kv_t
-
-if TYPE_CHECKING:
-    from ringward.store.core import Store
 
 NAMESPACE = "release-channel"
 _ATTEMPTS = 5
@@ -155,10 +154,12 @@ def state_draft(
 
 
 class ChannelRepository:
-    """Channel state over one :class:`~ringward.store.core.Store`."""
+    """Channel state over one store (:class:`~ringward.store.db.Transactions`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transactions) -> None:
         self._store = store
+        # the export consumes its approval in the same transaction as the mark it raises
+        self._approvals = ApprovalRepository(store)
 
     # --- reads ---------------------------------------------------------------------------------
 
@@ -269,7 +270,7 @@ class ChannelRepository:
             )
             # the approval store's own compare-and-swap update + decision row + consumption record,
             # inside this transaction (the repository's consume() would open its own)
-            approval_after, consumption = self._store.approvals._commit_transition(
+            approval_after, consumption = self._approvals._commit_transition(
                 conn, approval_before, approval_after, Decision.CONSUME, "consumed", actor, release.export_id,
                 now, flow_run_id,
             )

@@ -17,19 +17,17 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from ringward.core.errors import ExecutionReplayError, InputError
-from ringward.core.evidence import EvidenceDraft, EvidenceRecord
-from ringward.store.evidence_repo import append_locked
+from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord
+from ringward.store.db import Transactions
+from ringward.store.evidence.repo import append_locked
 from ringward.store.tables import UTCDateTime
-
-if TYPE_CHECKING:
-    from ringward.store.core import Store
 
 MAX_PAGE = 500
 
@@ -157,9 +155,9 @@ def _page(limit: int, offset: int) -> None:
 
 
 class RolloutLedger:
-    """Rollout steps over one :class:`~ringward.store.core.Store`."""
+    """Rollout steps over one store (:class:`~ringward.store.db.Transactions`)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Transactions) -> None:
         self._store = store
 
     def record(

@@ -1,0 +1,1 @@
+"""Connector delivery: configuration, events, policies, results, publication payloads."""

@@ -1,0 +1,1 @@
+"""Evidence records, the hash chain, bundle files, interop formats, queries, checkpoints."""

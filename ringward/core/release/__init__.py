@@ -1,0 +1,1 @@
+"""Release packages: building, the reference file formats, verification rules, upgrades."""

@@ -1,0 +1,1 @@
+"""Pinned trust: Ed25519 keys, detached signatures, trust roots."""

@@ -1,0 +1,1 @@
+"""Approval operations over the store."""

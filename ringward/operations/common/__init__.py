@@ -1,0 +1,1 @@
+"""Shared operations helpers: atomic files, background loading, API tokens."""

@@ -1,0 +1,124 @@
+"""File-system helpers: atomic writes, confined directory walks, mapped reads."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mmap
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ringward.core.common.paths import check_relative_name
+from ringward.core.errors import InputError, OutputExistsError, UnsafePathError
+
+CHUNK = 1024 * 1024
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory, then rename.
+    With ``overwrite=False`` an existing file is never replaced (link-then-unlink)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError as exc:
+                raise OutputExistsError(f"{path}: already exists; refusing to overwrite") from exc
+            os.unlink(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_capped(path: Path, cap: int, *, source: str) -> bytes:
+    """Read a regular file (no symlinks) of at most ``cap`` bytes."""
+    try:
+        # O_NONBLOCK: a FIFO swapped in after the directory walk must not hang the reader
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError as exc:
+        raise InputError(f"{source}: file not found") from exc
+    except OSError as exc:
+        raise InputError(f"{source}: cannot open ({exc.strerror})") from exc
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{source}: not a regular file")
+        if info.st_size > cap:
+            raise InputError(f"{source}: {info.st_size} bytes, expected at most {cap}")
+        return handle.read(cap + 1)[:cap]
+
+
+def walk_regular_files(root: Path) -> dict[str, int]:
+    """Every file under ``root`` as ``relative posix name -> size``. Symlinks, devices, FIFOs
+    and sockets anywhere in the tree are refused (a package is plain files only)."""
+    found: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for name in list(dirnames) + filenames:
+            full = base / name
+            rel = full.relative_to(root).as_posix()
+            info = os.lstat(full)
+            if stat.S_ISLNK(info.st_mode):
+                raise UnsafePathError(f"{rel}: symbolic links are not allowed in a package")
+            if stat.S_ISDIR(info.st_mode):
+                continue
+            if not stat.S_ISREG(info.st_mode):
+                raise UnsafePathError(f"{rel}: not a regular file (device, FIFO or socket)")
+            check_relative_name(rel, source="package file")
+            found[rel] = info.st_size
+    return found
+
+
+@contextlib.contextmanager
+def mapped(path: Path) -> Iterator[memoryview]:
+    """Read-only view of a whole file without copying it (empty files give an empty view)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        size = os.fstat(fd).st_size
+        if size == 0:
+            yield memoryview(b"")
+            return
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                yield view
+            finally:
+                view.release()
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def copy_and_hash(source: Path, target: Path, *, mode: int) -> tuple[str, int]:
+    """Copy ``source`` to a new ``target`` (never overwriting), hashing the bytes once."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+        buffer = bytearray(CHUNK)
+        view = memoryview(buffer)
+        while True:
+            n = src.readinto(buffer)
+            if not n:
+                break
+            digest.update(view[:n])
+            dst.write(view[:n])
+            size += n
+    os.chmod(target, mode)
+    return digest.hexdigest(), size

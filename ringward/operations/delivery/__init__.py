@@ -1,0 +1,1 @@
+"""Connector delivery operations: deliver, redeliver, history, dashboard."""

@@ -1,0 +1,1 @@
+"""Evidence operations: bundles, chain verification, checkpoints, search, import/export."""

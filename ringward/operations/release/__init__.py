@@ -1,0 +1,1 @@
+"""Release operations: package, verify, air-gap bundles, smoke tests, upgrades."""

@@ -1,0 +1,1 @@
+"""Approvals and their decisions, with compare-and-swap transitions."""

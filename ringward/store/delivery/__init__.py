@@ -1,0 +1,1 @@
+"""The connector delivery log (claims, attempts, idempotency by key)."""
