@@ -1,0 +1,49 @@
+"""Prefect events from the front doors (CLI and API), sent only when a Prefect API is configured.
+
+The CLI's in-process path stays free of Prefect: nothing here imports Prefect unless
+``PREFECT_API_URL`` is set (or ``RINGWARD_EMIT_EVENTS=1`` forces it, e.g. under a test harness
+that configures Prefect through its own settings). An event that cannot be sent never fails the
+operation that already happened: the evidence record is the source of truth, the event only lets
+automations react, so a failure is reported to the caller as a warning string instead.
+
+Event names (a contract with the deployments in ``prefect.yaml``):
+
+- ``ringward.promotion.requested``  resource ``ringward.channel.<channel>`` or ``ringward.rollout.<rollout_id>``
+- ``ringward.approval.decided``     resource ``ringward.approval.<approval_id>``
+- ``ringward.promotion.executed``   resource ``ringward.rollout.<rollout_id>``
+- ``ringward.rollback.executed``    resource ``ringward.rollout.<rollout_id>``
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+PROMOTION_REQUESTED = "ringward.promotion.requested"
+APPROVAL_DECIDED = "ringward.approval.decided"
+PROMOTION_EXECUTED = "ringward.promotion.executed"
+ROLLBACK_EXECUTED = "ringward.rollback.executed"
+
+
+def events_enabled() -> bool:
+    """True when a Prefect API is configured for this process."""
+    if os.environ.get("RINGWARD_EMIT_EVENTS", "").strip() in ("0", "false", "no"):
+        return False
+    return bool(os.environ.get("PREFECT_API_URL")) or os.environ.get("RINGWARD_EMIT_EVENTS", "") in ("1", "true")
+
+
+def emit_if_configured(name: str, resource_id: str, payload: dict[str, Any]) -> str | None:
+    """Emit one Prefect event when a Prefect API is configured.
+
+    Returns None when the event was sent (or events are off), else a one-line warning."""
+    if not events_enabled():
+        return None
+    try:
+        from prefect.events import emit_event
+
+        event = emit_event(event=name, resource={"prefect.resource.id": resource_id}, payload=payload)
+    except Exception as exc:  # never fail a decision that is already recorded
+        return f"event {name} not sent: {type(exc).__name__}: {str(exc)[:200]}"
+    if event is None:
+        return f"event {name} not sent: no Prefect events client"
+    return None
