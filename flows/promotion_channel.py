@@ -22,6 +22,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed, Failed
 
 from flows._common import current_flow_run_id, emit, final_state, publish_result, unwrap, utc_now
+from ringward.operations.promotion.channel_ops import requested_event
 from tasks.promotion_channel import (
     REFUSAL,
     deliver_endpoint_export,
@@ -87,11 +88,7 @@ def request_channel_promotion_flow(
         [{k: result[k] for k in ("request_id", "channel", "target_ring", "version", "approval_id",
                                  "approval_state", "expires_at", "subject_digest")}],
     )
-    emit("ringward.promotion.requested", f"ringward.channel.{channel}", {
-        "request_id": result["request_id"], "channel": channel, "target_ring": target_ring,
-        "version": result["version"], "approval_id": result["approval_id"], "requested_by": requester,
-        "subject_digest": result["subject_digest"], "evidence_id": result["evidence"]["evidence_id"],
-    })
+    emit(*requested_event(result))
     return Completed(message=f"requested {result['request_id']}", data=result)
 
 

@@ -95,6 +95,13 @@ def request_promotion(
                 signing_key=signing_key, trust_root=trust_root, now=now, expires_in=ttl, quorum=quorum,
                 approver_group=approver_group, output=output,
             )
+        # the flow path emits it from the flow; in-process, only when a Prefect API is configured
+        from flows.events import emit_if_configured
+        from ringward.operations.promotion.channel_ops import requested_event
+
+        warning = emit_if_configured(*requested_event(result))
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
     if json_output:
         print_json(result)
         return

@@ -27,6 +27,7 @@ from ringward.core.errors import (
     ApprovalStateError,
     BindingMismatchError,
     ChannelHeldError,
+    DigestMismatchError,
     RingwardError,
     RollbackError,
     SeparationOfDutiesError,
@@ -269,6 +270,9 @@ def test_request_for_another_channel_or_package_is_refused(channel_world: Channe
     refused(channel_world, requested, BindingMismatchError, match="does not match export channel", channel="beta")
     newer = channel_world.sim.package("1.2.4", out="newer")
     refused(channel_world, requested, BindingMismatchError, match="release.version", package=newer)
+    # the package changed after the approval: it no longer verifies
+    channel_world.sim.flip_bit(channel_world.package / "bin" / "rt_1.2.3_windows_amd64.exe")
+    refused(channel_world, requested, DigestMismatchError, match="rt_1.2.3_windows_amd64.exe")
 
 
 # --- approval states -------------------------------------------------------------------------------------
@@ -289,6 +293,11 @@ def test_pending_denied_expired_and_self_approved_requests_are_refused(channel_w
 
     fresh = approved(channel_world, ring="broad")
     refused(channel_world, fresh, ApprovalExpiredError, at=later(0.1) + timedelta(hours=24, minutes=1))
+
+    revoked = approved(channel_world, ring="pilot")
+    decide_approval(channel_world.store, revoked["approval_id"], decision=Decision.REVOKE, actor="bob",
+                    reason="wrong build", now=later(0.25))
+    refused(channel_world, revoked, ApprovalStateError, match="state revoked")
 
 
 @SQLITE

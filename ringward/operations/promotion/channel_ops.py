@@ -435,6 +435,15 @@ def request_channel_promotion(
     }
 
 
+def requested_event(result: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+    """The ``ringward.promotion.requested`` Prefect event of a request result: (name, resource id, payload)."""
+    return "ringward.promotion.requested", f"ringward.channel.{result['channel']}", {
+        "request_id": result["request_id"], "channel": result["channel"], "target_ring": result["target_ring"],
+        "version": result["version"], "approval_id": result["approval_id"], "requested_by": result["requested_by"],
+        "subject_digest": result["subject_digest"], "evidence_id": result["evidence"]["evidence_id"],
+    }
+
+
 # --- status, hold, unhold --------------------------------------------------------------------------------
 
 
