@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from ringward.core.evidence.interop import metadata_import_key, parse_metadata_document
 from ringward.core.evidence.records import EvidenceDraft
 from ringward.operations.evidence.evidence_ops import import_metadata_json, verify_evidence
-from ringward.store import Store, evidence_repo, open_store
+from ringward.store import Store, open_store
 from ringward.store.db import alembic_config, create_store_engine, known_revisions, write_connection
+from ringward.store.evidence import repo as evidence_repo
 
 PREVIOUS_HEAD = "0002_connector_delivery"
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
