@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ringward.core.errors import InputError
 from ringward.core.release.package_format import ARCHITECTURES, OPERATING_SYSTEMS
 from ringward.operations.release.smoke import current_target
 
@@ -66,3 +67,15 @@ def _build_host_binary(target: Path, runtime: str, version: str) -> None:
             if done.returncode == 0:
                 return
     target.write_text(f'#!/bin/sh\necho "{runtime} version {version}"\n')
+
+
+#: the promotion window policy the demo uses (production always open, Friday freeze on broad)
+DEMO_WINDOWS = Path(__file__).resolve().parents[2] / "examples" / "demo-windows.yaml"
+
+
+def demo_windows_policy(destination: Path) -> Path:
+    """Copy the demo's promotion window policy (``examples/demo-windows.yaml``) to ``destination``."""
+    if not DEMO_WINDOWS.is_file():
+        raise InputError(f"{DEMO_WINDOWS}: the demo's window policy is missing (run the demo from a Ringward checkout)")
+    shutil.copyfile(DEMO_WINDOWS, destination)
+    return destination
