@@ -1,7 +1,9 @@
 """Flows: one per rollout step (capture, verify, request_promotion, execute, request_rollback,
 rollback, audit). Each returns the CLI's result dict, publishes it as an artifact under a stable
-key, and the executing steps emit ``ringward.promotion.executed`` / ``ringward.rollback.executed``
-events (automations can trigger the audit delivery on them)."""
+key; the request emits ``ringward.promotion.requested`` and the executing steps emit
+``ringward.promotion.executed`` / ``ringward.rollback.executed`` (the audit deployments trigger on
+them). The payloads come from ``ringward.operations.promotion.automation``, the same builders the
+CLI's in-process path uses."""
 
 from __future__ import annotations
 
@@ -11,10 +13,17 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from flows._common import current_flow_run_id, emit
+from ringward.operations.promotion.automation import PROMOTION_EXECUTED as PROMOTION_EVENT
+from ringward.operations.promotion.automation import ROLLBACK_EXECUTED as ROLLBACK_EVENT
+from ringward.operations.promotion.automation import (
+    promotion_executed_event,
+    promotion_requested_event,
+    rollback_executed_event,
+)
 from tasks import promotion_rollout as steps
 
-PROMOTION_EVENT = "ringward.promotion.executed"
-ROLLBACK_EVENT = "ringward.rollback.executed"
+__all__ = ["FLOWS", "PROMOTION_EVENT", "ROLLBACK_EVENT", "audit_flow", "capture_flow", "execute_flow",
+           "request_promotion_flow", "request_rollback_flow", "rollback_flow", "verify_flow"]
 
 #: result fields shown in a step's artifact
 _SUMMARY_FIELDS = (
@@ -61,18 +70,15 @@ def verify_flow(params: dict[str, Any]) -> dict[str, Any]:
 
 @flow(name="rollout-request-promotion", log_prints=True)
 def request_promotion_flow(params: dict[str, Any]) -> dict[str, Any]:
-    return _run("request_promotion", params)
+    result = _run("request_promotion", params)
+    emit(*promotion_requested_event(result))
+    return result
 
 
 @flow(name="rollout-execute-promotion", log_prints=True)
 def execute_flow(params: dict[str, Any]) -> dict[str, Any]:
     result = _run("execute", params)
-    emit(PROMOTION_EVENT, f"ringward.rollout.{result['rollout_id']}", {
-        "execution_id": result["execution_id"], "rollout_id": result["rollout_id"],
-        "approval_id": result["approval_id"], "from": result["ring_advancement"]["from"],
-        "to": result["ring_advancement"]["to"], "break_glass": result["break_glass"],
-        "execution_path": result["execution_path"], "evidence_id": result["evidence"]["evidence_id"],
-    })
+    emit(*promotion_executed_event(result))
     return result
 
 
@@ -84,12 +90,7 @@ def request_rollback_flow(params: dict[str, Any]) -> dict[str, Any]:
 @flow(name="rollout-rollback", log_prints=True)
 def rollback_flow(params: dict[str, Any]) -> dict[str, Any]:
     result = _run("rollback", params)
-    emit(ROLLBACK_EVENT, f"ringward.rollout.{result['rollout_id']}", {
-        "rollback_id": result["rollback_id"], "promotion_execution_id": result["promotion_execution_id"],
-        "rollout_id": result["rollout_id"], "approval_id": result["approval_id"],
-        "from": result["ring_rollback"]["from"], "to": result["ring_rollback"]["to"],
-        "rollback_path": result["rollback_path"], "evidence_id": result["evidence"]["evidence_id"],
-    })
+    emit(*rollback_executed_event(result))
     return result
 
 

@@ -1,7 +1,9 @@
 """`ringward approval ...`: request, decide, inspect, consume and exchange approvals.
 
 A requester never decides their own request; expired approvals can be neither decided nor
-used; an approval is consumed at most once. Refusals exit 1, bad input exits 2.
+used; an approval is consumed at most once. Refusals exit 1, bad input exits 2. With a Prefect API
+configured, approve / deny / revoke emit ``ringward.approval.decided`` (the ``execute-on-approval``
+deployment can react to it).
 """
 
 from __future__ import annotations
@@ -37,11 +39,30 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _emit(approval: Any, *, json_output: bool, line: str) -> None:
+def _emit(approval: Any, *, json_output: bool, line: str, warnings: list[str] | None = None) -> None:
     if json_output:
-        print_json(approval.to_document(_now()))
+        doc = approval.to_document(_now())
+        if warnings:
+            doc["warnings"] = warnings
+        print_json(doc)
     else:
+        for warning in warnings or []:
+            typer.echo(f"warning: {warning}", err=True)
         typer.echo(line)
+
+
+def _decided_event(approval: Any, *, actor: str, decision: str) -> list[str]:
+    """Send ``ringward.approval.decided`` when a Prefect API is configured (Prefect is imported only
+    then); returns the warning of an event that could not be sent."""
+    from flows.events import events_enabled
+
+    if not events_enabled():
+        return []
+    from flows.events import emit_if_configured
+    from ringward.operations.promotion.automation import approval_decided_event
+
+    warning = emit_if_configured(*approval_decided_event(approval, decided_by=actor, decision=decision))
+    return [warning] if warning else []
 
 
 @app.command("request")
@@ -82,8 +103,10 @@ def _decide(approval_id: str, decision: str, actor: str, reason: str, json_outpu
 
     with _store() as store:
         approval = decide_approval(store, approval_id, decision=Decision(decision), actor=actor, reason=reason)
+    warnings = _decided_event(approval, actor=actor, decision=decision)
     votes = f" ({len(approval.approvers())}/{approval.quorum} approvals)" if approval.quorum > 1 else ""
-    _emit(approval, json_output=json_output, line=f"{approval.approval_id}: {approval.state.value}{votes}")
+    _emit(approval, json_output=json_output, line=f"{approval.approval_id}: {approval.state.value}{votes}",
+          warnings=warnings)
 
 
 @app.command("approve")

@@ -55,8 +55,10 @@ def _path(value: Path | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _run(step: str, params: dict[str, Any], use_prefect: bool) -> dict[str, Any]:
-    """The same step in-process or as a flow run; both return the operation's result dict."""
+def _run(step: str, params: dict[str, Any], use_prefect: bool, json_output: bool = False) -> dict[str, Any]:
+    """The same step in-process or as a flow run; both return the operation's result dict. The flow
+    emits the step's Prefect event itself; in-process, it is emitted only when a Prefect API is
+    configured (a failure to send is a warning: stderr, or ``warnings`` in the --json result)."""
     if use_prefect:
         from flows._common import run_flow
         from flows.promotion_rollout import FLOWS
@@ -65,7 +67,34 @@ def _run(step: str, params: dict[str, Any], use_prefect: bool) -> dict[str, Any]
         return run_flow(FLOWS[step], params=plain)
     from ringward.operations.promotion.rollout_ops import run_step
 
-    return run_step(step, params)
+    result = run_step(step, params)
+    _emit_event(step, result, json_output)
+    return result
+
+
+def _emit_event(step: str, result: dict[str, Any], json_output: bool) -> None:
+    from flows.events import events_enabled
+
+    if not events_enabled():
+        return
+    from flows.events import emit_if_configured
+    from ringward.operations.promotion.automation import STEP_EVENTS
+
+    builder = STEP_EVENTS.get(step)
+    if builder is None:
+        return
+    try:
+        event = builder(result)
+    except Exception as exc:  # the step is recorded; a missing event is only worth a warning
+        warning: str | None = f"event of rollout {step} not built: {type(exc).__name__}: {str(exc)[:200]}"
+    else:
+        warning = emit_if_configured(*event)
+    if warning is None:
+        return
+    if json_output:
+        result.setdefault("warnings", []).append(warning)
+    else:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 def _evidence(result: dict[str, Any]) -> str:
@@ -149,7 +178,7 @@ def request_promotion(
         "signing_key": _path(signing_key), "trust_root": str(trust_root), "expires_in": expires_in,
         "quorum": quorum, "approver_group": approver_group, "package_dir": _path(package_dir),
         "output": _path(output), "now": _now(at),
-    }, use_prefect)
+    }, use_prefect, json_output)
     if json_output:
         print_json(result)
         return
@@ -180,7 +209,7 @@ def execute(
         "request_path": str(request), "approval_id": approval, "actor": actor, "trust_root": str(trust_root),
         "windows": _path(windows), "break_glass_approval": break_glass_approval, "output": _path(output),
         "notes": notes, "now": _now(at),
-    }, use_prefect)
+    }, use_prefect, json_output)
     if json_output:
         print_json(result)
         return
@@ -237,7 +266,7 @@ def rollback(
     result = _run("rollback", {
         "execution_path": str(execution), "approval_id": approval, "actor": actor, "trust_root": str(trust_root),
         "output": _path(output), "notes": notes, "now": _now(at),
-    }, use_prefect)
+    }, use_prefect, json_output)
     if json_output:
         print_json(result)
         return
