@@ -217,6 +217,9 @@ class _PromotionDemo:
 
     Each step prints one line; with ``--prefect`` every step the CLI offers ``--prefect`` for runs
     as a flow run (approvals, window checks and the drill-down always run in-process, as in the CLI).
+    Like the CLI, in-process steps and approval decisions send their Prefect events
+    (``ringward.promotion.requested``, ``ringward.approval.decided``, ``ringward.promotion.executed``,
+    ``ringward.rollback.executed``) only when a Prefect API is configured.
     """
 
     runtime = "sample-runtime"
@@ -249,6 +252,17 @@ class _PromotionDemo:
 
     # --- the steps, in-process or as flow runs ----------------------------------------------------
 
+    def emit(self, event: tuple[str, str, dict[str, Any]]) -> None:
+        """Send the Prefect event the CLI's in-process path sends, only when a Prefect API is
+        configured (flow runs send their own); a failure is a warning, never a failed step."""
+        from flows.events import emit_if_configured, events_enabled
+
+        if not events_enabled():
+            return
+        warning = emit_if_configured(*event)
+        if warning:
+            typer.echo(f"warning: {warning}", err=True)
+
     def channel_request(self, store: Any, **params: Any) -> dict[str, Any]:
         now = _utc_now()
         if self.use_prefect:
@@ -258,9 +272,11 @@ class _PromotionDemo:
             result = run_flow(request_channel_promotion_flow, **{k: str(v) for k, v in params.items()}, now=now)
             raise_refusal(result)
             return result
-        from ringward.operations.promotion.channel_ops import request_channel_promotion
+        from ringward.operations.promotion.channel_ops import request_channel_promotion, requested_event
 
-        return request_channel_promotion(store, **params, now=now)
+        result = request_channel_promotion(store, **params, now=now)
+        self.emit(requested_event(result))
+        return result
 
     def export(self, store: Any, **params: Any) -> dict[str, Any]:
         now = _utc_now()
@@ -283,16 +299,23 @@ class _PromotionDemo:
             from flows.promotion_rollout import FLOWS
 
             return run_flow(FLOWS[step], params=plain)
+        from ringward.operations.promotion.automation import STEP_EVENTS
         from ringward.operations.promotion.rollout_ops import run_step
 
-        return run_step(step, plain, store=store)
+        result = run_step(step, plain, store=store)
+        if step in STEP_EVENTS:
+            self.emit(STEP_EVENTS[step](result))
+        return result
 
     def approve(self, store: Any, approval_id: str, actor: str, reason: str) -> Any:
         from ringward.core.approvals.rules import Decision
         from ringward.operations.approvals.approval_ops import decide_approval
+        from ringward.operations.promotion.automation import approval_decided_event
 
-        return decide_approval(store, approval_id, decision=Decision.APPROVE, actor=actor, reason=reason,
-                               now=_utc_now())
+        approval = decide_approval(store, approval_id, decision=Decision.APPROVE, actor=actor, reason=reason,
+                                   now=_utc_now())
+        self.emit(approval_decided_event(approval, decided_by=actor, decision="approve"))
+        return approval
 
     def refused(self, attempt: Callable[[], Any]) -> str:
         """Run a step that must be refused; its one-line refusal (or a loud marker if it was not)."""
