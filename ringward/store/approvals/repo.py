@@ -5,6 +5,11 @@ row (``FOR UPDATE`` on PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` holds the databa
 (2) re-reads it and applies the core rules (:mod:`ringward.core.approvals.rules`), (3) updates it with
 ``WHERE version = :read_version AND state = :read_state`` and requires exactly one row, and
 (4) appends the transition's evidence record -- all or nothing.
+
+A decision that consumes an approval together with writes of its own (the endpoint export:
+consume the channel-promotion approval, raise the channel's high-water mark and append the
+export record in one transaction) calls :meth:`ApprovalRepository.consume_in` with its own
+write connection instead of :meth:`ApprovalRepository.consume`, which opens a transaction.
 """
 
 from __future__ import annotations
@@ -282,27 +287,71 @@ class ApprovalRepository:
         execution_ref: str | None = None,
         flow_run_id: str | None = None,
     ) -> tuple[Approval, EvidenceRecord]:
-        """The only way an execution uses an approval (AP1, AP3, AP5, AP6)."""
+        """The only way an execution uses an approval (AP1, AP3, AP5, AP6), in a transaction of its own.
+
+        An expired approval is refused and its expiry is recorded (committed) before the refusal.
+        To consume inside a transaction that also writes other rows, use :meth:`consume_in`.
+        """
 
         def apply(conn: Connection, before: Approval) -> tuple[Approval, EvidenceRecord]:
-            check_consume(before, action=action, subject_digest=subject_digest, target=target, actor=actor, now=now)
-            after = before.model_copy(
-                update={
-                    "consumed_at": now.astimezone(UTC),
-                    "consumed_by": actor,
-                    "execution_ref": execution_ref,
-                    "version": before.version + 1,
-                    "votes": (
-                        *before.votes,
-                        ApprovalVote(actor=actor, decision=Decision.CONSUME, reason=execution_ref, at=now),
-                    ),
-                }
-            )
-            return self._commit_transition(
-                conn, before, after, Decision.CONSUME, "consumed", actor, execution_ref, now, flow_run_id
+            return self._consume_loaded(
+                conn, before, action=action, subject_digest=subject_digest, target=target, actor=actor,
+                execution_ref=execution_ref, now=now, flow_run_id=flow_run_id,
             )
 
         return self._transact(approval_id, apply, now=now, flow_run_id=flow_run_id)
+
+    def consume_in(
+        self,
+        conn: Connection,
+        approval_id: str,
+        *,
+        action: str,
+        subject_digest: str,
+        target: str,
+        actor: str,
+        execution_ref: str | None,
+        now: datetime,
+        flow_run_id: str | None = None,
+    ) -> tuple[Approval, EvidenceRecord]:
+        """Consume an approval inside the caller's write transaction (AP1, AP3, AP5, AP6).
+
+        For decisions that must consume the approval and write rows of their own all or nothing
+        (e.g. :meth:`ringward.store.promotion.channel_repo.ChannelRepository.execute_promotion`).
+        ``conn`` must come from the store's ``writing()`` transaction; the caller commits or rolls
+        back. In that transaction this method
+
+        1. locks the approval row (``FOR UPDATE`` on PostgreSQL; on SQLite the caller's
+           ``BEGIN IMMEDIATE`` already holds the database lock) and re-reads it,
+        2. applies :func:`ringward.core.approvals.rules.check_consume` (binding, single use,
+           expiry, approved with quorum),
+        3. updates the row with compare-and-swap (``WHERE version = :read AND state = :read``,
+           exactly one row, else :class:`StoreConflictError`),
+        4. records the ``consume`` decision row and appends the ``approval-consumption`` evidence
+           record (this takes the evidence chain's head lock).
+
+        Lock order: callers that lock other rows lock approval rows first (e.g. with
+        :func:`load` ``for_update=True``), then their own rows, then call this method, so the
+        chain head is always locked last.
+
+        Unlike :meth:`consume`, a refusal here writes nothing: it propagates and the caller's
+        transaction rolls back whole (an expired approval's expiry is not recorded by the refusal;
+        :meth:`expire_due` records it later).
+
+        Returns:
+            The consumed approval and its consumption evidence record.
+
+        Raises:
+            ApprovalNotFoundError: no approval ``approval_id``.
+            InputError, ApprovalBindingError, ApprovalConsumedError, ApprovalExpiredError,
+            ApprovalStateError: from :func:`~ringward.core.approvals.rules.check_consume`.
+            StoreConflictError: the row changed under the lock (should not happen; retry).
+        """
+        before = load(conn, approval_id, for_update=True)
+        return self._consume_loaded(
+            conn, before, action=action, subject_digest=subject_digest, target=target, actor=actor,
+            execution_ref=execution_ref, now=now, flow_run_id=flow_run_id,
+        )
 
     def expire_due(self, *, now: datetime, limit: int = 500) -> builtins.list[str]:
         """Write down the expiry of every unused approval past ``expires_at`` (one transaction each)."""
@@ -329,6 +378,37 @@ class ApprovalRepository:
         return expired
 
     # --- internals -----------------------------------------------------------------------------
+
+    def _consume_loaded(
+        self,
+        conn: Connection,
+        before: Approval,
+        *,
+        action: str,
+        subject_digest: str,
+        target: str,
+        actor: str,
+        execution_ref: str | None,
+        now: datetime,
+        flow_run_id: str | None,
+    ) -> tuple[Approval, EvidenceRecord]:
+        """Check and consume ``before`` (read under the row lock in ``conn``'s transaction)."""
+        check_consume(before, action=action, subject_digest=subject_digest, target=target, actor=actor, now=now)
+        after = before.model_copy(
+            update={
+                "consumed_at": now.astimezone(UTC),
+                "consumed_by": actor,
+                "execution_ref": execution_ref,
+                "version": before.version + 1,
+                "votes": (
+                    *before.votes,
+                    ApprovalVote(actor=actor, decision=Decision.CONSUME, reason=execution_ref, at=now),
+                ),
+            }
+        )
+        return self._commit_transition(
+            conn, before, after, Decision.CONSUME, "consumed", actor, execution_ref, now, flow_run_id
+        )
 
     def _transact(
         self,

@@ -7,7 +7,11 @@ Stored as one JSON row per channel in the versioned key/value table (``kv_state`
 :mod:`ringward.core.promotion.channels`, and updates ``WHERE version = <read version>``
 (a first write inserts; a concurrent first insert loses on the primary key and is retried).
 
-Lock order, everywhere: approval row, then channel row, then the evidence chain head.
+Lock order, everywhere: approval rows (in approval-id order), then the channel row, then the
+evidence chain head. An export consumes its approval -- and a break-glass approval when it runs
+outside its promotion window -- through the approval repository's public
+:meth:`~ringward.store.approvals.repo.ApprovalRepository.consume_in`, inside the transaction that
+raises the mark.
 
 API for the rollout-rollback executor (:mod:`ringward.operations.promotion.rollout_ops`), signatures
 kept stable::
@@ -36,7 +40,7 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -45,7 +49,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ringward.core.approvals.rules import Approval, ApprovalVote, Decision, check_consume
+from ringward.core.approvals.rules import Approval
 from ringward.core.common.jsonio import dumps_canonical, loads_strict
 from ringward.core.common.versions import ReleaseVersion
 from ringward.core.errors import StoreConflictError
@@ -75,13 +79,27 @@ _T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
+class ApprovalUse:
+    """A further approval one promotion consumes in its transaction (e.g. a break-glass approval
+    letting an export run outside its promotion window), with the binding it must carry."""
+
+    approval_id: str
+    action: str
+    subject_digest: str
+    target: str
+
+
+@dataclass(frozen=True)
 class PromotionOutcome:
     """What :meth:`ChannelRepository.execute_promotion` committed."""
 
     before: ChannelState
     state: ChannelState
     approval: Approval
+    #: evidence records in chain order: the consumption(s), the channel state, then ``drafts``
     records: list[EvidenceRecord]
+    #: the ``also_consume`` approvals, consumed, in the order given
+    also_consumed: tuple[Approval, ...] = ()
 
     @property
     def rollback(self) -> bool:
@@ -237,11 +255,16 @@ class ChannelRepository:
         now: datetime,
         drafts: Callable[[ChannelState, ChannelState, Approval], builtins.list[EvidenceDraft]],
         flow_run_id: str | None = None,
+        also_consume: Sequence[ApprovalUse] = (),
     ) -> PromotionOutcome:
         """One decision: consume the approval (binding, state, expiry, single use) and move the
         channel to ``release`` (hold, high-water mark and rollback allowance re-checked under the
         lock), appending the consumption record, the ``release-channel-state`` record and
         ``drafts(before, after, approval)`` -- all or nothing.
+
+        ``also_consume``: further approvals consumed (same rules, ``execution_ref`` the export id)
+        in the same transaction after the promotion's own approval, each appending its own
+        consumption record; any refusal rolls the whole decision back.
 
         Raises:
             ApprovalNotFoundError, ApprovalBindingError, ApprovalConsumedError, ApprovalExpiredError,
@@ -251,29 +274,26 @@ class ChannelRepository:
         check_channel_name(channel, option="channel")
 
         def apply(conn: Connection) -> PromotionOutcome:
-            approval_before = approval_repo.load(conn, approval_id, for_update=True)
+            # lock order: approval rows (sorted, so two decisions sharing approvals cannot deadlock),
+            # then the channel row; consume_in appends to the evidence chain (its head lock) last
+            for aid in sorted({approval_id, *(use.approval_id for use in also_consume)}):
+                approval_repo.load(conn, aid, for_update=True)
             before = _read(conn, channel, for_update=True)
-            check_consume(approval_before, action=action, subject_digest=subject_digest, target=target,
-                          actor=actor, now=now)
-            after = promote(before, release)
-            approval_after = approval_before.model_copy(
-                update={
-                    "consumed_at": now.astimezone(UTC),
-                    "consumed_by": actor,
-                    "execution_ref": release.export_id,
-                    "version": approval_before.version + 1,
-                    "votes": (
-                        *approval_before.votes,
-                        ApprovalVote(actor=actor, decision=Decision.CONSUME, reason=release.export_id, at=now),
-                    ),
-                }
-            )
-            # the approval store's own compare-and-swap update + decision row + consumption record,
+            # the approval store's compare-and-swap update + decision row + consumption record,
             # inside this transaction (the repository's consume() would open its own)
-            approval_after, consumption = self._approvals._commit_transition(
-                conn, approval_before, approval_after, Decision.CONSUME, "consumed", actor, release.export_id,
-                now, flow_run_id,
+            approval_after, consumption = self._approvals.consume_in(
+                conn, approval_id, action=action, subject_digest=subject_digest, target=target, actor=actor,
+                execution_ref=release.export_id, now=now, flow_run_id=flow_run_id,
             )
+            extra = [
+                self._approvals.consume_in(
+                    conn, use.approval_id, action=use.action, subject_digest=use.subject_digest,
+                    target=use.target, actor=actor, execution_ref=release.export_id, now=now,
+                    flow_run_id=flow_run_id,
+                )
+                for use in also_consume
+            ]
+            after = promote(before, release)
             written = _write(conn, before, after, actor=actor, now=now)
             event = "rollback-promoted" if after.current is not None and after.current.kind.value == "rollback" \
                 else "promoted"
@@ -283,7 +303,9 @@ class ChannelRepository:
                 extra={"export_id": release.export_id, "request_id": release.request_id},
             )
             records = append_locked(conn, [state_record, *drafts(before, written, approval_after)], now)
-            return PromotionOutcome(before, written, approval_after, [consumption, *records])
+            return PromotionOutcome(before, written, approval_after,
+                                    [consumption, *(record for _, record in extra), *records],
+                                    tuple(approval for approval, _ in extra))
 
         return self._retry(apply)
 
