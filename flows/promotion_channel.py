@@ -2,7 +2,8 @@
 
 - ``request-channel-promotion``: the signed request and its pending approval; emits
   ``ringward.promotion.requested`` so automations can notify approvers.
-- ``export-endpoint``: consumes the approval, raises the channel's high-water mark, writes the export.
+- ``export-endpoint``: consumes the approval, raises the channel's high-water mark, writes the export;
+  ``break_glass_approval`` lets it run outside its promotion window (consumed in the same decision).
 - ``deliver-endpoint-export``: publishes an export to Jamf / Intune / Linux fleet destinations; ends
   Failed (with its result) when a destination did not take it.
 - ``validate-channel-upgrade``: ``release validate-upgrade --channel``.
@@ -103,10 +104,11 @@ def export_endpoint_flow(
     provider: str = "all",
     windows: str | None = None,
     now: datetime | None = None,
+    break_glass_approval: str | None = None,
 ) -> State:
     params = {"package_dir": package_dir, "channel": channel, "provider": provider,
               "promotion_request": promotion_request, "trust_root": trust_root, "actor": actor, "output": output,
-              "windows": windows}
+              "windows": windows, "break_glass_approval": break_glass_approval}
     result, refused = _step(export_endpoint(params, now or utc_now(), current_flow_run_id(), return_state=True),
                             "export-endpoint")
     if refused is not None:
@@ -117,6 +119,8 @@ def export_endpoint_flow(
         [f"**{result['runtime']} {result['version']}** exported for {', '.join(result['providers'])} on "
          f"`{channel}->{result['target_ring']}`" + (" (rollback)" if result["rollback"] else ""),
          "", f"Approval `{result['approval_id']}` consumed; high-water mark {mark['version'] if mark else '-'}.",
+         *(["", f"**Break glass**: approval `{result['break_glass_approval_id']}` consumed; the promotion window "
+                f"was closed ({result['window']['reason']})."] if result.get("break_glass") else []),
          "", f"Export: `{result['output_dir']}`; evidence record `{result['evidence']['evidence_id']}`."],
         [{"file": name} for name in result["files"]],
     )

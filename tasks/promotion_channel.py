@@ -41,7 +41,10 @@ def raise_refusal(result: dict[str, Any]) -> None:
     error = result["errors"][0]
     cls = getattr(error_module, error["error_type"], None)
     if not (isinstance(cls, type) and issubclass(cls, RingwardError)):
-        cls = RingwardError
+        # a subclass defined next to its rules (e.g. windows_policy.WindowClosedError): the error class
+        # with the same stable code (PromotionWindowError for "window-closed")
+        cls = next((c for c in vars(error_module).values() if isinstance(c, type) and issubclass(c, RingwardError)
+                    and c.code == error.get("code")), RingwardError)
     try:
         raise cls(error["message"])
     except TypeError:  # pragma: no cover - an error class with a different constructor
@@ -104,6 +107,7 @@ def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | No
             actor=params["actor"],
             output=Path(params["output"]),
             windows=Path(params["windows"]) if params.get("windows") else None,
+            break_glass_approval=params.get("break_glass_approval") or None,
             now=now,
             flow_run_id=flow_run_id,
         )

@@ -3,7 +3,10 @@ publish the export.
 
 ``export`` is the channel promotion's execution: it verifies the package and the signed request,
 consumes the request's approval (looked up in the store, exactly once) and raises the channel's
-high-water mark in one decision, then moves the export into place. ``deliver`` re-checks an
+high-water mark in one decision, then moves the export into place. Outside its promotion window it
+is refused unless ``--break-glass-approval`` names an approved ``break_glass`` approval bound to
+this request (``ringward window break-glass --action export --subject <request_id> -t
+channel:<C> -t ring:<R>``), consumed in the same decision and marked on the export. ``deliver`` re-checks an
 export and publishes it through the native Jamf Pro / Intune publishers and the Linux fleet
 endpoint. Exit codes: 0 done, 1 refused (or a delivery failed), 2 bad input.
 """
@@ -56,6 +59,10 @@ def export(
     output: Path = typer.Option(..., "--output", help="Export directory to create."),
     windows: Path | None = typer.Option(None, "--windows", envvar="RINGWARD_WINDOWS",
                                         help="Promotion window policy (windows.yaml); env RINGWARD_WINDOWS."),
+    break_glass_approval: str | None = typer.Option(
+        None, "--break-glass-approval",
+        help="Approved break_glass approval letting the export run outside its promotion window (binding: "
+             "ringward window break-glass --action export --subject <request_id> -t channel:<C> -t ring:<R>)."),
     at: str | None = typer.Option(None, "--at", help="Act as of this ISO-8601 UTC time; default now."),
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
@@ -69,7 +76,7 @@ def export(
         result = run_flow(
             export_endpoint_flow, package_dir=str(package_dir), channel=channel, provider=provider,
             promotion_request=str(promotion_request), trust_root=str(trust_root), actor=actor, output=str(output),
-            windows=str(windows) if windows else None, now=now,
+            windows=str(windows) if windows else None, break_glass_approval=break_glass_approval, now=now,
         )
         raise_refusal(result)
     else:
@@ -79,17 +86,22 @@ def export(
             result = export_endpoint(
                 store, package_dir=package_dir, channel=channel, provider=provider,
                 promotion_request=promotion_request, trust_root=trust_root, actor=actor, output=output,
-                windows=windows, now=now,
+                windows=windows, break_glass_approval=break_glass_approval, now=now,
             )
     if json_output:
         print_json(result)
         return
     kind = "ROLLBACK EXPORTED" if result["rollback"] else "EXPORTED"
+    if result.get("break_glass"):
+        kind += " (BREAK GLASS)"
     typer.echo(f"{kind}: {result['runtime']} {result['version']} -> {result['channel']}->{result['target_ring']} "
                f"for {', '.join(result['providers'])} (export {result['export_id']})")
     mark = result["high_water_mark"]
     typer.echo(f"approval {result['approval_id']} consumed; channel high-water mark "
                f"{mark['version'] if mark else '-'}")
+    if result.get("break_glass"):
+        typer.echo(f"break-glass approval {result['break_glass_approval_id']} consumed: promotion window closed "
+                   f"({result['window']['reason']})")
     typer.echo(f"manifest: {result['manifest']} (evidence {result['evidence']['evidence_id']})")
 
 

@@ -160,8 +160,14 @@ def validate(policy: Path | None = POLICY, json_output: bool = JSON) -> None:
 @app.command("break-glass")
 def break_glass(
     targets: list[str] = TARGETS,
-    subject: str = typer.Option(..., "--subject", help="The execution's id (e.g. the promotion request id)."),
-    action: str = typer.Option("rollout", "--action", help="The action being let through (rollout, export, ...)."),
+    subject: str = typer.Option(
+        ..., "--subject",
+        help="The execution's id: the promotion request id (rollout: rpr_..., from the signed rollout request; "
+             "export: rcp_..., the request_id of release-channel-promotion-request.json)."),
+    action: str = typer.Option(
+        "rollout", "--action",
+        help="The action being let through: rollout (targets ring:<R> environment:<E>) or export "
+             "(targets channel:<C> ring:<R>, for `endpoint export --break-glass-approval`)."),
     json_output: bool = JSON,
 ) -> None:
     """Print the binding of the break-glass approval for one execution (action break_glass)."""

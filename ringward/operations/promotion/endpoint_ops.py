@@ -12,6 +12,16 @@ store transaction consumes the approval and raises the channel's high-water mark
 evidence records), then the directory is renamed into place; if the transaction loses (a
 concurrent export consumed the approval first) the temporary directory and bundle are removed.
 
+Break glass: outside its window an export runs only with ``break_glass_approval`` -- an approved,
+unexpired, unconsumed approval of action ``break_glass`` bound (like a rollout's) by
+:func:`~ringward.core.promotion.windows_policy.break_glass_binding` to action ``export``, the
+subject = the signed request's ``request_id`` and the window targets ``channel:<C>`` +
+``ring:<R>`` (``ringward window break-glass --action export --subject <request_id> -t
+channel:<C> -t ring:<R>`` prints it). It is consumed in the same transaction as the export's own
+approval, and the manifest and export record carry ``break_glass: true``, its approval id, the
+``break-glass-approval-consumed`` control and the closed window decision. An open window leaves
+it unused.
+
 ``ringward endpoint deliver`` re-checks an export (schema, strict checksums, confinement, every
 expected file, the recorded export's checksums digest), refuses one whose approval was not
 consumed by exactly that export, and publishes it through the connector delivery operations
@@ -77,6 +87,7 @@ from ringward.operations.promotion.channel_ops import (
 
 if TYPE_CHECKING:
     from ringward.store import Store
+    from ringward.store.promotion.channel_repo import ApprovalUse
 
 EXPORT_RESULT_SCHEMA = "ringward.endpoint-export-result.v1"
 PUBLICATION_RESULT_SCHEMA = "ringward.endpoint-publication-result.v1"
@@ -104,16 +115,39 @@ def _windows_path(windows: Path | None) -> Path | None:
     return path
 
 
-def _enforce_window(windows: Path | None, channel: str, ring: str, now: datetime) -> dict[str, Any]:
-    """The open promotion window decision for ``channel:<C>`` and ``ring:<R>``.
+#: the action a break-glass approval lets through for an export (its target is ``export:<request_id>``)
+BREAK_GLASS_EXPORT = "export"
 
-    Raises:
-        PromotionWindowError: outside every allow window or inside a freeze.
-    """
+
+def _window_decision(windows: Path | None, channel: str, ring: str, now: datetime) -> tuple[Any, Any]:
+    """The promotion window decision for ``channel:<C>`` and ``ring:<R>``, and the refusal
+    (a ``PromotionWindowError``) when it is closed, else None."""
+    from ringward.core.promotion.windows_policy import WindowClosedError
     from ringward.operations.promotion.windows import enforce_window
 
-    decision = enforce_window(windows, [f"channel:{channel}", f"ring:{ring}"], now, action="endpoint export")
-    return dict(decision.model_dump(mode="json"))
+    try:
+        return enforce_window(windows, [f"channel:{channel}", f"ring:{ring}"], now, action="endpoint export"), None
+    except WindowClosedError as exc:
+        return exc.decision, exc
+
+
+def _break_glass_use(store: Store, approval_id: str, decision: Any, *, request_id: str, actor: str,
+                     now: datetime) -> ApprovalUse:
+    """The break-glass approval that lets this export run in a closed window, checked now (the
+    export's transaction checks and consumes it again under the lock).
+
+    Raises:
+        ApprovalNotFoundError, ApprovalBindingError, ApprovalConsumedError, ApprovalExpiredError,
+        ApprovalStateError: as for every approval.
+    """
+    from ringward.core.promotion.windows_policy import break_glass_binding
+    from ringward.store.promotion.channel_repo import ApprovalUse
+
+    binding = break_glass_binding(decision, subject=request_id, overridden_action=BREAK_GLASS_EXPORT)
+    check_consume(store.approvals.get(approval_id), action=binding.action, subject_digest=binding.subject_digest,
+                  target=binding.target, actor=actor, now=now)
+    return ApprovalUse(approval_id=approval_id, action=binding.action, subject_digest=binding.subject_digest,
+                       target=binding.target)
 
 
 def _verified_request(data: bytes, source: str, root: Any, *, now: datetime) -> tuple[cr.ChannelPromotionRequest,
@@ -244,12 +278,20 @@ def export_endpoint(
     output: Path,
     now: datetime,
     windows: Path | None = None,
+    break_glass_approval: str | None = None,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Export the approved channel promotion for the endpoint tools (see the module docstring)."""
+    """Export the approved channel promotion for the endpoint tools (see the module docstring).
+
+    ``break_glass_approval``: the id of a ``break_glass`` approval that lets the export run
+    outside its promotion window (unused when the window is open).
+    """
     check_channel_name(channel)
     wanted = ee.parse_provider_option(provider)
     check_actor(actor)
+    if break_glass_approval is not None and not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", break_glass_approval):
+        raise InputError(f"--break-glass-approval: expected an approval id such as apr_0123456789ab, "
+                         f"found {break_glass_approval[:80]!r}")
     request_bytes = _input_file(promotion_request, "--promotion-request", cr.MAX_REQUEST_BYTES)
     root = load_trust_root_file(trust_root)
     check_output_free(output)
@@ -257,6 +299,8 @@ def export_endpoint(
     subject = EvidenceSubject(channel=channel, provider=provider if len(wanted) == 1 else None)
     context: dict[str, Any] = {"channel": channel, "provider": provider, "package_dir": str(package_dir),
                                "promotion_request": str(promotion_request), "output_dir": str(output)}
+    if break_glass_approval is not None:
+        context["break_glass_approval_id"] = break_glass_approval
     staging: Path | None = None
     bundle: Path | None = None
     try:
@@ -282,7 +326,18 @@ def export_endpoint(
         verdict = check_candidate(channels(store).get(channel), version=release.version,
                                   digest=release.checksums_digest)
         grouped = _targets_by_provider(list(entry.workstation_targets), wanted, provider, channel)
-        window = _enforce_window(window_path, channel, ring, now)
+        decision, closed = _window_decision(window_path, channel, ring, now)
+        window = dict(decision.model_dump(mode="json"))
+        glass: list[ApprovalUse] = []
+        if closed is not None:
+            context["window"] = window
+            if break_glass_approval is None:
+                raise closed
+            glass.append(_break_glass_use(store, break_glass_approval, decision, request_id=request.request_id,
+                                          actor=actor, now=now))
+        break_glass = bool(glass)
+        glass_id = break_glass_approval if break_glass else None
+        controls = list(ee.EXPORT_CONTROLS) + (["break-glass-approval-consumed"] if break_glass else [])
 
         names = list(grouped)
         export_id = ee.export_id_for(channel, release.version, names, approval_id)
@@ -309,9 +364,11 @@ def export_endpoint(
             },
             "request": {"request_id": request.request_id, "payload_sha256": check.payload_sha256,
                         "signer_key_id": check.key_id, "signer": check.signer},
-            "controls": list(ee.EXPORT_CONTROLS),
+            "controls": controls,
             "package_verification": release.verification_summary(),
             "rollback": verdict is CandidateVerdict.ROLLBACK,
+            "break_glass": break_glass,
+            "break_glass_approval_id": glass_id,
             "window": window,
             "files": sorted([*files, ee.EXPORT_MANIFEST, ee.EXPORT_SUMMARY]),
         }
@@ -349,14 +406,18 @@ def export_endpoint(
             "files": sorted(files),
             "file_sha256": digests,
             "checksums_sha256": checksums_sha256,
-            "controls": list(ee.EXPORT_CONTROLS),
+            "controls": controls,
             "package_dir": str(package_dir),
             "output_dir": str(output),
             "rollback": manifest["rollback"],
+            "break_glass": break_glass,
+            "break_glass_approval_id": glass_id,
             "window": window,
-            "evidence_refs": [f"release-channel-promotion://{request.request_id}", f"approval://{approval_id}"],
+            "evidence_refs": [f"release-channel-promotion://{request.request_id}", f"approval://{approval_id}"]
+            + ([f"approval://{glass_id}"] if glass_id else []),
             "audit_links": {"promotion_request": str(promotion_request), "approval": f"approval://{approval_id}",
-                            "export_manifest": str(output / ee.EXPORT_MANIFEST)},
+                            "export_manifest": str(output / ee.EXPORT_MANIFEST)}
+            | ({"break_glass_approval": f"approval://{glass_id}"} if glass_id else {}),
             "manifest": manifest,
         }
         export_draft, bundle = bundle_draft(
@@ -372,7 +433,7 @@ def export_endpoint(
         outcome = channels(store).execute_promotion(
             channel, release=promoted, approval_id=approval_id, action=cr.ACTION,
             subject_digest=release.checksums_digest, target=target, actor=actor, now=now,
-            drafts=lambda before, after, approval: [export_draft], flow_run_id=flow_run_id,
+            drafts=lambda before, after, approval: [export_draft], flow_run_id=flow_run_id, also_consume=glass,
         )
     except RingwardError as exc:
         if staging is not None:
@@ -413,6 +474,8 @@ def export_endpoint(
         else outcome.approval.consumed_at.isoformat(),
         "rollback": outcome.rollback,
         "high_water_mark": None if mark is None else {"version": mark.version, "digest": mark.digest},
+        "break_glass": break_glass,
+        "break_glass_approval_id": glass_id,
         "window": window,
         "output_dir": str(output),
         "manifest": str(output / ee.EXPORT_MANIFEST),
