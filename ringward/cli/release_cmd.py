@@ -23,6 +23,29 @@ TRUST_ROOT = typer.Option(..., "--trust-root", envvar="RINGWARD_TRUST_ROOT",
 JSON = typer.Option(False, "--json", help="Print the stable machine-readable result.")
 PREFECT = typer.Option(False, "--prefect", help="Run as a tracked Prefect flow run instead of in-process.")
 NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Do not write an evidence bundle and record.")
+PROFILE = typer.Option("ringward", "--profile", metavar="ringward|reference|auto",
+                       help="Rule set: ringward (default, strictest); reference: what the reference system's own "
+                            "verifier accepts, still only under the pinned trust root; auto: detect from the "
+                            "documents' product and announce it.")
+
+
+def _profile(value: str, use_prefect: bool = False) -> str:
+    from ringward.core.release.profiles import parse_profile_choice
+
+    choice = parse_profile_choice(value)
+    if use_prefect and choice != "ringward":
+        raise InputError(f"--profile {choice}: not available with --prefect yet (the flows verify under the "
+                         "ringward profile); run it in-process")
+    return choice
+
+
+def _announce(result: dict[str, Any]) -> None:
+    """Say which profile ran when it is not the plain default, and print any hint."""
+    profile = result.get("profile")
+    if isinstance(profile, dict) and (profile.get("name") != "ringward" or profile.get("source") != "explicit"):
+        typer.echo(result.get("profile_announcement") or f"profile {profile.get('name')}", err=True)
+    if result.get("hint"):
+        typer.echo(f"hint: {result['hint']}", err=True)
 
 
 def _emit(result: dict[str, Any], *, json_output: bool, title: str) -> None:
@@ -31,6 +54,7 @@ def _emit(result: dict[str, Any], *, json_output: bool, title: str) -> None:
     if json_output:
         print_json(result)
     else:
+        _announce(result)
         for family in result.get("families", []):
             status = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[family["status"]]
             count = f" ({len(family['checked'])} checked)" if family["checked"] else ""
@@ -132,17 +156,21 @@ def verify_package(
     allow_unsigned: bool = typer.Option(False, "--allow-unsigned",
                                         help="Accept an UNSIGNED DRY-RUN package (inspection only)."),
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify every file, signature, threshold and document binding against the trust root."""
+    chosen = _profile(profile, use_prefect)
     if allow_unsigned:
         typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
                    err=True)
     now = _parse_now(at)
     kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "allow_unsigned": allow_unsigned,
               "now": now, "record": not no_evidence}
+    if chosen != "ringward":
+        kwargs["profile"] = chosen
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow
@@ -166,14 +194,18 @@ def verify_airgap_bundle(
                                                                          "verification."),
     allow_missing_bootstrap: bool = typer.Option(False, "--allow-missing-bootstrap"),
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify an air-gapped bundle zip member by member, without extracting it first."""
+    chosen = _profile(profile, use_prefect)
     kwargs = {"bundle": str(bundle), "trust_root": str(trust_root),
               "extract_dir": str(extract_dir) if extract_dir else None,
               "require_bootstrap": not allow_missing_bootstrap, "now": _parse_now(at), "record": not no_evidence}
+    if chosen != "ringward":
+        kwargs["profile"] = chosen
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow
@@ -199,13 +231,17 @@ def validate_upgrade(
     channel: str | None = typer.Option(None, "--channel", help="Also check the candidate against this channel's "
                                        "persisted high-water mark and hold."),
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify both packages and refuse rollbacks, re-published versions and removed controls."""
+    chosen = _profile(profile, use_prefect)
     kwargs = {"previous_dir": str(previous_dir), "candidate_dir": str(candidate_dir), "trust_root": str(trust_root),
               "allow_same_version": allow_same_version, "now": _parse_now(at), "record": not no_evidence}
+    if chosen != "ringward":
+        kwargs["profile"] = chosen
     if channel is not None:
         kwargs["channel"] = channel
 
@@ -234,8 +270,11 @@ def validate_upgrade(
     result = _run(in_process, flow, use_prefect)
     if not json_output:
         comparison = result.get("comparison") or {}
-        typer.echo(f"previous {comparison.get('previous_version', '?')} -> candidate "
-                   f"{comparison.get('candidate_version', '?')}")
+        for side in ("previous", "candidate"):
+            _announce(result.get(side) or {})
+        previous = comparison.get("previous_version") or result.get("previous_version") or "?"
+        candidate = comparison.get("candidate_version") or result.get("candidate_version") or "?"
+        typer.echo(f"previous {previous} -> candidate {candidate}")
         for change in comparison.get("install_path_changes", []):
             typer.echo(f"install path {change['target']}: {change['previous']} -> {change['candidate']}")
     _emit(result, json_output=json_output, title=f"upgrade {previous_dir} -> {candidate_dir}")
@@ -251,14 +290,18 @@ def smoke_installers(
     no_expect_version: bool = typer.Option(False, "--no-expect-version",
                                            help="Do not require the version string in the probe output."),
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Check installer metadata and run this platform's binary with a version probe."""
+    chosen = _profile(profile, use_prefect)
     kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
               "timeout_seconds": timeout_seconds, "probe_args": list(probe_arg),
               "expect_version": not no_expect_version, "now": _parse_now(at), "record": not no_evidence}
+    if chosen != "ringward":
+        kwargs["profile"] = chosen
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow
@@ -273,6 +316,7 @@ def smoke_installers(
 
     result = _run(in_process, flow, use_prefect)
     if not json_output:
+        _announce(result.get("package_verification") or {})
         for execution in result.get("executions", []):
             outcome = "timed out" if execution["timed_out"] else f"exit {execution['returncode']}"
             first = (execution["stdout"] or execution["stderr"]).strip().splitlines()[:1]
@@ -281,11 +325,16 @@ def smoke_installers(
     _emit(result, json_output=json_output, title=f"installer smoke {package_dir}")
 
 
-def _verified_documents(package_dir: Path, trust_root: Path, at: str | None) -> Any:
+def _verified_documents(package_dir: Path, trust_root: Path, at: str | None, profile: str = "ringward") -> Any:
     from ringward.operations.release.release_ops import verified_view
     from ringward.operations.trust.keys import load_trust_root
 
-    return verified_view(package_dir, load_trust_root(trust_root), now=_parse_now(at))
+    view = verified_view(package_dir, load_trust_root(trust_root), now=_parse_now(at), profile=_profile(profile))
+    if view.profile != "ringward" or profile != "ringward":
+        typer.echo(view.announcement, err=True)
+        for warning in view.warnings:
+            typer.echo(f"warning: {warning}", err=True)
+    return view
 
 
 @app.command("channel-manifest")
@@ -294,10 +343,11 @@ def channel_manifest(
     trust_root: Path = TRUST_ROOT,
     channel: str | None = typer.Option(None, "--channel"),
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
 ) -> None:
     """Show the verified channel manifest (refuses an unverified package)."""
-    view = _verified_documents(package_dir, trust_root, at)
+    view = _verified_documents(package_dir, trust_root, at, profile)
     channels = view.channels.channels
     if channel is not None:
         channels = [c for c in channels if c.channel == channel]
@@ -305,7 +355,7 @@ def channel_manifest(
             raise InputError(f"--channel: release channel not found: {channel} "
                              f"(package has {', '.join(c.channel for c in view.channels.channels)})")
     if json_output:
-        print_json({"version": view.channels.version, "verified": True,
+        print_json({"version": view.channels.version, "verified": True, "profile": view.profile,
                     "channels": [c.model_dump(mode="json") for c in channels]})
         return
     typer.echo(f"{view.runtime} {view.channels.version} (verified)")
@@ -319,13 +369,15 @@ def updater_policy(
     package_dir: Path = typer.Argument(...),
     trust_root: Path = TRUST_ROOT,
     at: str | None = AT,
+    profile: str = PROFILE,
     json_output: bool = JSON,
 ) -> None:
     """Show the verified updater policy (refuses an unverified package)."""
-    view = _verified_documents(package_dir, trust_root, at)
+    view = _verified_documents(package_dir, trust_root, at, profile)
     policy = view.updater
     if json_output:
-        print_json({"version": policy.version, "verified": True, **policy.model_dump(mode="json")})
+        print_json({"version": policy.version, "verified": True, "profile": view.profile,
+                    **policy.model_dump(mode="json")})
         return
     typer.echo(f"{view.runtime} {policy.version} (verified); default_auto_update={policy.default_auto_update}")
     print_table(["channel", "approval", "minimum", "rings (max% / soak h)", "pause ≤ min"],

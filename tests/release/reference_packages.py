@@ -210,7 +210,7 @@ class ReferenceGenerator:
         (package / "bin").mkdir()
         for target in targets:
             body = (f"#!/bin/sh\necho '{RUNTIME} version {version}'\n# {target}\n".encode() + payload
-                    + b"\n" + target.encode() * 32 + b"\nexit 0\n")
+                    + b"\n# " + target.encode() * 32 + b"\nexit 0\n")
             path = package / "bin" / self.binary_name(version, target)
             path.write_bytes(body)
             path.chmod(0o755)

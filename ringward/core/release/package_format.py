@@ -304,6 +304,13 @@ class BootstrapDocument(ManifestHeader):
     thresholds: dict[str, int] = {}
 
 
+class ReferenceBootstrapDocument(BootstrapDocument):
+    """The reference packager's bootstrap carries no ``generated_at`` (cavra-spec §2.9); accepted
+    only under the reference profile."""
+
+    generated_at: str | None = None  # type: ignore[assignment]
+
+
 # --- release evidence ----------------------------------------------------------------------------
 class EvidenceArtifactEntry(_Doc):
     relative_path: str

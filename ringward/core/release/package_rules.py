@@ -53,10 +53,17 @@ from ringward.core.release.package_format import (
     EndpointDeploymentDocument,
     InstallersDocument,
     ProvenanceStatement,
+    ReferenceBootstrapDocument,
     ReleaseEvidenceDocument,
     RuntimeFiles,
     UpdaterPolicyDocument,
     parse_binary_name,
+)
+from ringward.core.release.profiles import (
+    SPDX_NO_DESCRIBES,
+    Profile,
+    ci_control_generation,
+    normalise_spdx_created,
 )
 from ringward.core.release.verification import FamilyCollector, FamilyResult, Skip, run_family
 from ringward.core.trust.root import TrustRoot
@@ -83,9 +90,17 @@ class VerifiedContent:
     signers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allow_unsigned: bool = False
     unsigned: bool = False
+    #: the rule set the document families apply (see ringward.core.release.profiles)
+    profile: Profile = Profile.RINGWARD
+    #: files present but covered by no signature, reported and never used (reference profile)
+    ignored: frozenset[str] = frozenset()
 
     def listed(self) -> dict[str, str]:
         return self.manifest.as_dict()
+
+    @property
+    def reference(self) -> bool:
+        return self.profile is Profile.REFERENCE
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -152,7 +167,13 @@ def _contains(commands: list[str], markers: tuple[str, ...]) -> bool:
 
 def check_release_evidence(content: VerifiedContent, c: FamilyCollector) -> None:
     evidence = release_evidence(content)
-    ReleaseVersion.parse(evidence.version, field="release-evidence.json version")
+    try:
+        ReleaseVersion.parse(evidence.version, field="release-evidence.json version")
+    except VerificationError as exc:
+        if not content.reference:
+            raise
+        # the reference verifier does not look at the version's form; upgrade and channel checks will
+        c.warn(f"{exc.message}; accepted by the reference profile, but upgrades and channels will refuse it")
     if evidence.dry_run and not content.allow_unsigned:
         raise UnsignedPackageError("release-evidence.json marks this package as an unsigned dry run")
     runtime = runtime_of(content)
@@ -199,8 +220,9 @@ def check_release_evidence(content: VerifiedContent, c: FamilyCollector) -> None
     if CHECKSUMS not in recorded:
         raise BindingMismatchError("release-evidence.json does not record checksums.txt")
     # release-evidence.md is the human rendering of release-evidence.json: it must be exactly
-    # that rendering, so a signed summary from another release cannot ride along
-    if EVIDENCE_MD in content.documents:
+    # that rendering, so a signed summary from another release cannot ride along (the reference
+    # renders its own markdown, which is never used: not compared under the reference profile)
+    if EVIDENCE_MD in content.documents and not content.reference:
         raw = loads_strict(content.documents[EVIDENCE_JSON], source=EVIDENCE_JSON)
         if content.documents[EVIDENCE_MD] != render_release_evidence_md(raw):
             raise BindingMismatchError(f"{EVIDENCE_MD} is not the rendering of {EVIDENCE_JSON} (from another release?)")
@@ -342,6 +364,8 @@ def check_channels(content: VerifiedContent, c: FamilyCollector) -> None:
 def check_ci_runner_bundles(content: VerifiedContent, c: FamilyCollector) -> None:
     files = RuntimeFiles(runtime_of(content))
     if files.ci_runner_bundles not in content.listed():
+        if content.reference:  # the reference verifier requires it (cavra-spec §4.1 step 7)
+            raise MissingFileError(f"missing {files.ci_runner_bundles} (required by the reference profile)")
         raise Skip(f"{files.ci_runner_bundles} not present (optional)")
     evidence = release_evidence(content)
     doc = _load(content, files.ci_runner_bundles, CiRunnerBundlesDocument, "CI runner bundle metadata")
@@ -356,7 +380,13 @@ def check_ci_runner_bundles(content: VerifiedContent, c: FamilyCollector) -> Non
             raise MetadataMismatchError(f"CI runner {label} disagrees with checksums.txt: {ref.path}")
     if "CAVRA_RELEASE_GOVERNANCE_REQUEST" not in doc.runner_script.required_environment:
         raise MetadataMismatchError("CI runner script must require CAVRA_RELEASE_GOVERNANCE_REQUEST")
-    missing = [ctl for ctl in CI_RUNNER_REQUIRED_CONTROLS if ctl not in doc.controls]
+    if content.reference:
+        generation, missing = ci_control_generation(doc.controls, CI_RUNNER_REQUIRED_CONTROLS)
+        if generation == "stored-packager":
+            c.warn(f"{files.ci_runner_bundles} carries the stored reference packager's 5 CI-runner controls "
+                   "(older generation); accepted by the reference profile")
+    else:
+        missing = [ctl for ctl in CI_RUNNER_REQUIRED_CONTROLS if ctl not in doc.controls]
     if missing:
         raise MetadataMismatchError(f"CI runner bundle metadata is missing controls: {', '.join(missing)}")
     endpoint = {t.id: t for t in _load(content, files.endpoint_deployment, EndpointDeploymentDocument,
@@ -412,8 +442,11 @@ def check_provenance(content: VerifiedContent, c: FamilyCollector) -> None:
         )
     params = build.externalParameters
     expected = {"version": evidence.version, "ref": evidence.ref, "event": evidence.event}
-    if evidence.repository is not None:
-        expected["repository"] = evidence.repository
+    repository = evidence.repository
+    if repository is None and content.reference:  # the reference evidence names no repository
+        repository = _load(content, files.installers, InstallersDocument, "installer metadata").repository
+    if repository is not None:
+        expected["repository"] = repository
     for key, value in expected.items():
         found = getattr(params, key)
         if found != value:
@@ -421,10 +454,11 @@ def check_provenance(content: VerifiedContent, c: FamilyCollector) -> None:
                 f"SLSA provenance externalParameters.{key} is {found!r}, release evidence says {value!r}"
             )
     commits = [d.digest.gitCommit for d in build.resolvedDependencies if d.digest and d.digest.gitCommit]
-    if commits and evidence.commit not in commits:
-        raise ProvenanceError(
-            f"SLSA provenance source commit {commits[0]} does not match release commit {evidence.commit}"
-        )
+    for commit in commits:  # every resolved source (the reference records two) is the release commit
+        if commit != evidence.commit:
+            raise ProvenanceError(
+                f"SLSA provenance source commit {commit} does not match release commit {evidence.commit}"
+            )
     listed = content.listed()
     subjects: set[str] = set()
     for s in statement.subject:
@@ -457,6 +491,9 @@ def check_sbom(content: VerifiedContent, c: FamilyCollector, validate: SpdxValid
         raise SbomError(f"{name}: expected a JSON object")
     if raw.get("spdxVersion") != "SPDX-2.3":
         raise SbomError(f"{name}: spdxVersion {raw.get('spdxVersion')!r}, expected 'SPDX-2.3'")
+    if content.reference:
+        _check_reference_sbom(content, c, name, raw, evidence, validate)
+        return
     if validate is not None:
         problems = validate(raw)
         if problems:
@@ -493,13 +530,51 @@ def check_sbom(content: VerifiedContent, c: FamilyCollector, validate: SpdxValid
         raise SbomError(f"{name}: describes none of the package's binaries")
 
 
+def _check_reference_sbom(content: VerifiedContent, c: FamilyCollector, name: str, raw: dict[str, Any],
+                          evidence: ReleaseEvidenceDocument, validate: SpdxValidator | None) -> None:
+    """Reference profile: valid SPDX 2.3 once the timestamp form is normalised (on a copy), about
+    this release; per-binary detail comes from the signed installers metadata instead."""
+    document = dict(raw)
+    info = raw.get("creationInfo")
+    created = info.get("created") if isinstance(info, dict) else None
+    normalised = normalise_spdx_created(created)
+    if isinstance(info, dict) and normalised is not None and normalised != created:
+        document["creationInfo"] = {**info, "created": normalised}
+        c.warn(f"{name}: creationInfo.created {created!r} is not in SPDX form (YYYY-MM-DDThh:mm:ssZ); "
+               f"validated as {normalised!r}")
+    elif isinstance(info, dict) and normalised is None and created is not None:
+        raise SbomError(f"{name}: creationInfo.created {created!r} is not a timestamp with a UTC offset")
+    if validate is not None:
+        problems = []
+        for problem in validate(document):
+            if problem.startswith(SPDX_NO_DESCRIBES):
+                c.warn(f"{name}: no DESCRIBES relationship (reference SBOM); accepted by the reference profile")
+            else:
+                problems.append(problem)
+        if problems:
+            more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise SbomError(f"{name}: invalid SPDX 2.3: {problems[0]}{more}")
+    # a swapped-in SBOM of another release must not pass: the reference names the release version
+    # in the document name and namespace
+    namespace, doc_name = raw.get("documentNamespace"), raw.get("name")
+    about = (isinstance(namespace, str) and f"/{evidence.version}/" in namespace) or (
+        isinstance(doc_name, str) and doc_name.split(" ")[-1] == evidence.version)
+    if not about:
+        raise SbomError(f"{name}: names neither version {evidence.version!r} in its name {doc_name!r} nor in "
+                        f"its documentNamespace (an SBOM of another release?)")
+    c.warn(f"{name}: per-binary detail taken from the signed installers metadata (reference SBOM lists no "
+           "binaries)")
+    c.checked.append(name)
+
+
 def check_bootstrap(content: VerifiedContent, c: FamilyCollector) -> None:
     evidence = release_evidence(content)
-    doc = _load(content, BOOTSTRAP, BootstrapDocument, "offline trust bootstrap")
+    model = ReferenceBootstrapDocument if content.reference else BootstrapDocument
+    doc = _load(content, BOOTSTRAP, model, "offline trust bootstrap")
     _expect_version(doc.version, evidence, BOOTSTRAP)
     if not doc.required_files:
         raise MetadataMismatchError("offline bootstrap has no required_files")
-    listed = set(content.listed()) | set(content.documents) | {CHECKSUMS}
+    listed = set(content.listed()) | set(content.documents) | {CHECKSUMS} | set(content.ignored)
     for path in doc.required_files:
         if path not in listed:
             raise MissingFileError(f"offline bootstrap required file is missing: {path}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ringward.core.errors import RingwardError, VerificationError
+from ringward.core.release.profiles import ProfileChoice
 
 FamilyStatus = Literal["passed", "failed", "skipped"]
 
@@ -96,6 +97,14 @@ class PackageVerification:
     unsigned: bool = False
     verified_files: tuple[str, ...] = ()
     signers: tuple[str, ...] = ()
+    #: the profile the package was verified under and how it was chosen (None: the default)
+    profile: ProfileChoice | None = None
+    #: what to do instead, when a refusal is likely a profile mismatch
+    hint: str | None = None
+
+    @property
+    def profile_name(self) -> str:
+        return self.profile.profile.value if self.profile else "ringward"
 
     @property
     def valid(self) -> bool:
@@ -137,4 +146,8 @@ class PackageVerification:
             "families": [f.to_dict() for f in self.families],
             "verified_files": list(self.verified_files),
             "signers": list(self.signers),
+            "profile": self.profile.to_dict() if self.profile else {"name": "ringward", "source": "default",
+                                                                     "reason": None, "looks_like": None},
+            "profile_announcement": self.profile.announcement() if self.profile else "profile ringward",
+            "hint": self.hint,
         }

@@ -44,6 +44,7 @@ from ringward.core.trust.root import TrustRoot
 from ringward.operations.release.verify import (
     DirectorySource,
     prefetch_spdx,
+    resolve_profile,
     run_families,
     scan_integrity,
     skipped_family,
@@ -386,6 +387,7 @@ def verify_airgap_bundle(
     extract_dir: Path | None = None,
     require_bootstrap: bool = True,
     limits: ZipLimits = ZipLimits(),
+    profile: str = "ringward",
 ) -> AirgapVerification:
     prefetch_spdx()
     archive_family = FamilyCollector("archive")
@@ -403,14 +405,15 @@ def verify_airgap_bundle(
     try:
         archive_family.checked.extend(sorted(inspected.members))
         source = ZipSource(inspected)
-        integrity = scan_integrity(source, trust_root, now=now)
+        choice = resolve_profile(source, profile)
+        integrity = scan_integrity(source, trust_root, now=now, profile=choice.profile)
         families = run_families(integrity.content)
         bootstrap = FamilyCollector("airgap-bootstrap")
         if require_bootstrap:
             content = integrity.content
             if content is None or BOOTSTRAP not in content.listed():
                 bootstrap.fail(MissingFileError(f"{BOOTSTRAP} is missing from checksums.txt"))
-        package = summarize(source.label, integrity, families)
+        package = summarize(source.label, integrity, families, choice)
         package = replace(package, families=(archive_family.result(), *package.families, bootstrap.result()))
         extracted = None
         if extract_dir is not None and package.valid and integrity.content is not None:

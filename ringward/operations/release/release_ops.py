@@ -173,13 +173,14 @@ def _load_root(trust_root: str) -> Any:
 
 
 def run_verify_package(*, package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool = False,
-                       record: bool = True, flow_run_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
+                       record: bool = True, flow_run_id: str | None = None, actor: str | None = None,
+                       profile: str = "ringward") -> dict[str, Any]:
     from ringward.operations.release.verify import verify_package
 
     if record:
         prefetch_store()
     root = _load_root(trust_root)
-    verification = verify_package(Path(package_dir), root, now=now, allow_unsigned=allow_unsigned)
+    verification = verify_package(Path(package_dir), root, now=now, allow_unsigned=allow_unsigned, profile=profile)
     return finish_verification(verification, package_dir=package_dir, record=record, flow_run_id=flow_run_id,
                                actor=actor)
 
@@ -196,7 +197,7 @@ def finish_verification(verification: Any, *, package_dir: str, record: bool, fl
 
 def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_dir: str | None = None,
                       require_bootstrap: bool = True, record: bool = True, flow_run_id: str | None = None,
-                      actor: str | None = None) -> dict[str, Any]:
+                      actor: str | None = None, profile: str = "ringward") -> dict[str, Any]:
     from ringward.operations.release.airgap import verify_airgap_bundle
 
     if record:
@@ -204,7 +205,7 @@ def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_di
     root = _load_root(trust_root)
     verification = verify_airgap_bundle(Path(bundle), root, now=now,
                                         extract_dir=Path(extract_dir) if extract_dir else None,
-                                        require_bootstrap=require_bootstrap)
+                                        require_bootstrap=require_bootstrap, profile=profile)
     result = verification.to_dict()
     return _maybe_record(KIND_AIRGAP, result, record=record, valid=verification.valid,
                          version=verification.package.version, runtime=verification.package.runtime,
@@ -213,14 +214,14 @@ def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_di
 
 def run_validate_upgrade(*, previous_dir: str, candidate_dir: str, trust_root: str, now: datetime,
                          allow_same_version: bool = False, record: bool = True, flow_run_id: str | None = None,
-                         actor: str | None = None) -> dict[str, Any]:
+                         actor: str | None = None, profile: str = "ringward") -> dict[str, Any]:
     from ringward.operations.release.upgrade import validate_upgrade
 
     if record:
         prefetch_store()
     root = _load_root(trust_root)
     validation = validate_upgrade(Path(previous_dir), Path(candidate_dir), root, now=now,
-                                  allow_same_version=allow_same_version)
+                                  allow_same_version=allow_same_version, profile=profile)
     result = validation.to_dict()
     version = validation.comparison.candidate_version if validation.comparison else validation.candidate.version
     return _maybe_record(KIND_UPGRADE, result, record=record, valid=validation.valid, version=version,
@@ -230,20 +231,21 @@ def run_validate_upgrade(*, previous_dir: str, candidate_dir: str, trust_root: s
 def run_smoke_installers(*, package_dir: str, trust_root: str, now: datetime, execute: bool = True,
                          timeout_seconds: float = 5.0, probe_args: list[str] | None = None,
                          expect_version: bool = True, record: bool = True, flow_run_id: str | None = None,
-                         actor: str | None = None) -> dict[str, Any]:
+                         actor: str | None = None, profile: str = "ringward") -> dict[str, Any]:
     from ringward.operations.release.smoke import smoke_installers
 
     if record:
         prefetch_store()
     root = _load_root(trust_root)
     smoke = smoke_installers(Path(package_dir), root, now=now, execute=execute, timeout_seconds=timeout_seconds,
-                             probe_args=tuple(probe_args or ["--version"]), expect_version=expect_version)
+                             probe_args=tuple(probe_args or ["--version"]), expect_version=expect_version,
+                             profile=profile)
     result = smoke.to_dict()
     return _maybe_record(KIND_SMOKE, result, record=record, valid=smoke.valid, version=smoke.package.version,
                          runtime=smoke.package.runtime, flow_run_id=flow_run_id, actor=actor)
 
 
-def verified_view(package_dir: Path, trust_root: Any, *, now: datetime) -> Any:
+def verified_view(package_dir: Path, trust_root: Any, *, now: datetime, profile: str = "ringward") -> Any:
     """Channel manifest and updater policy of a package, only after it verifies in full."""
     from dataclasses import dataclass
 
@@ -253,10 +255,14 @@ def verified_view(package_dir: Path, trust_root: Any, *, now: datetime) -> Any:
     from ringward.core.release.package_rules import runtime_of
     from ringward.operations.release.verify import verify_directory
 
-    integrity, verification = verify_directory(package_dir, trust_root, now=now)
+    integrity, verification = verify_directory(package_dir, trust_root, now=now, profile=profile)
     if not verification.valid or integrity.content is None:
-        first = verification.errors[0].message if verification.errors else "verification incomplete"
-        raise VerificationError(f"{package_dir}: package does not verify; refusing to display it ({first})")
+        errors = verification.errors
+        first = errors[0].message if errors else "verification incomplete"
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        hint = f"; hint: {verification.hint}" if verification.hint else ""
+        raise VerificationError(
+            f"{package_dir}: package does not verify; refusing to display it ({first}{more}){hint}")
     content = integrity.content
     files = RuntimeFiles(runtime_of(content))
 
@@ -265,8 +271,14 @@ def verified_view(package_dir: Path, trust_root: Any, *, now: datetime) -> Any:
         runtime: str
         channels: ChannelsDocument
         updater: UpdaterPolicyDocument
+        profile: str
+        announcement: str
+        warnings: tuple[str, ...]
 
     return View(
+        profile=verification.profile_name,
+        announcement=verification.profile.announcement() if verification.profile else "profile ringward",
+        warnings=tuple(verification.warnings),
         runtime=files.runtime,
         channels=ChannelsDocument.model_validate(
             loads_strict(content.documents[files.channels], source=files.channels)),

@@ -71,6 +71,7 @@ class SmokeResult:
             "errors": [e.to_dict() for e in self.errors],
             "warnings": [*self.package.warnings, *self.smoke.warnings],
             "verified_targets": list(self.smoke.checked),
+            "profile": self.package.profile_name,
             "executions": [e.to_dict() for e in self.executions],
             "package_verification": self.package.to_dict(),
         }
@@ -86,8 +87,9 @@ def smoke_installers(
     probe_args: tuple[str, ...] = ("--version",),
     expect_version: bool = True,
     target: str | None = None,
+    profile: str = "ringward",
 ) -> SmokeResult:
-    integrity, package = verify_directory(package_dir, trust_root, now=now)
+    integrity, package = verify_directory(package_dir, trust_root, now=now, profile=profile)
     c = FamilyCollector("installer-smoke")
     executions: list[Execution] = []
     if not package.valid or integrity.content is None:

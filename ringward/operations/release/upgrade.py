@@ -58,6 +58,9 @@ class UpgradeValidation:
             "warnings": list(self.comparison.warnings) if self.comparison else [],
             "verified_previous": self.previous.valid,
             "verified_candidate": self.candidate.valid,
+            "previous_version": self.previous.version,
+            "candidate_version": self.candidate.version,
+            "profiles": {"previous": self.previous.profile_name, "candidate": self.candidate.profile_name},
             "previous": self.previous.to_dict(),
             "candidate": self.candidate.to_dict(),
             "comparison": self.comparison.to_dict() if self.comparison else None,
@@ -87,11 +90,13 @@ def _facts(content: VerifiedContent) -> ReleaseFacts:
 
 
 def validate_upgrade(previous_dir: Path, candidate_dir: Path, trust_root: TrustRoot, *, now: datetime,
-                     allow_same_version: bool = False) -> UpgradeValidation:
+                     allow_same_version: bool = False, profile: str = "ringward") -> UpgradeValidation:
+    """``profile`` applies to both packages; ``auto`` detects each one's on its own (a reference
+    package followed by a Ringward-built successor is the migration step)."""
     results = []
     facts = []
     for directory in (previous_dir, candidate_dir):
-        integrity, verification = verify_directory(directory, trust_root, now=now)
+        integrity, verification = verify_directory(directory, trust_root, now=now, profile=profile)
         results.append(verification)
         facts.append(_facts(integrity.content) if verification.valid and integrity.content else None)
     comparison = None
@@ -128,7 +133,8 @@ def check_channel(validation: UpgradeValidation, channel: str, store: Any) -> Up
 
 def run_validate_upgrade_on_channel(*, previous_dir: str, candidate_dir: str, trust_root: str, channel: str,
                                     now: datetime, allow_same_version: bool = False, record: bool = True,
-                                    flow_run_id: str | None = None, actor: str | None = None) -> dict[str, Any]:
+                                    flow_run_id: str | None = None, actor: str | None = None,
+                                    profile: str = "ringward") -> dict[str, Any]:
     """``release validate-upgrade --channel C``: the comparison plus the channel's persisted rules,
     recorded as one ``release-upgrade-validation`` evidence record."""
     from ringward.core.promotion.channels import check_channel_name
@@ -139,7 +145,7 @@ def run_validate_upgrade_on_channel(*, previous_dir: str, candidate_dir: str, tr
     check_channel_name(channel)
     root = load_trust_root(Path(trust_root))
     validation = validate_upgrade(Path(previous_dir), Path(candidate_dir), root, now=now,
-                                  allow_same_version=allow_same_version)
+                                  allow_same_version=allow_same_version, profile=profile)
     with open_store() as store:
         validation = check_channel(validation, channel, store)
     result = validation.to_dict()

@@ -33,6 +33,14 @@ from ringward.core.errors import (
 )
 from ringward.core.release.package_format import BIN_DIR, EVIDENCE_JSON, EVIDENCE_MD, UNSIGNED_NOTICE
 from ringward.core.release.package_rules import FAMILY_NAMES, SpdxValidator, VerifiedContent, run_document_family
+from ringward.core.release.profiles import (
+    IGNORED_NOTE,
+    Profile,
+    ProfileChoice,
+    choose_profile,
+    is_reference_unsigned_file,
+    reference_hint,
+)
 from ringward.core.release.verification import FamilyCollector, FamilyResult, PackageVerification
 from ringward.core.trust.root import Role, TrustRoot
 from ringward.core.trust.signatures import (
@@ -132,10 +140,17 @@ def scan_integrity(
     now: datetime,
     allow_unsigned: bool = False,
     pool: ThreadPoolExecutor | None = None,
+    profile: Profile = Profile.RINGWARD,
 ) -> IntegrityScan:
     """Integrity and signatures: the signed manifest, every listed file's size and digest,
-    every signature against the pinned trust root and its threshold, unlisted files."""
+    every signature against the pinned trust root and its threshold, unlisted files.
+
+    Under the reference profile, files the reference leaves outside every signature
+    (release-evidence.md, keyless-attestation JSON) are reported as present and ignored: never
+    read, never used."""
     c = FamilyCollector(INTEGRITY_FAMILY)
+    reference = profile is Profile.REFERENCE
+    ignored_files: list[str] = []
     listing = source.listing()
     failed: set[str] = set()
     documents: dict[str, bytes] = {}
@@ -209,6 +224,11 @@ def scan_integrity(
     # (2) release evidence: signed sizes let us reject truncation/extension before hashing
     expected_sizes: dict[str, int] = {}
     for name in (EVIDENCE_JSON, EVIDENCE_MD):
+        if reference and name == EVIDENCE_MD and name not in listed and not sig_index.get(name):
+            if name in listing:  # the reference neither checksums nor signs its markdown summary
+                c.warn(f"{name}: {IGNORED_NOTE}")
+                ignored_files.append(name)
+            continue
         data = verified_small(name, MAX_DOCUMENT_BYTES)
         if data is not None:
             documents[name] = data
@@ -225,7 +245,15 @@ def scan_integrity(
     # (3) the package is exactly what the manifest lists; a signature file is allowed only
     # for a subject that is itself signed and present
     signed_subjects = (set(listed) | {CHECKSUMS_FILE, EVIDENCE_JSON, EVIDENCE_MD}) & set(listing)
-    allowed = signed_subjects | ({UNSIGNED_NOTICE} if unsigned else set())
+    signed_subjects -= set(ignored_files)
+    allowed = signed_subjects | set(ignored_files) | ({UNSIGNED_NOTICE} if unsigned else set())
+    if reference:
+        for path in sorted(listing):
+            if path not in listed and path not in allowed and is_reference_unsigned_file(path) \
+                    and not sig_index.get(path):
+                c.warn(f"{path}: {IGNORED_NOTE}")
+                ignored_files.append(path)
+                allowed.add(path)
     sig_subject = {sig.path: sig.subject for sigs in sig_index.values() for sig in sigs}
     sig_cosigner = {sig.path: sig.cosigner for sigs in sig_index.values() for sig in sigs}
     for path in sorted(listing):
@@ -302,6 +330,8 @@ def scan_integrity(
         signers=signers,
         allow_unsigned=allow_unsigned,
         unsigned=unsigned,
+        profile=profile,
+        ignored=frozenset(ignored_files),
     )
     return IntegrityScan(c.result(), content)
 
@@ -376,7 +406,24 @@ def skipped_family(name: str, reason: str) -> FamilyResult:
     return FamilyResult(name, "skipped", (), (), (), reason)
 
 
-def summarize(label: str, integrity: IntegrityScan, families: list[FamilyResult]) -> PackageVerification:
+def resolve_profile(source: PackageSource, requested: str) -> ProfileChoice:
+    """``--profile`` against the package: reads (without trusting) release-evidence.json and the
+    installers document to detect which system wrote it. Detection only picks the rule set; both
+    profiles require every signature to chain to the pinned trust root."""
+    listing = source.listing()
+    names = [EVIDENCE_JSON, *sorted(n for n in listing if "/" not in n and n.endswith(".installers.json"))[:1]]
+    documents: dict[str, Any] = {}
+    for name in names:
+        if name in listing and listing[name] <= MAX_DOCUMENT_BYTES:
+            try:
+                documents[name] = loads_strict(source.read_small(name, MAX_DOCUMENT_BYTES), source=name)
+            except (VerificationError, InputError):
+                continue
+    return choose_profile(requested, documents)
+
+
+def summarize(label: str, integrity: IntegrityScan, families: list[FamilyResult],
+              profile: ProfileChoice | None = None) -> PackageVerification:
     content = integrity.content
     version = runtime = None
     if content is not None and EVIDENCE_JSON in content.documents:
@@ -388,6 +435,11 @@ def summarize(label: str, integrity: IntegrityScan, families: list[FamilyResult]
         except VerificationError:
             pass
     signers = sorted({k for keys in (content.signers.values() if content else []) for k in keys})
+    failed = any(f.status == "failed" for f in (integrity.result, *families))
+    hint = None
+    if failed and profile is not None and profile.profile is Profile.RINGWARD \
+            and profile.looks_like is Profile.REFERENCE:
+        hint = reference_hint()
     return PackageVerification(
         package=label,
         version=version,
@@ -396,6 +448,8 @@ def summarize(label: str, integrity: IntegrityScan, families: list[FamilyResult]
         unsigned=bool(content and content.unsigned),
         verified_files=tuple(integrity.result.checked),
         signers=tuple(signers),
+        profile=profile,
+        hint=hint,
     )
 
 
@@ -411,12 +465,16 @@ def verify_directory(
     *,
     now: datetime,
     allow_unsigned: bool = False,
+    profile: str = Profile.RINGWARD.value,
 ) -> tuple[IntegrityScan, PackageVerification]:
     """Verify a package directory (all check families); also returns the verified content for
-    callers that go on to use the documents (upgrade, smoke, views)."""
+    callers that go on to use the documents (upgrade, smoke, views). ``profile`` is ``ringward``,
+    ``reference`` or ``auto`` (see ringward.core.release.profiles)."""
     prefetch_spdx()
-    integrity = scan_integrity(DirectorySource(package_dir), trust_root, now=now, allow_unsigned=allow_unsigned)
-    return integrity, summarize(str(package_dir), integrity, run_families(integrity.content))
+    source = DirectorySource(package_dir)
+    choice = resolve_profile(source, profile)
+    integrity = scan_integrity(source, trust_root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile)
+    return integrity, summarize(str(package_dir), integrity, run_families(integrity.content), choice)
 
 
 def verify_package(
@@ -425,6 +483,7 @@ def verify_package(
     *,
     now: datetime,
     allow_unsigned: bool = False,
+    profile: str = Profile.RINGWARD.value,
 ) -> PackageVerification:
     """Verify a package directory against the pinned trust root (all check families)."""
-    return verify_directory(package_dir, trust_root, now=now, allow_unsigned=allow_unsigned)[1]
+    return verify_directory(package_dir, trust_root, now=now, allow_unsigned=allow_unsigned, profile=profile)[1]
