@@ -59,7 +59,7 @@ def test_same_version_identical_bytes_needs_the_flag(sim: ReleaseSimulator) -> N
     assert upgrade(sim, first, first, allow_same_version=True).valid
 
 
-@pytest.mark.parametrize("text", ["v1.3.0", "1.3", "01.2.3", "1.3.0rc10", "1.2.3.4", ""])
+@pytest.mark.parametrize("text", ["V1.3.0", "vv1.3.0", "v01.2.3", "1.3", "01.2.3", "1.3.0rc10", "1.2.3.4", ""])
 def test_row26_non_canonical_versions_refused(sim: ReleaseSimulator, text: str) -> None:
     with pytest.raises(VersionConflictError):
         ReleaseVersion.parse(text)

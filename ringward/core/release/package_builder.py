@@ -16,7 +16,7 @@ from typing import Any
 from ringward.core.common.checksums import render_checksums
 from ringward.core.common.jsonio import dumps_document, loads_strict
 from ringward.core.common.versions import ReleaseVersion
-from ringward.core.errors import InputError
+from ringward.core.errors import InputError, VersionConflictError
 from ringward.core.release.package_format import (
     BIN_DIR,
     BOOTSTRAP,
@@ -76,7 +76,10 @@ class ReleaseInfo:
     github_server_url: str = "https://github.com"
 
     def validate(self) -> None:
-        ReleaseVersion.parse(self.version, field="--version")
+        try:
+            ReleaseVersion.parse(self.version, field="--version")
+        except VersionConflictError as exc:  # a malformed --version is bad input (exit 2)
+            raise InputError(exc.message) from exc
         if not COMMIT.match(self.commit):
             raise InputError(f"--commit: expected 7-64 lowercase hex characters, found {self.commit!r}")
         if not REPOSITORY.match(self.repository):

@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringward.core.common.jsonio import dumps_document
+from ringward.core.common.versions import same_version
 from ringward.core.errors import InputError, OutputExistsError
 from ringward.core.release.package_builder import (
     BinaryFact,
@@ -99,7 +100,12 @@ def scan_dist(dist_dir: Path, version: str, runtime: str | None) -> tuple[str, l
         if runtime is not None and parsed.runtime != runtime:
             raise InputError(f"{entry}: runtime name {parsed.runtime!r}, expected {runtime!r} (--runtime-name)")
         if parsed.version != version:
-            raise InputError(f"{entry}: binary version {parsed.version!r}, expected {version!r} (--version)")
+            same = same_version(parsed.version, version)
+            raise InputError(
+                f"{entry}: binary version {parsed.version!r}, expected {version!r} (--version)"
+                + ("; binary names must spell the version exactly as --version does (with or without the "
+                   "leading 'v')" if same else "")
+            )
         binaries.append(parsed)
     if not binaries:
         raise InputError(f"{dist_dir}: no runtime binaries found")
