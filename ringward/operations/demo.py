@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 
 from ringward.core.errors import InputError
-from ringward.core.release.package_format import ARCHITECTURES, OPERATING_SYSTEMS
 from ringward.operations.release.smoke import current_target
+
+#: the six platforms the sample release is built for (the surfaces endpoint deployment covers)
+DEMO_TARGETS = ("linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64", "windows/arm64")
 
 _C_SOURCE = r"""
 #include <stdio.h>
@@ -37,18 +39,18 @@ def build_sample_dist(dist: Path, runtime: str, version: str) -> list[Path]:
     dist.mkdir(parents=True, exist_ok=True)
     host = current_target()
     written = []
-    for os_name in OPERATING_SYSTEMS:
-        for arch in ARCHITECTURES:
-            name = f"{runtime}_{version}_{os_name}_{arch}" + (".exe" if os_name == "windows" else "")
-            target = dist / name
-            if f"{os_name}/{arch}" == host:
-                _build_host_binary(target, runtime, version)
-            else:
-                seed = f"{runtime}:{version}:{os_name}/{arch}".encode()
-                blocks = [hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(2048)]
-                target.write_bytes(b"RINGWARD-SAMPLE-BINARY\n" + b"".join(blocks))
-            target.chmod(0o755)
-            written.append(target)
+    for platform in DEMO_TARGETS:
+        os_name, arch = platform.split("/")
+        name = f"{runtime}_{version}_{os_name}_{arch}" + (".exe" if os_name == "windows" else "")
+        target = dist / name
+        if platform == host:
+            _build_host_binary(target, runtime, version)
+        else:
+            seed = f"{runtime}:{version}:{platform}".encode()
+            blocks = [hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(2048)]
+            target.write_bytes(b"RINGWARD-SAMPLE-BINARY\n" + b"".join(blocks))
+        target.chmod(0o755)
+        written.append(target)
     deps = [{"name": "golang.org/x/sys", "version": "v0.38.0", "purl": "pkg:golang/golang.org/x/sys@v0.38.0"},
             {"name": "github.com/spf13/cobra", "version": "v1.10.1",
              "purl": "pkg:golang/github.com/spf13/cobra@v1.10.1"}]
