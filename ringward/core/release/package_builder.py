@@ -41,6 +41,7 @@ from ringward.core.release.package_format import (
     KIND_PROVENANCE,
     KIND_SBOM,
     KIND_UPDATER,
+    MANAGED_TARGETS,
     PROVENANCE_PREDICATE,
     RINGWARD_BUILD_TYPE,
     STATEMENT_TYPE,
@@ -284,12 +285,16 @@ def build_endpoint_deployment(info: ReleaseInfo, binaries: Sequence[BinaryFact])
         if b is not None:
             targets.append(target(tid, surface, b, channel, tool, platform))
             covered.add(b.name.target)
-    for b in binaries:  # every target stays deployable even without a named template
-        if b.name.target not in covered:
-            targets.append(
-                target(f"managed-endpoint-{b.name.os}-{b.name.arch}", "managed-endpoint", b,
-                       "managed-endpoint-package", "endpoint management", b.name.os)
-            )
+    # every managed surface stays deployable even without a named template; other Go targets are
+    # packaged, signed and verified as plain binaries (installers metadata only), unless nothing at
+    # all is deployable (then, like the reference, every target gets a generic managed-endpoint entry)
+    uncovered = [b for b in binaries if b.name.target not in covered]
+    managed = [b for b in uncovered if b.name.target in MANAGED_TARGETS]
+    for b in managed if (targets or managed) else uncovered:
+        targets.append(
+            target(f"managed-endpoint-{b.name.os}-{b.name.arch}", "managed-endpoint", b,
+                   "managed-endpoint-package", "endpoint management", b.name.os)
+        )
     return {
         **info.header(),
         "schema_version": ENDPOINT_DEPLOYMENT_SCHEMA,

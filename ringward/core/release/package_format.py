@@ -93,13 +93,39 @@ KIND_DEPENDENCIES = "dependency-list"
 KIND_PROVENANCE = "slsa-provenance"
 KIND_CHECKSUMS = "checksums"
 
-OPERATING_SYSTEMS = ("linux", "darwin", "windows")
-ARCHITECTURES = ("amd64", "arm64")
+#: Every GOOS/GOARCH pair Go supports: the output of `go tool dist list` of Go 1.23 (Go 1.24 lists
+#: the same pairs except windows/arm, which it marks broken). Kept as data so that a new Go release
+#: is a one-line change.
+GO_DIST_LIST = (
+    "aix/ppc64",
+    "android/386", "android/amd64", "android/arm", "android/arm64",
+    "darwin/amd64", "darwin/arm64",
+    "dragonfly/amd64",
+    "freebsd/386", "freebsd/amd64", "freebsd/arm", "freebsd/arm64", "freebsd/riscv64",
+    "illumos/amd64",
+    "ios/amd64", "ios/arm64",
+    "js/wasm",
+    "linux/386", "linux/amd64", "linux/arm", "linux/arm64", "linux/loong64", "linux/mips", "linux/mips64",
+    "linux/mips64le", "linux/mipsle", "linux/ppc64", "linux/ppc64le", "linux/riscv64", "linux/s390x",
+    "netbsd/386", "netbsd/amd64", "netbsd/arm", "netbsd/arm64",
+    "openbsd/386", "openbsd/amd64", "openbsd/arm", "openbsd/arm64", "openbsd/ppc64", "openbsd/riscv64",
+    "plan9/386", "plan9/amd64", "plan9/arm",
+    "solaris/amd64",
+    "wasip1/wasm",
+    "windows/386", "windows/amd64", "windows/arm", "windows/arm64",
+)
+GO_TARGETS = frozenset(GO_DIST_LIST)
+#: the six surfaces endpoint deployment templates exist for (the reference workflow's targets);
+#: every other Go target is packaged, signed and verified as a plain binary
+MANAGED_TARGETS = ("linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64", "windows/amd64", "windows/arm64")
+OPERATING_SYSTEMS = tuple(sorted({t.split("/")[0] for t in GO_DIST_LIST}))
+ARCHITECTURES = tuple(sorted({t.split("/")[1] for t in GO_DIST_LIST}))
 RUNTIME_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{0,63}$")
 _BINARY = re.compile(
-    r"^(?P<runtime>[a-z0-9][a-z0-9.-]{0,63})_(?P<version>[0-9A-Za-z.+-]+)_(?P<os>linux|darwin|windows)"
-    r"_(?P<arch>amd64|arm64)(?P<ext>\.exe)?$"
+    r"^(?P<runtime>[a-z0-9][a-z0-9.-]{0,63})_(?P<version>[0-9A-Za-z.+-]+)_(?P<os>[a-z0-9]+)"
+    r"_(?P<arch>[a-z0-9]+)(?P<ext>\.exe)?$"
 )
+BINARY_NAME_FORM = "<runtime>_<version>_<os>_<arch>[.exe]"
 
 
 @dataclass(frozen=True)
@@ -116,13 +142,27 @@ class BinaryName:
 
 
 def parse_binary_name(filename: str) -> BinaryName | None:
-    """``<runtime>_<version>_<os>_<arch>[.exe]`` (``.exe`` exactly for windows) or None."""
+    """``<runtime>_<version>_<os>_<arch>[.exe]`` for a GOOS/GOARCH pair Go supports (``.exe``
+    exactly for windows), or None (:func:`binary_name_problem` says why)."""
     match = _BINARY.match(filename)
-    if match is None:
+    if match is None or f"{match['os']}/{match['arch']}" not in GO_TARGETS:
         return None
     if (match["os"] == "windows") != bool(match["ext"]):
         return None
     return BinaryName(match["runtime"], match["version"], match["os"], match["arch"], filename)
+
+
+def binary_name_problem(filename: str) -> str | None:
+    """Why ``filename`` is not a runtime binary name (None when it is one)."""
+    match = _BINARY.match(filename)
+    if match is None:
+        return f"{filename!r} is not a {BINARY_NAME_FORM} binary name"
+    target = f"{match['os']}/{match['arch']}"
+    if target not in GO_TARGETS:
+        return f"{target} is not a GOOS/GOARCH pair Go supports (go tool dist list)"
+    if (match["os"] == "windows") != bool(match["ext"]):
+        return f"{filename!r}: .exe is required exactly for windows binaries"
+    return None
 
 
 def verify_commands(runtime: str, version: str) -> list[str]:

@@ -57,6 +57,7 @@ from ringward.core.release.package_format import (
     ReleaseEvidenceDocument,
     RuntimeFiles,
     UpdaterPolicyDocument,
+    binary_name_problem,
     parse_binary_name,
 )
 from ringward.core.release.profiles import (
@@ -207,8 +208,10 @@ def check_release_evidence(content: VerifiedContent, c: FamilyCollector) -> None
             )
         if artifact.kind == KIND_BINARY:
             parsed = parse_binary_name(path.rsplit("/", 1)[-1])
-            if parsed is None or not path.startswith(f"{BIN_DIR}/"):
-                raise MetadataMismatchError(f"{path}: not a <runtime>_<version>_<os>_<arch> binary under bin/")
+            if not path.startswith(f"{BIN_DIR}/"):
+                raise MetadataMismatchError(f"{path}: a go-binary artifact must be under bin/")
+            if parsed is None:
+                raise MetadataMismatchError(f"{path}: {binary_name_problem(path.rsplit('/', 1)[-1])}")
             if parsed.version != evidence.version or parsed.runtime != runtime:
                 raise BindingMismatchError(
                     f"{path}: binary of {parsed.runtime} {parsed.version}, release is {runtime} {evidence.version}"
@@ -243,7 +246,9 @@ def check_installers(content: VerifiedContent, c: FamilyCollector) -> None:
             raise MetadataMismatchError(f"installer metadata target is missing or duplicated: {t.target}")
         seen.add(t.target)
         parsed = parse_binary_name(t.binary.rsplit("/", 1)[-1])
-        if parsed is None or f"{parsed.os}/{parsed.arch}" != t.target or t.target != f"{t.os}/{t.arch}":
+        if parsed is None:
+            raise MetadataMismatchError(f"installer metadata target {t.target}: {binary_name_problem(t.binary)}")
+        if f"{parsed.os}/{parsed.arch}" != t.target or t.target != f"{t.os}/{t.arch}":
             raise MetadataMismatchError(f"installer metadata target {t.target} does not match binary {t.binary}")
         _check_binary_ref(content, t.binary, t.binary_sha256, f"installer target {t.target}")
         actual_size = content.sizes.get(t.binary)

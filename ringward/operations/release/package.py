@@ -40,6 +40,7 @@ from ringward.core.release.package_format import (
     RUNTIME_NAME,
     UNSIGNED_NOTICE,
     BinaryName,
+    binary_name_problem,
     parse_binary_name,
 )
 from ringward.core.trust.keys import public_key_of
@@ -94,8 +95,9 @@ def scan_dist(dist_dir: Path, version: str, runtime: str | None) -> tuple[str, l
         parsed = parse_binary_name(entry.name)
         if parsed is None:
             raise InputError(
-                f"{entry}: unexpected file; expected <runtime>_<version>_<linux|darwin|windows>_<amd64|arm64>"
-                f"[.exe] (.exe exactly for windows), {GO_MODULES} or {DEPENDENCIES}"
+                f"{entry}: unexpected file: {binary_name_problem(entry.name)}; expected "
+                f"<runtime>_<version>_<GOOS>_<GOARCH>[.exe] (any pair of `go tool dist list`, .exe exactly for "
+                f"windows), {GO_MODULES} or {DEPENDENCIES}"
             )
         if runtime is not None and parsed.runtime != runtime:
             raise InputError(f"{entry}: runtime name {parsed.runtime!r}, expected {runtime!r} (--runtime-name)")

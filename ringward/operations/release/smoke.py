@@ -28,11 +28,20 @@ from ringward.operations.release.verify import verify_directory
 MAX_CAPTURE = 64 * 1024
 
 
+_GOOS_PREFIXES = (("linux", "linux"), ("darwin", "darwin"), ("win32", "windows"), ("cygwin", "windows"),
+                  ("freebsd", "freebsd"), ("openbsd", "openbsd"), ("netbsd", "netbsd"), ("dragonfly", "dragonfly"),
+                  ("sunos", "solaris"), ("aix", "aix"))
+_GOARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64", "i386": "386", "i486": "386",
+           "i586": "386", "i686": "386", "x86": "386", "armv6l": "arm", "armv7l": "arm", "arm": "arm",
+           "riscv64": "riscv64", "ppc64le": "ppc64le", "ppc64": "ppc64", "s390x": "s390x",
+           "loongarch64": "loong64", "mips64": "mips64", "mips": "mips"}
+
+
 def current_target() -> str:
-    os_name = {"linux": "linux", "darwin": "darwin", "win32": "windows"}.get(sys.platform, sys.platform)
+    """This machine as a GOOS/GOARCH pair."""
+    os_name = next((goos for prefix, goos in _GOOS_PREFIXES if sys.platform.startswith(prefix)), sys.platform)
     machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-    return f"{os_name}/{arch}"
+    return f"{os_name}/{_GOARCH.get(machine, machine)}"
 
 
 @dataclass(frozen=True)
