@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from prefect import flow
@@ -25,13 +26,26 @@ def package_release_flow(
     signer: str = "ringward",
     event: str | None = None,
     record: bool = True,
+    trust_root: str | None = None,
 ) -> dict[str, Any]:
+    """``trust_root`` (default ``$RINGWARD_TRUST_ROOT``) is only announced in the event, so the
+    ``verify-package-on-publish`` deployment verifies against it."""
     params = {"dist_dir": dist_dir, "output": output, "version": version, "commit": commit, "ref": ref,
               "repository": repository, "signing_key": signing_key, "runtime_name": runtime_name,
               "make_zip": make_zip, "dry_run": dry_run, "signer": signer, "event": event, "record": record}
     result = package_release(params, current_flow_run_id())
     publish_result("release-package", f"package {result['runtime']} {result['version']}", result)
     emit("ringward.package.published", f"ringward.package.{result['runtime']}.{result['version']}",
-         {"package_dir": result["package_dir"], "zip_path": result.get("zip_path"), "version": result["version"],
-          "runtime": result["runtime"], "signed": result["signed"]})
+         published_payload(result, trust_root))
     return result
+
+
+def published_payload(result: dict[str, Any], trust_root: str | None = None) -> dict[str, Any]:
+    """The ``ringward.package.published`` payload: absolute paths, and the trust root when known
+    (null otherwise: the verifying flow then takes ``$RINGWARD_TRUST_ROOT`` on its worker)."""
+    root = trust_root or os.environ.get("RINGWARD_TRUST_ROOT", "").strip() or None
+    zip_path = result.get("zip_path")
+    return {"package_dir": os.path.abspath(result["package_dir"]),
+            "zip_path": os.path.abspath(zip_path) if zip_path else None,
+            "version": result["version"], "runtime": result["runtime"], "signed": result["signed"],
+            "trust_root": os.path.abspath(root) if root else None}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 from prefect import State, flow
 from prefect.utilities.annotations import quote
 
 from flows._common import current_flow_run_id, final_state, publish_result, unwrap, utc_now
+from ringward.core.errors import InputError
 from ringward.core.release.package_rules import FAMILY_NAMES
 from ringward.operations.release.verify import prefetch_spdx, summarize
 from tasks.release import check_family, record_verification, verify_integrity
@@ -16,12 +18,17 @@ from tasks.release import check_family, record_verification, verify_integrity
 @flow(name="verify-package", log_prints=True)
 def verify_package_flow(
     package_dir: str,
-    trust_root: str,
+    trust_root: str | None = None,
     now: datetime | None = None,
     allow_unsigned: bool = False,
     record: bool = True,
 ) -> State:
-    """Ends Completed when the package verifies, Failed (carrying the same result) when not."""
+    """Ends Completed when the package verifies, Failed (carrying the same result) when not.
+    ``trust_root`` defaults to ``$RINGWARD_TRUST_ROOT`` on the worker (event triggers pass null
+    when the publisher did not know one)."""
+    trust_root = trust_root or os.environ.get("RINGWARD_TRUST_ROOT", "").strip() or None
+    if trust_root is None:
+        raise InputError("trust_root: required (parameter or RINGWARD_TRUST_ROOT on the worker)")
     prefetch_spdx()
     moment = now or utc_now()
     integrity = verify_integrity(package_dir, trust_root, moment, allow_unsigned)

@@ -23,6 +23,20 @@ FLOWS = {
     "verify-evidence-chain": "flows.verify_evidence_chain:verify_evidence_chain",
     "deliver-event": "flows.deliver_event:deliver_event_flow",
     "redeliver-failed": "flows.redeliver_failed:redeliver_failed_flow",
+    "request-channel-promotion": "flows.promotion_channel:request_channel_promotion_flow",
+    "export-endpoint": "flows.promotion_channel:export_endpoint_flow",
+    "deliver-endpoint-export": "flows.promotion_channel:deliver_endpoint_export_flow",
+    "validate-channel-upgrade": "flows.promotion_channel:validate_channel_upgrade_flow",
+    # the rollout step flows take one parameter, `params` (the step's options, as in `rollout --prefect`)
+    "rollout-capture": "flows.promotion_rollout:capture_flow",
+    "rollout-verify": "flows.promotion_rollout:verify_flow",
+    "rollout-request-promotion": "flows.promotion_rollout:request_promotion_flow",
+    "rollout-execute-promotion": "flows.promotion_rollout:execute_flow",
+    "rollout-request-rollback": "flows.promotion_rollout:request_rollback_flow",
+    "rollout-rollback": "flows.promotion_rollout:rollback_flow",
+    "rollout-audit": "flows.promotion_rollout:audit_flow",
+    "rollout-audit-on-execution": "flows.promotion_automation:audit_on_execution_flow",
+    "rollout-execute-on-approval": "flows.promotion_automation:execute_on_approval_flow",
 }
 
 
@@ -45,6 +59,10 @@ def run(
 
     flow = getattr(importlib.import_module(module_name), function)
     result = run_flow(flow, **parameters)
+    if result.get("refused"):  # a refused channel step: the same one-line error as its command
+        from flows.promotion_channel import raise_refusal
+
+        raise_refusal(result)
     print_json(result)
     # release flows report `valid`, delivery flows `success`
     ok = result.get("valid", result.get("success", True))
