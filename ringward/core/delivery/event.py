@@ -7,8 +7,12 @@ Rules this module keeps:
 - Reference events (``cavra.*`` documents such as promotion-audit or rollback events) are accepted
   and normalised with the reference system's id rule (first non-empty of ``session_id``,
   ``execution_id``, ``rollback_id``, ``publication_id``, ``export_id``, ``approval_id``,
-  ``request_id``, ``event_id``, else ``event_type``), keeping the whole document as attributes and
-  any ``provider_payloads`` verbatim.
+  ``request_id``, ``event_id``), keeping the whole document as attributes and any
+  ``provider_payloads`` verbatim. A reference event without any of those ids gets a
+  content-addressed id (``sha256:`` + the digest of its canonical JSON), never its event type:
+  two different id-less events must never share an id (the second would be skipped as already
+  delivered). A document that is not an event at all (no ``cavra.*`` schema_version, no
+  ``event_type``, no id field: ``{}``, ``{"foo": 1}``) is refused.
 - Time is a parameter: a reference event without a timestamp takes ``now`` from the caller.
 """
 
@@ -252,14 +256,32 @@ def _reference_severity(document: dict[str, Any]) -> Severity:
     return Severity.INFO
 
 
+def content_event_id(document: dict[str, Any]) -> str:
+    """The id of an id-less reference event: ``sha256:`` + the digest of its canonical JSON."""
+    return "sha256:" + hashlib.sha256(dumps_canonical(document)).hexdigest()
+
+
 def from_reference_event(document: dict[str, Any], *, source: str, now: datetime) -> ConnectorEvent:
     """Normalise a reference (``cavra.*``) event document.
 
     Raises:
-        ConnectorEventError: the derived id or type is unusable, or payloads are not objects.
+        ConnectorEventError: not an event, the derived id or type is unusable, or payloads are not
+            objects.
     """
-    event_type = _first_text(document, ("event_type",)) or "cavra.connector.event"
-    event_id = _first_text(document, REFERENCE_ID_FIELDS) or event_type
+    schema = document.get("schema_version")
+    declared_type = _first_text(document, ("event_type",))
+    declared_id = _first_text(document, REFERENCE_ID_FIELDS)
+    if not (isinstance(schema, str) and schema.startswith("cavra.")) and declared_type is None \
+            and declared_id is None:
+        raise ConnectorEventError(
+            f"{source}: not an event: expected schema_version {CONNECTOR_EVENT_SCHEMA!r} or a reference event "
+            f"(a cavra.* schema_version, an event_type or one of {', '.join(REFERENCE_ID_FIELDS)})"
+        )
+    event_type = declared_type or "cavra.connector.event"
+    try:
+        event_id = declared_id or content_event_id(document)
+    except (TypeError, ValueError) as exc:
+        raise ConnectorEventError(f"{source}: reference event is not plain JSON ({exc})") from exc
     payloads_raw = document.get("provider_payloads") or {}
     if not isinstance(payloads_raw, dict) or not all(isinstance(v, dict) for v in payloads_raw.values()):
         raise ConnectorEventError(f"{source}: provider_payloads must map provider names to objects")
