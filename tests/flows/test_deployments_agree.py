@@ -146,7 +146,8 @@ def test_execute_on_approval_is_opt_in() -> None:
 
     def enabled(environ: dict[str, str]) -> bool:
         (deployment,) = [d for d in build_deployments(environ=environ) if d.name == "execute-on-approval"]
-        return bool(deployment.triggers[0].enabled)
+        trigger: Any = deployment.triggers[0]
+        return bool(trigger.enabled)
 
     assert not enabled({})
     assert not enabled({"RINGWARD_EXECUTE_ON_APPROVAL": "0"})

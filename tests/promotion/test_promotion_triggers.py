@@ -164,6 +164,10 @@ def events_on(monkeypatch: pytest.MonkeyPatch, rollout_world: RolloutWorld) -> R
     return rollout_world
 
 
+def _message(state: Any) -> str:
+    return str(state.message or "")
+
+
 def _steps(w: RolloutWorld, rollout_id: str, step: str) -> list[Any]:
     return [s for s in RolloutLedger(w.store).for_rollout(rollout_id) if s.step == step]
 
@@ -235,7 +239,7 @@ def test_execute_on_approval_executes_once(
         assert decided["state"] == "approved"
         (first,) = wait_for_final_runs(ids["execute-on-approval"], 1)
         assert first.state.is_completed(), first.state
-        assert first.state.message.startswith("executed rpe_"), first.state.message
+        assert _message(first.state).startswith("executed rpe_"), first.state.message
         (execution,) = _steps(w, captured["rollout_id"], "execution")
         assert execution.actor == "ringward-automation" and execution.approval_id == requested["approval_id"]
         assert Path(execution.path or "") == w.work / execution.ref_id  # next to the request
@@ -249,7 +253,7 @@ def test_execute_on_approval_executes_once(
         runs = wait_for_final_runs(ids["execute-on-approval"], 2)
         (second,) = [r for r in runs if r.id != first.id]
         assert second.state.is_completed(), second.state
-        assert "already executed" in second.state.message, second.state.message
+        assert "already executed" in _message(second.state), second.state.message
         assert len(_steps(w, captured["rollout_id"], "execution")) == 1
         assert not [r for r in w.ops().show_rollout(w.store, captured["rollout_id"])["refusals"]
                     if r["step"] == "execution"]
@@ -266,16 +270,16 @@ def test_other_decisions_are_no_op_runs(
     pending = w.request(captured["output_dir"], at=now, quorum=2)
     w.approve(pending["approval_id"], at=now)
     state = execute_on_approval_flow(approval_id=pending["approval_id"], return_state=True)
-    assert state.is_completed() and "pending (1/2 approvals)" in state.message, state.message
+    assert state.is_completed() and "pending (1/2 approvals)" in _message(state), state.message
     decide_approval(w.store, pending["approval_id"], decision=Decision.DENY, actor="dave", reason="no", now=now)
     state = execute_on_approval_flow(approval_id=pending["approval_id"], state="approved", return_state=True)
-    assert state.is_completed() and "denied" in state.message, state.message  # the store decides, not the event
+    assert state.is_completed() and "denied" in _message(state), state.message  # the store decides, not the event
 
     other = request_approval(w.store, action="promote-ring", subject_digest="sha256:" + "1" * 64, target="pilot",
                              requester="alice")
     decide_approval(w.store, other.approval_id, decision=Decision.APPROVE, actor="bob", reason="ok")
     state = execute_on_approval_flow(approval_id=other.approval_id, return_state=True)
-    assert state.is_completed() and "not a rollout promotion" in state.message, state.message
+    assert state.is_completed() and "not a rollout promotion" in _message(state), state.message
     assert not _steps(w, captured["rollout_id"], "execution")
 
     audited = w.capture(rollout_id="production-audit-1")
@@ -283,7 +287,7 @@ def test_other_decisions_are_no_op_runs(
     w.approve(requested["approval_id"])
     executed = w.execute(requested["request_path"], requested["approval_id"])
     first = audit_on_execution_flow(record_path=executed["execution_path"], return_state=True)
-    assert first.is_completed() and "not delivered" in first.message, first.message
+    assert first.is_completed() and "not delivered" in _message(first), first.message
     again = audit_on_execution_flow(record_path=executed["execution_path"], return_state=True)
-    assert again.is_completed() and "already exported" in again.message, again.message
+    assert again.is_completed() and "already exported" in _message(again), again.message
     assert len(_steps(w, executed["rollout_id"], "audit")) == 1
