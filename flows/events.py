@@ -16,6 +16,7 @@ Event names (a contract with the deployments in ``prefect.yaml``):
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -32,12 +33,33 @@ def events_enabled() -> bool:
     return bool(os.environ.get("PREFECT_API_URL")) or os.environ.get("RINGWARD_EMIT_EVENTS", "") in ("1", "true")
 
 
+@functools.lru_cache(maxsize=4)
+def _unreachable(api_url: str) -> str | None:
+    """Why the Prefect API at ``api_url`` cannot take events now (None when it answers).
+
+    Prefect sends events from a background worker and retries at process exit, so an unreachable
+    server would otherwise cost a short-lived CLI ~15 s and end in Prefect's own error lines; one
+    quick health request per process turns that into one warning."""
+    import httpx
+
+    try:
+        answer = httpx.get(api_url.rstrip("/") + "/health", timeout=2.0)
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {str(exc)[:120]}"
+    return None if answer.status_code < 500 else f"HTTP {answer.status_code}"
+
+
 def emit_if_configured(name: str, resource_id: str, payload: dict[str, Any]) -> str | None:
     """Emit one Prefect event when a Prefect API is configured.
 
     Returns None when the event was sent (or events are off), else a one-line warning."""
     if not events_enabled():
         return None
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    if api_url.startswith(("http://", "https://")):
+        problem = _unreachable(api_url)
+        if problem is not None:
+            return f"event {name} not sent: Prefect API {api_url} unreachable ({problem})"
     try:
         from prefect.events import emit_event
 
