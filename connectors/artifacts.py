@@ -2,6 +2,11 @@
 
 Shared by the native Jamf Pro and Intune publishers: the bytes that get uploaded are exactly the
 bytes the (signed, approved) event names, or nothing is uploaded at all.
+
+Installers are large, so they are never read whole: :func:`open_artifact` opens the file (confined,
+checked for type, links and size) and :meth:`ArtifactReader.chunks` reads it in chunks of
+:data:`CHUNK_BYTES`, as many passes as the publisher needs, each checking size and SHA-256 against
+the event before it hands over the last chunk.
 """
 
 from __future__ import annotations
@@ -10,20 +15,96 @@ import errno
 import hashlib
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
 
 from ringward.core.delivery.publication_artifact import ArtifactFile
+
+#: bytes read from an installer at a time: what one read holds in memory, whatever the file's size
+CHUNK_BYTES = 1024 * 1024
 
 
 class ArtifactError(Exception):
     """The file cannot be used: missing, outside the artifact root, or not the bytes the event names."""
 
 
-def read_artifact(root: str, item: ArtifactFile) -> bytes:
-    """The file's bytes, read confined to ``root`` and checked against the event.
+class ArtifactReader:
+    """An artifact opened confined to the artifact root and checked: a regular file with one link
+    and the size the event names (its digest is checked by every pass of :meth:`chunks`).
+
+    Every pass reads through the same open file, so a file renamed or replaced under its name after
+    the check changes nothing; a file rewritten in place is caught by the digest.
+    """
+
+    def __init__(self, item: ArtifactFile, handle: BinaryIO) -> None:
+        self.item = item
+        self._handle = handle
+
+    @property
+    def name(self) -> str:
+        return self.item.artifact
+
+    @property
+    def size(self) -> int:
+        return self.item.size
+
+    def chunks(self, chunk_bytes: int | None = None) -> Iterator[bytes]:
+        """The file's bytes from the start, at most ``chunk_bytes`` (default :data:`CHUNK_BYTES`) per chunk.
+
+        The size and SHA-256 are checked before the LAST chunk is yielded, so a consumer that
+        forwards chunks as they come (an upload) never forwards the whole of a wrong file.
+
+        Raises:
+            ArtifactError: the bytes are not the ones the event names (or cannot be read).
+        """
+        item, handle = self.item, self._handle
+        step = chunk_bytes or CHUNK_BYTES
+        digest = hashlib.sha256()
+        found = 0
+        last = b""
+        try:
+            handle.seek(0)
+            left = item.size
+            while left > 0:
+                chunk = handle.read(min(step, left))
+                if not chunk:
+                    break  # shorter than at open
+                digest.update(chunk)
+                found += len(chunk)
+                left -= len(chunk)
+                if left > 0:
+                    yield chunk
+                else:
+                    last = chunk
+            extra = handle.read(1)  # longer than at open
+        except OSError as exc:
+            raise ArtifactError(f"artifact {item.artifact}: cannot be read ({exc.strerror}); nothing uploaded") from exc
+        digest.update(extra)
+        found += len(extra)
+        hexdigest = digest.hexdigest()
+        if found != item.size or hexdigest != item.sha256:
+            raise ArtifactError(
+                f"artifact {item.artifact}: expected sha256 {item.sha256} ({item.size} bytes), "
+                f"found sha256 {hexdigest} ({found} bytes); nothing uploaded"
+            )
+        if last:
+            yield last
+
+    def verify(self, chunk_bytes: int | None = None) -> None:
+        """One pass that only checks size and SHA-256 (:class:`ArtifactError` if they differ)."""
+        for _chunk in self.chunks(chunk_bytes):
+            pass
+
+
+@contextmanager
+def open_artifact(root: str, item: ArtifactFile) -> Iterator[ArtifactReader]:
+    """The file named by ``item``, opened confined to ``root`` and checked, closed on exit.
 
     Every path segment is opened relative to its parent with ``O_NOFOLLOW``, so neither the file
     nor any directory on the way may be a symlink (a link cannot point the upload outside the
-    root); the file must be a regular file of exactly the expected size and SHA-256.
+    root); the file must be a regular file with one link and exactly the expected size. Its bytes
+    are not read here: :meth:`ArtifactReader.chunks` reads and checks them.
 
     Raises:
         ArtifactError: one line naming the artifact, expected vs found.
@@ -66,17 +147,18 @@ def read_artifact(root: str, item: ArtifactFile) -> bytes:
             raise ArtifactError(
                 f"artifact {name}: expected {item.size} bytes, found {info.st_size} bytes; nothing uploaded"
             )
-        try:
-            content = handle.read(item.size + 1)
-        except OSError as exc:
-            raise ArtifactError(f"artifact {name}: cannot be read ({exc.strerror}); nothing uploaded") from exc
-    digest = hashlib.sha256(content).hexdigest()
-    if len(content) != item.size or digest != item.sha256:
-        raise ArtifactError(
-            f"artifact {name}: expected sha256 {item.sha256} ({item.size} bytes), "
-            f"found sha256 {digest} ({len(content)} bytes); nothing uploaded"
-        )
-    return content
+        yield ArtifactReader(item, handle)
+
+
+def read_artifact(root: str, item: ArtifactFile) -> bytes:
+    """The whole file's bytes, read confined to ``root`` and checked against the event (small files
+    only: the publishers stream installers with :func:`open_artifact` instead).
+
+    Raises:
+        ArtifactError: one line naming the artifact, expected vs found.
+    """
+    with open_artifact(root, item) as reader:
+        return b"".join(reader.chunks())
 
 
 def _open_error(name: str, exc: OSError) -> ArtifactError:

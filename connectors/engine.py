@@ -26,7 +26,6 @@ The clock, the sleep function and the random source are injectable so tests neve
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import random
 import threading
@@ -645,8 +644,8 @@ class DeliveryEngine:
             method=prepared.method,
             url=dest.scrubber.scrub(redact_url(prepared.url, whole_path_secret=dest.url_is_secret)),
             headers=dict(sorted(headers.items())),
-            body_sha256=hashlib.sha256(prepared.content).hexdigest(),
-            body_bytes=len(prepared.content),
+            body_sha256=prepared.body_sha256,
+            body_bytes=prepared.body_bytes,
         )
 
 

@@ -15,10 +15,11 @@ earlier attempt created and continue from there).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -47,6 +48,20 @@ class DeadlineExceeded(Exception):
 
 
 @dataclass(frozen=True)
+class StreamedBody:
+    """A request body sent chunk by chunk as it is read (an installer upload), never held whole.
+
+    ``chunks`` is called once per send and yields exactly ``length`` bytes; it may raise to abandon
+    the request mid-way (the body then never completes on the wire). ``sha256`` is the digest of the
+    whole body, known before sending, for the evidence summary.
+    """
+
+    chunks: Callable[[], Iterable[bytes]]
+    length: int
+    sha256: str
+
+
+@dataclass(frozen=True)
 class PreparedRequest:
     """One HTTP request for a batch of one or more events."""
 
@@ -55,6 +70,20 @@ class PreparedRequest:
     headers: dict[str, str]
     content: bytes
     events: int = 1
+    #: a body streamed instead of ``content`` (which is then empty): large uploads
+    stream: StreamedBody | None = None
+
+    @property
+    def body_sha256(self) -> str:
+        """SHA-256 of the body sent (streamed or not)."""
+        if self.stream is not None:
+            return self.stream.sha256
+        return hashlib.sha256(self.content).hexdigest()
+
+    @property
+    def body_bytes(self) -> int:
+        """Length of the body sent (streamed or not)."""
+        return self.stream.length if self.stream is not None else len(self.content)
 
 
 @dataclass(frozen=True)
@@ -148,11 +177,17 @@ def exchange(
     engine. An answer longer than ``cap`` is marked ``truncated`` (its JSON is then unreadable)."""
     remaining = left()
     deadline = time.monotonic() + remaining
+    content: bytes | Iterable[bytes] = request.content
+    headers = request.headers
+    if request.stream is not None:
+        # a declared length: sent as it is read, never chunked, never buffered whole
+        content = request.stream.chunks()
+        headers = {**headers, "content-length": str(request.stream.length)}
     with client.stream(
         request.method,
         request.url,
-        content=request.content,
-        headers=request.headers,
+        content=content,
+        headers=headers,
         timeout=httpx.Timeout(remaining),
     ) as response:
         body, truncated = _read_capped(response, deadline, cap)

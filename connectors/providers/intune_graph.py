@@ -18,6 +18,8 @@ One delivery is this conversation (every call through :func:`connectors.interfac
     POST  {cv}/{v}/files                              create content file
     GET   {cv}/{v}/files/{f}                          wait for upload URI  (azureStorageUriRequestSuccess)
     PUT   <SAS>&comp=block&blockid=..  (per block)    upload block         (Azure Blob, no Graph token)
+    POST  {cv}/{v}/files/{f}/renewUpload              renew upload URI     (after RENEW_AFTER_SECONDS, or
+    GET   {cv}/{v}/files/{f}                          wait for renewal      a block refused as expired)
     PUT   <SAS>&comp=blocklist                        commit block list
     POST  {cv}/{v}/files/{f}/commit                   commit content file  (fileEncryptionInfo)
     GET   {cv}/{v}/files/{f}                          wait for commit      (commitFileSuccess)
@@ -54,6 +56,20 @@ Why it is shaped this way:
   fresh keys and prefixed by ``HMAC-SHA256(macKey, IV || ciphertext) || IV``
   (:func:`encrypt_content`, :func:`decrypt_content`). The zip is deterministic (sorted names, fixed
   timestamps), so its size identifies a committed upload of the same files.
+- Installers are streamed, never held in memory (memory is bounded by :data:`BLOCK_BYTES` plus a
+  few :data:`CHUNK_BYTES`, not by the installer): each file is read from its confined open handle
+  chunk by chunk, its SHA-256 checked as it is read, and deflated into ``package.zip`` in a private
+  work directory (0700 under :data:`WORK_DIR`, the file 0600, removed when the delivery ends
+  whatever happens) — byte for byte :func:`build_zip`, and finished (so every digest checked)
+  before the first Graph call. The upload then encrypts that file in place chunk by chunk
+  (:func:`encrypt_file`: AES-CBC and PKCS7 through ``cryptography``'s update/finalize, HMAC and
+  ``fileDigest`` updated as it goes; the ciphertext never overtakes the plaintext still to be read)
+  and sends ``HMAC || IV || ciphertext`` as Azure blocks read from it.
+- The upload URL expires: it is renewed (``renewUpload``, then a wait for
+  ``azureStorageUriRenewalSuccess``) before the next block once :data:`RENEW_AFTER_SECONDS` have
+  passed since it was granted (as Microsoft's own upload samples do), and once more whenever Azure
+  refuses a block or the block list with 403 ``AuthenticationFailed`` (an expired signature), at
+  most :data:`MAX_RENEWALS` times per upload.
 - The files are read from the destination's ``artifact_root`` and checked against the event's
   size and SHA-256 before anything is sent to Graph; a mismatch, a missing file or a path that
   leaves the root (absolute, ``..``, a symlink anywhere on the path) is a final failure.
@@ -90,9 +106,11 @@ import io
 import ipaddress
 import os
 import re
+import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -102,7 +120,7 @@ import httpx
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from connectors.artifacts import ArtifactError, read_artifact
+from connectors.artifacts import CHUNK_BYTES, ArtifactError, ArtifactReader, open_artifact
 from connectors.interface import (
     CONVERSATION_CAP_BYTES,
     JSON,
@@ -110,6 +128,7 @@ from connectors.interface import (
     Exchange,
     PreparedRequest,
     Publication,
+    StreamedBody,
     TimeLeft,
     dumps_body,
     exchange,
@@ -125,11 +144,22 @@ from ringward.core.delivery.intune_publication import (
     parse_intune_publication,
 )
 from ringward.core.delivery.policy import Outcome
+from ringward.core.delivery.publication_artifact import ArtifactFile
 from ringward.core.errors import ConnectorEventError
 
 GRAPH_SCOPE = Intune.scope
-#: largest Azure Blob block Ringward sends (tests lower it to exercise several blocks)
-BLOCK_BYTES = 6 * 1024 * 1024
+#: largest Azure Blob block Ringward sends: what one upload call holds in memory (tests lower it
+#: to exercise several blocks)
+BLOCK_BYTES = 4 * 1024 * 1024
+#: where each delivery makes its private work directory (None: the system's, ``TMPDIR``)
+WORK_DIR: str | None = None
+#: seconds an upload URL is used before it is renewed ahead of the next block (Microsoft's upload
+#: samples renew after 7.5 minutes)
+RENEW_AFTER_SECONDS = 450.0
+#: renewals of the upload URL within one upload at most
+MAX_RENEWALS = 10
+#: the clock the renewal uses; tests replace it
+MONOTONIC: Callable[[], float] = time.monotonic
 #: seconds between two upload-state polls (never more than the attempt has left)
 POLL_INTERVAL_SECONDS = 1.0
 #: upload-state polls per wait before the attempt gives up (retried as a whole)
@@ -148,12 +178,15 @@ TERMINAL_STATES = frozenset(
         "azureStorageUriRequestFailed",
         "azureStorageUriRequestTimedOut",
         "azureStorageUriRenewalFailed",
+        "azureStorageUriRenewalTimedOut",
         "commitFileTimedOut",
         "error",
         "unknown",
     }
 )
 COMMIT_FAILED = "commitFileFailed"
+#: the states a renewed upload URL is ready in (Graph answers the first; the second is accepted too)
+RENEWED_STATES = ("azureStorageUriRenewalSuccess", "azureStorageUriRequestSuccess")
 #: hosts an upload URL may name (Azure Blob Storage in the public and sovereign clouds)
 BLOB_HOST_SUFFIXES = (
     ".blob.core.windows.net",
@@ -290,6 +323,155 @@ def decrypt_content(data: bytes, info: Mapping[str, Any]) -> bytes:
     return plain
 
 
+# -- streaming: the same package and payload, from files, in bounded memory ---------------------------
+
+
+def _zip_entry(name: str, size: int) -> zipfile.ZipInfo:
+    """The entry :func:`build_zip` writes for a file (same timestamp, mode, system and size, so the
+    zip64 decision and every header byte are the same)."""
+    info = zipfile.ZipInfo(name, date_time=_FIXED_ZIP_TIME)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    info.create_system = 0
+    info.file_size = size
+    return info
+
+
+def stream_zip(target: io.RawIOBase | io.BufferedIOBase, files: Sequence[ArtifactReader]) -> None:
+    """Write the setup folder as a zip into ``target`` (seekable), reading each file in chunks.
+
+    Byte for byte :func:`build_zip` of the same files: each entry's size is set before its header is
+    written (as ``writestr`` does) and ``ZipFile`` rewrites the local header in place once the CRC is
+    known. Each file's SHA-256 is checked while it is read (:meth:`ArtifactReader.chunks`).
+
+    Raises:
+        ArtifactError: a file is not the bytes the event names.
+    """
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for reader in sorted(files, key=lambda r: r.name):
+            with archive.open(_zip_entry(reader.name, reader.size), mode="w") as entry:
+                for chunk in reader.chunks():
+                    entry.write(chunk)
+
+
+@dataclass(frozen=True)
+class PackageFile:
+    """The zip of the setup files in the delivery's private work directory."""
+
+    path: str
+    #: size of the zip (``size`` of the content file; identifies a committed upload of it)
+    size: int
+
+
+def _private_file(path: str) -> int:
+    """A new file only the owner can read or write (never an existing file or a link)."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    return os.open(path, flags, 0o600)
+
+
+def write_package(root: str, content: Sequence[ArtifactFile], work_dir: str) -> PackageFile:
+    """The zip of ``content`` (read confined to ``root``, every file checked) as ``package.zip`` in
+    ``work_dir``. Every file is opened and checked (type, links, size) before any is read.
+
+    Raises:
+        ArtifactError: a file is missing, outside the root, or not the bytes the event names.
+    """
+    path = os.path.join(work_dir, "package.zip")
+    with ExitStack() as stack:
+        readers = [stack.enter_context(open_artifact(root, item)) for item in content]
+        with os.fdopen(_private_file(path), "w+b") as target:
+            stream_zip(target, readers)
+            target.flush()
+            size = os.fstat(target.fileno()).st_size
+    return PackageFile(path, size)
+
+
+@dataclass(frozen=True)
+class EncryptedPackage:
+    """An ``.intunewin`` payload on disk: ``head`` (HMAC || IV) then the ciphertext at ``path``."""
+
+    path: str
+    head: bytes
+    #: ``fileEncryptionInfo`` of the commit call (base64 values)
+    encryption_info: dict[str, str]
+    #: size of the unencrypted package (``size`` of the content file)
+    size: int
+    #: size of the whole payload (``sizeEncrypted``): head plus ciphertext
+    size_encrypted: int
+
+    def blocks(self, block_bytes: int) -> Iterator[bytes]:
+        """The payload in blocks of ``block_bytes`` (the last one shorter), read from the file."""
+        if block_bytes <= len(self.head):
+            raise ValueError(f"expected blocks larger than {len(self.head)} bytes, found {block_bytes}")
+        with open(self.path, "rb") as source:
+            yield self.head + source.read(block_bytes - len(self.head))
+            while chunk := source.read(block_bytes):
+                yield chunk
+
+
+def encrypt_file(
+    path: str,
+    *,
+    key: bytes | None = None,
+    mac_key: bytes | None = None,
+    iv: bytes | None = None,
+    chunk_bytes: int | None = None,
+) -> EncryptedPackage:
+    """Encrypt the package at ``path`` in place, chunk by chunk, the way :func:`encrypt_content` does
+    in memory (same bytes for the same keys): AES-256-CBC with PKCS7 padding, HMAC-SHA256 over
+    ``IV || ciphertext`` and the SHA-256 of the plain package updated as each chunk goes through.
+
+    In place is safe because the ciphertext written so far is never longer than the plaintext read
+    so far (the padder and the cipher only hold bytes back); only the final block can extend the
+    file, by at most 16 bytes. The keys (and the chunk size) are arguments only so tests can fix them.
+    """
+    key = key if key is not None else os.urandom(32)
+    mac_key = mac_key if mac_key is not None else os.urandom(32)
+    iv = iv if iv is not None else os.urandom(16)
+    if (len(key), len(mac_key), len(iv)) != (32, 32, 16):
+        raise ValueError(f"expected key/mac key/IV of 32/32/16 bytes, found {len(key)}/{len(mac_key)}/{len(iv)}")
+    padder = padding.PKCS7(128).padder()
+    encryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+    signer = hmac.new(mac_key, iv, hashlib.sha256)
+    digest = hashlib.sha256()
+    flags = os.O_RDWR | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags)
+    try:
+        read_at = written = 0
+
+        def put(data: bytes) -> None:
+            nonlocal written
+            signer.update(data)
+            view = memoryview(data)
+            while view:
+                done = os.pwrite(fd, view, written)
+                written += done
+                view = view[done:]
+
+        while chunk := os.pread(fd, chunk_bytes or CHUNK_BYTES, read_at):
+            read_at += len(chunk)
+            digest.update(chunk)
+            put(encryptor.update(padder.update(chunk)))
+        put(encryptor.update(padder.finalize()) + encryptor.finalize())
+    finally:
+        os.close(fd)
+    mac = signer.digest()
+
+    def b64(value: bytes) -> str:
+        return base64.b64encode(value).decode("ascii")
+
+    info = {
+        "encryptionKey": b64(key),
+        "macKey": b64(mac_key),
+        "initializationVector": b64(iv),
+        "mac": b64(mac),
+        "profileIdentifier": PROFILE,
+        "fileDigest": b64(digest.digest()),
+        "fileDigestAlgorithm": "SHA256",
+    }
+    return EncryptedPackage(path, mac + iv, info, read_at, len(mac) + len(iv) + written)
+
+
 def block_id(index: int) -> str:
     """Azure block id n: base64 of a fixed-length string (every id of a blob must have the same length)."""
     return base64.b64encode(f"ringward-block-{index:08d}".encode("ascii")).decode("ascii")
@@ -412,9 +594,15 @@ class _Conversation:
         return self._send(step, PreparedRequest(method=method, url=url, headers=headers, content=content))
 
     def blob(self, step: str, url: str, content: bytes, headers: Mapping[str, str]) -> Exchange:
-        """An Azure Blob call: the SAS in the URL authenticates; no Graph token, no configured headers."""
+        """An Azure Blob call: the SAS in the URL authenticates; no Graph token, no configured headers.
+
+        The block goes to httpx as a one-shot stream, not as ``content``: httpx keeps each request
+        in a reference cycle (response <-> its bound stream) until the garbage collector runs, and a
+        request holding its block would keep several blocks alive at once.
+        """
         sent = {"user-agent": USER_AGENT, **headers}
-        return self._send(step, PreparedRequest(method="PUT", url=url, headers=sent, content=content))
+        stream = StreamedBody(_once(content), len(content), hashlib.sha256(content).hexdigest())
+        return self._send(step, PreparedRequest(method="PUT", url=url, headers=sent, content=b"", stream=stream))
 
     def _send(self, step: str, request: PreparedRequest) -> Exchange:
         answer = exchange(self.client, request, self.left)
@@ -437,6 +625,37 @@ class _Conversation:
     def not_sent(self, step: str, error: str) -> Publication:
         """A final failure found before sending (bad payload, bad artifact): nothing reached the tool."""
         return Publication.not_sent(step, self.dest.scrubber.scrub(error), calls=tuple(self.calls))
+
+
+def _once(data: bytes) -> Callable[[], Iterator[bytes]]:
+    """A body of ``data`` as a generator: once sent, the generator no longer refers to it."""
+
+    def chunks() -> Iterator[bytes]:
+        yield data
+
+    return chunks
+
+
+_OCTETS = {"content-type": "application/octet-stream"}
+_XML = {"content-type": "application/xml"}
+
+
+@dataclass
+class _Upload:
+    """The upload URL in use, when it was granted and how often it was renewed."""
+
+    sas: str
+    granted: float
+    renewals: int = 0
+
+    def url(self, operation: str) -> str:
+        joiner = "&" if urlsplit(self.sas).query else "?"
+        return f"{self.sas}{joiner}{operation}"
+
+
+def _expired(answer: Exchange) -> bool:
+    """Azure refused the SAS (403 ``AuthenticationFailed``: expired or no longer valid)."""
+    return answer.status_code == 403 and "AuthenticationFailed" in answer.text
 
 
 @dataclass(frozen=True)
@@ -513,19 +732,20 @@ class IntuneGraph(Intune):
                 "verify artifact",
                 f"destination {dest.name}: expected artifact_root to read the content from, found none",
             )
-        try:
-            files = [(item.artifact, read_artifact(root, item)) for item in publication.content]
-        except ArtifactError as exc:
-            return talk.not_sent("verify artifact", str(exc))
-        package = build_zip(files)
-        try:
-            return self._converse(talk, publication, package)
-        except RefusedAnswer as exc:
-            assert talk.last is not None  # only answers are refused, so a call was made
-            step, answer = talk.last
-            return talk.failed(step, answer, error=str(exc), outcome=Outcome.REJECTED)
+        # private (0700) and removed whatever happens: the package and its ciphertext live only here
+        with tempfile.TemporaryDirectory(prefix="ringward-intunewin-", dir=WORK_DIR) as work_dir:
+            try:
+                package = write_package(root, publication.content, work_dir)
+            except ArtifactError as exc:
+                return talk.not_sent("verify artifact", str(exc))
+            try:
+                return self._converse(talk, publication, package)
+            except RefusedAnswer as exc:
+                assert talk.last is not None  # only answers are refused, so a call was made
+                step, answer = talk.last
+                return talk.failed(step, answer, error=str(exc), outcome=Outcome.REJECTED)
 
-    def _converse(self, talk: _Conversation, publication: IntunePublication, package: bytes) -> Publication:
+    def _converse(self, talk: _Conversation, publication: IntunePublication, package: PackageFile) -> Publication:
         found = self._find_app(talk, publication)
         if isinstance(found, Publication):
             return found
@@ -542,7 +762,7 @@ class IntuneGraph(Intune):
                 return talk.failed("create win32LobApp", created)
             app = _App(_graph_id(_object(created, "created app").get("id"), "app"), committed_version=None)
         versions = f"/deviceAppManagement/mobileApps/{app.id}/microsoft.graph.win32LobApp/contentVersions"
-        resumed = self._resume(talk, versions, publication, app, len(package))
+        resumed = self._resume(talk, versions, publication, app, package.size)
         if isinstance(resumed, Publication):
             return resumed
         version, failures = resumed
@@ -560,9 +780,7 @@ class IntuneGraph(Intune):
         )
         if not patched.ok:
             return talk.failed(step, patched)
-        return self._assign(
-            talk, app.id, patched, step, already=False, superseded=found.superseded, newer=found.newer
-        )
+        return self._assign(talk, app.id, patched, step, already=False, superseded=found.superseded, newer=found.newer)
 
     # -- steps ----------------------------------------------------------------------------------------
     # Each returns what it found or made, or the Publication of the call that failed.
@@ -680,15 +898,18 @@ class IntuneGraph(Intune):
         return None, failures
 
     def _upload(
-        self, talk: _Conversation, versions: str, publication: IntunePublication, package: bytes, failures: int
+        self, talk: _Conversation, versions: str, publication: IntunePublication, package: PackageFile, failures: int
     ) -> str | Publication:
-        """Create a content version, upload the encrypted package into it and commit it; its id."""
+        """Create a content version, upload the encrypted package into it and commit it; its id.
+
+        The package file is encrypted in place (so this runs at most once per package file).
+        """
         step = "create content version"
         created = talk.graph(step, "POST", versions, {})
         if not created.ok:
             return talk.failed(step, created)
         version = _graph_id(_object(created, "content version").get("id"), "content version")
-        content = encrypt_content(package)
+        content = encrypt_file(package.path)
         step = "create content file"
         made = talk.graph(
             step,
@@ -711,8 +932,7 @@ class IntuneGraph(Intune):
         )
         if isinstance(ready, Publication):
             return ready
-        sas = self._sas_url(talk, ready)
-        uploaded = self._put_blocks(talk, sas, content.data)
+        uploaded = self._put_blocks(talk, file_path, self._sas_url(talk, ready), content, failures)
         if uploaded is not None:
             return uploaded
         step = "commit content file"
@@ -730,14 +950,16 @@ class IntuneGraph(Intune):
         return version
 
     def _wait(
-        self, talk: _Conversation, step: str, file_path: str, *, want: str, failures: int
+        self, talk: _Conversation, step: str, file_path: str, *, want: str | tuple[str, ...], failures: int
     ) -> Exchange | Publication:
-        """Poll the content file until its ``uploadState`` is ``want`` (bounded by polls and the deadline).
+        """Poll the content file until its ``uploadState`` is ``want`` (one of them, when a tuple;
+        bounded by polls and the deadline).
 
         A terminal state ends the attempt at once (retryable: a fresh content version next time);
         ``commitFileFailed`` is retryable while this delivery has had at most
         :data:`MAX_COMMIT_RETRIES` failed commits (``failures`` earlier ones plus this one).
         """
+        wanted = (want,) if isinstance(want, str) else want
         state: object = None
         answer: Exchange | None = None
         for _poll in range(MAX_POLLS):
@@ -749,7 +971,7 @@ class IntuneGraph(Intune):
             if isinstance(uri, str):
                 _register_sas(talk.dest, uri)
             state = data.get("uploadState")
-            if state == want:
+            if state in wanted:
                 return answer
             if state == COMMIT_FAILED:
                 count = failures + 1
@@ -762,14 +984,14 @@ class IntuneGraph(Intune):
                 return talk.failed(
                     step,
                     answer,
-                    error=f"expected uploadState {want}, found {state} ({why})",
+                    error=f"expected uploadState {wanted[0]}, found {state} ({why})",
                     outcome=Outcome.REJECTED if final else Outcome.RETRY,
                 )
             if state in TERMINAL_STATES:
                 return talk.failed(
                     step,
                     answer,
-                    error=f"expected uploadState {want}, found {state} (a fresh content version next attempt)",
+                    error=f"expected uploadState {wanted[0]}, found {state} (a fresh content version next attempt)",
                     outcome=Outcome.RETRY,
                 )
             SLEEP(min(POLL_INTERVAL_SECONDS, talk.left() / 2))
@@ -777,7 +999,7 @@ class IntuneGraph(Intune):
         return talk.failed(
             step,
             answer,
-            error=f"expected uploadState {want} within {MAX_POLLS} polls, found {str(state)[:60]}",
+            error=f"expected uploadState {wanted[0]} within {MAX_POLLS} polls, found {str(state)[:60]}",
             outcome=Outcome.RETRY,
         )
 
@@ -788,29 +1010,55 @@ class IntuneGraph(Intune):
             raise RefusedAnswer("expected azureStorageUri with uploadState azureStorageUriRequestSuccess, found none")
         return check_upload_url(uri, talk.base)
 
-    @staticmethod
-    def _put_blocks(talk: _Conversation, sas: str, data: bytes) -> Publication | None:
-        """Azure Blob ``Put Block`` per chunk, then ``Put Block List``; None when all succeeded."""
-        joiner = "&" if urlsplit(sas).query else "?"
+    def _put_blocks(
+        self, talk: _Conversation, file_path: str, sas: str, content: EncryptedPackage, failures: int
+    ) -> Publication | None:
+        """Azure Blob ``Put Block`` per block read from the encrypted file, then ``Put Block List``;
+        None when all succeeded. The upload URL is renewed when it gets old or Azure refuses it as
+        expired (see the module docstring)."""
+        upload = _Upload(sas, MONOTONIC())
         ids: list[str] = []
-        for index, start in enumerate(range(0, len(data), BLOCK_BYTES)):
+        for index, data in enumerate(content.blocks(BLOCK_BYTES)):
             ident = block_id(index)
             step = f"upload block {index}"
-            answer = talk.blob(
-                step,
-                f"{sas}{joiner}comp=block&blockid={quote(ident, safe='')}",
-                data[start : start + BLOCK_BYTES],
-                {"content-type": "application/octet-stream"},
-            )
+            if index and MONOTONIC() - upload.granted >= RENEW_AFTER_SECONDS:
+                renewed = self._renew(talk, file_path, upload, failures)
+                if renewed is not None:
+                    return renewed
+            answer = talk.blob(step, upload.url(f"comp=block&blockid={quote(ident, safe='')}"), data, _OCTETS)
+            if _expired(answer) and upload.renewals < MAX_RENEWALS:
+                renewed = self._renew(talk, file_path, upload, failures)
+                if renewed is not None:
+                    return renewed
+                answer = talk.blob(step, upload.url(f"comp=block&blockid={quote(ident, safe='')}"), data, _OCTETS)
             if not answer.ok:
                 return talk.failed(step, answer)
             ids.append(ident)
         step = "commit block list"
-        answer = talk.blob(
-            step, f"{sas}{joiner}comp=blocklist", block_list_xml(ids), {"content-type": "application/xml"}
-        )
+        body = block_list_xml(ids)
+        answer = talk.blob(step, upload.url("comp=blocklist"), body, _XML)
+        if _expired(answer) and upload.renewals < MAX_RENEWALS:
+            renewed = self._renew(talk, file_path, upload, failures)
+            if renewed is not None:
+                return renewed
+            answer = talk.blob(step, upload.url("comp=blocklist"), body, _XML)
         if not answer.ok:
             return talk.failed(step, answer)
+        return None
+
+    def _renew(self, talk: _Conversation, file_path: str, upload: _Upload, failures: int) -> Publication | None:
+        """Ask Graph to renew the upload URL and wait for it (``upload`` then holds the new one);
+        None when renewed."""
+        step = "renew upload URI"
+        asked = talk.graph(step, "POST", f"{file_path}/renewUpload", {})
+        if not asked.ok:
+            return talk.failed(step, asked)
+        ready = self._wait(talk, "wait for upload URI renewal", file_path, want=RENEWED_STATES, failures=failures)
+        if isinstance(ready, Publication):
+            return ready
+        upload.sas = self._sas_url(talk, ready)
+        upload.granted = MONOTONIC()
+        upload.renewals += 1
         return None
 
     def _assign(

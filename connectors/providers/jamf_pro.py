@@ -66,6 +66,14 @@ Why it is shaped this way:
 - The installer is read from the destination's ``artifact_root`` and checked against the event's
   size and SHA-256 before anything is created in Jamf; a mismatch, a missing file or a path that
   leaves the root (absolute, ``..``, a symlink anywhere on the path) is a final failure.
+- Installers are streamed, never held in memory: a first pass over the open file checks its
+  SHA-256, computes the SHA-512 Jamf records and picks the multipart boundary (and the body's
+  digest for evidence); the upload then streams ``head || file || tail`` with a declared
+  ``Content-Length`` from a second pass over the same open file, which checks the SHA-256 again
+  and abandons the request before its last chunk if the file changed in between (the package
+  record then has no hash, so the next attempt uploads again). Memory stays at a few chunks of
+  :data:`connectors.artifacts.CHUNK_BYTES` whatever the installer's size. The upload is one
+  call, so it must fit the destination's ``timeout_seconds``.
 - Large answers: searches are paged (``page``/``page-size`` until ``totalCount``) and the policy is
   read as the ``General&Scripts`` subset only. An answer cut at the conversation read cap
   (:attr:`Exchange.truncated`) is a final, named failure, never read.
@@ -79,6 +87,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import itertools
 import re
 import xml.etree.ElementTree as ET  # answers are parsed only by _parse_xml, which refuses DTDs
 from collections.abc import Mapping
@@ -89,7 +98,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-from connectors.artifacts import ArtifactError, read_artifact
+from connectors.artifacts import ArtifactError, ArtifactReader, open_artifact
 from connectors.interface import (
     CONVERSATION_CAP_BYTES,
     JSON,
@@ -97,6 +106,7 @@ from connectors.interface import (
     Exchange,
     PreparedRequest,
     Publication,
+    StreamedBody,
     TimeLeft,
     dumps_body,
     exchange,
@@ -138,6 +148,7 @@ _FORBIDDEN_XML = re.compile(r"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 _TAG_NAME = re.compile(r"(/?)([A-Za-z][A-Za-z0-9]*)")
 _HIDDEN_HTML = frozenset({"head", "style", "script"})
 _JAMF_ID = re.compile(r"^[0-9]{1,18}$")
+_X_RUN = re.compile(rb"x*")
 
 
 class RefusedAnswer(Exception):
@@ -302,21 +313,143 @@ def script_body(publication: JamfPublication) -> dict[str, Any]:
     }
 
 
-def multipart_file(file_name: str, content: bytes) -> tuple[bytes, str]:
-    """A ``multipart/form-data`` body with one ``file`` part, and its content type.
+def multipart_boundary(sha256: str) -> str:
+    """The boundary's first form: derived from the content's SHA-256 (stable bodies for evidence
+    hashes and tests); lengthened with ``x`` while it occurs in the content."""
+    return "ringward-" + sha256[:32]
 
-    The boundary is derived from the content (stable bodies for evidence hashes and tests) and
-    lengthened until it does not occur in the content.
-    """
-    boundary = "ringward-" + hashlib.sha256(content).hexdigest()[:32]
-    while boundary.encode("ascii") in content:
-        boundary += "x"
-    head = (
+
+def multipart_head(file_name: str, boundary: str) -> bytes:
+    """What comes before the file's bytes in the one-part ``multipart/form-data`` body."""
+    return (
         f"--{boundary}\r\n"
         f'Content-Disposition: form-data; name="file"; filename="{file_name}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
     ).encode("ascii")
-    return head + content + f"\r\n--{boundary}--\r\n".encode("ascii"), f"multipart/form-data; boundary={boundary}"
+
+
+def multipart_tail(boundary: str) -> bytes:
+    """What comes after the file's bytes (the closing delimiter)."""
+    return f"\r\n--{boundary}--\r\n".encode("ascii")
+
+
+def multipart_file(file_name: str, content: bytes) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body with one ``file`` part, and its content type (in memory: the
+    reference form of what :func:`prepare_upload` streams).
+
+    The boundary is derived from the content (stable bodies for evidence hashes and tests) and
+    lengthened until it does not occur in the content.
+    """
+    boundary = multipart_boundary(hashlib.sha256(content).hexdigest())
+    while boundary.encode("ascii") in content:
+        boundary += "x"
+    body = multipart_head(file_name, boundary) + content + multipart_tail(boundary)
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+class BoundaryScan:
+    """Finds, over a stream of chunks, how many ``x`` the boundary needs so it occurs nowhere in the
+    content: the shortest ``base + "x" * k`` that is not in it (what :func:`multipart_file` finds by
+    searching the whole content).
+
+    ``base + "x" * k`` occurs iff some occurrence of ``base`` is followed by at least ``k`` ``x``,
+    so it is enough to find every occurrence of ``base`` (one may span two chunks) and the run of
+    ``x`` after it (a run may continue into later chunks). ``base`` contains no ``x``.
+    """
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self._needle = base.encode("ascii")
+        assert b"x" not in self._needle
+        self._tail = b""
+        #: the longest run of x after an occurrence so far (-1: no occurrence)
+        self._longest = -1
+        #: the run of x after an occurrence that reached the end of the data so far (still growing)
+        self._open_run: int | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        if self._open_run is not None:
+            run = _x_run(chunk, 0)
+            self._open_run += run
+            if run == len(chunk):
+                self._tail = (self._tail + chunk)[-(len(self._needle) - 1) :]
+                return
+            self._longest = max(self._longest, self._open_run)
+            self._open_run = None
+        data = self._tail + chunk
+        start = 0
+        while True:
+            found = data.find(self._needle, start)
+            if found < 0:
+                break
+            end = found + len(self._needle)
+            run = _x_run(data, end)
+            if end + run == len(data):
+                self._open_run = run
+            else:
+                self._longest = max(self._longest, run)
+            start = found + 1
+        self._tail = data[-(len(self._needle) - 1) :]
+
+    @property
+    def boundary(self) -> str:
+        """The boundary for the content fed so far."""
+        longest = max(self._longest, -1 if self._open_run is None else self._open_run)
+        return self.base + "x" * (longest + 1)
+
+
+def _x_run(data: bytes, start: int) -> int:
+    """How many ``x`` bytes follow ``start`` in ``data``."""
+    match = _X_RUN.match(data, start)
+    assert match is not None  # x* always matches
+    return match.end() - start
+
+
+@dataclass(frozen=True)
+class PackageUpload:
+    """A verified installer ready to upload: Jamf's hash of it and the streamed multipart body."""
+
+    sha512: str
+    body: StreamedBody
+    content_type: str
+
+
+def prepare_upload(reader: ArtifactReader, file_name: str) -> PackageUpload:
+    """One pass over the installer: its SHA-256 checked against the event, its SHA-512 (Jamf's
+    package hash), the multipart boundary and the digest of the whole body (evidence).
+
+    The body then streams ``head || file || tail`` from a second pass over the same open file
+    (checked again: a file changed since this pass abandons the upload before its last chunk), so
+    it is byte for byte :func:`multipart_file` of the same content without ever being in memory.
+
+    Raises:
+        ArtifactError: the file is not the bytes the event names.
+    """
+    base = multipart_boundary(reader.item.sha256)
+    scan = BoundaryScan(base)
+    sha512 = hashlib.sha512()
+    body_digest = hashlib.sha256(multipart_head(file_name, base))
+    for chunk in reader.chunks():
+        sha512.update(chunk)
+        scan.feed(chunk)
+        body_digest.update(chunk)
+    boundary = scan.boundary
+    head, tail = multipart_head(file_name, boundary), multipart_tail(boundary)
+    if boundary == base:
+        body_digest.update(tail)
+    else:  # the content holds the first boundary (only a crafted file can): hash the body again
+        body_digest = hashlib.sha256(head)
+        for chunk in reader.chunks():
+            body_digest.update(chunk)
+        body_digest.update(tail)
+
+    def chunks() -> itertools.chain[bytes]:
+        return itertools.chain((head,), reader.chunks(), (tail,))
+
+    body = StreamedBody(chunks=chunks, length=len(head) + reader.size + len(tail), sha256=body_digest.hexdigest())
+    return PackageUpload(sha512.hexdigest(), body, f"multipart/form-data; boundary={boundary}")
 
 
 def later_releases(publication: JamfPublication, script_names: tuple[str, ...]) -> list[str]:
@@ -411,7 +544,7 @@ class _Conversation:
         method: str,
         path: str,
         *,
-        body: bytes = b"",
+        body: bytes | StreamedBody = b"",
         content_type: str | None = None,
         accept: str = JSON,
     ) -> Exchange:
@@ -421,7 +554,11 @@ class _Conversation:
         if content_type is not None:
             headers["content-type"] = content_type
         headers.update(self.auth)
-        request = PreparedRequest(method=method, url=self.base + path, headers=headers, content=body)
+        url = self.base + path
+        if isinstance(body, StreamedBody):
+            request = PreparedRequest(method=method, url=url, headers=headers, content=b"", stream=body)
+        else:
+            request = PreparedRequest(method=method, url=url, headers=headers, content=body)
         answer = exchange(self.client, request, self.left)
         self.calls.append((step, method, redact_url(request.url), answer.status_code))
         self.last = (step, answer)
@@ -560,11 +697,18 @@ class JamfPro(_FleetProvider):
                 f"destination {dest.name}: artifact_root is required to upload {publication.package.artifact}",
             )
         try:
-            content = read_artifact(root, publication.package)
+            with open_artifact(root, publication.package) as reader:
+                try:
+                    upload = prepare_upload(reader, publication.package.file_name)
+                except ArtifactError as exc:
+                    return talk.not_sent("verify artifact", str(exc))
+                return self._converse(talk, publication, upload)
         except ArtifactError as exc:
             return talk.not_sent("verify artifact", str(exc))
+
+    def _converse(self, talk: _Conversation, publication: JamfPublication, upload: PackageUpload) -> Publication:
         try:
-            package = self._package(talk, publication, content)
+            package = self._package(talk, publication, upload)
             if isinstance(package, Publication):
                 return package
             script = self._script(talk, publication)
@@ -590,9 +734,9 @@ class JamfPro(_FleetProvider):
     # -- steps ----------------------------------------------------------------------------------------
     # Each returns the record id, or the Publication of the call that failed.
 
-    def _package(self, talk: _Conversation, publication: JamfPublication, content: bytes) -> str | Publication:
+    def _package(self, talk: _Conversation, publication: JamfPublication, upload: PackageUpload) -> str | Publication:
         name = publication.package.file_name
-        sha512 = hashlib.sha512(content).hexdigest()
+        sha512 = upload.sha512
         body = dumps_body(package_body(publication, sha512=None))
         outcome = talk.find_or_create("packages", "packageName", name, body)
         if isinstance(outcome, Publication):
@@ -611,10 +755,25 @@ class JamfPro(_FleetProvider):
                     f"this release's {sha512[:16]}…); refusing to replace a published installer"
                 )
         assert package_id is not None
-        multipart, content_type = multipart_file(name, content)
-        uploaded = talk.send(
-            "upload package", "POST", f"/api/v1/packages/{package_id}/upload", body=multipart, content_type=content_type
-        )
+        try:
+            uploaded = talk.send(
+                "upload package",
+                "POST",
+                f"/api/v1/packages/{package_id}/upload",
+                body=upload.body,
+                content_type=upload.content_type,
+            )
+        except ArtifactError as exc:
+            # changed on disk since the first pass: the body was cut before its last chunk, so Jamf
+            # never received a whole (wrong) file; the record keeps no hash and is uploaded again
+            talk.calls.append(
+                ("upload package", "POST", redact_url(f"{talk.base}/api/v1/packages/{package_id}/upload"), 0)
+            )
+            return Publication.not_sent(
+                "upload package",
+                talk.dest.scrubber.scrub(f"{exc} (the file changed while it was uploaded; upload abandoned)"),
+                calls=tuple(talk.calls),
+            )
         if not uploaded.ok:
             return talk.failed("upload package", uploaded)
         recorded = talk.send(

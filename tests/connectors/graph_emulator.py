@@ -16,6 +16,15 @@ filter, ``$select`` (a property of a derived type is refused without its cast, a
 ``$top``; ``Put Block`` ids must be base64 and of one length per blob (``x-ms-blob-type`` is not
 required: it belongs to ``Put Blob``).
 
+Large uploads never sit in memory: a ``Put Block`` body longer than :attr:`GraphEmulator.spill_bytes` is written to
+a file in the emulator's own temporary directory as it is read (recorded with its length and an empty
+``body``), blocks and committed blobs stay files, and a commit is verified by streaming over the file
+(:func:`verify_intunewin_file`), so the emulator can judge a multi-hundred-MiB upload in a few MiB.
+
+The upload URL can be made to expire (:attr:`GraphEmulator.expire_sas_after_blocks`): Azure then
+answers 403 ``AuthenticationFailed`` until the client renews it (``POST {file}/renewUpload``, state
+``azureStorageUriRenewalPending`` -> ``azureStorageUriRenewalSuccess``, with a new signature).
+
 Every request is recorded (method, path, query, headers, body, step). Faults are scripted per step
 (:meth:`GraphEmulator.fail`): any status with headers and body, a delay before answering (timeouts),
 and optionally "done but slow to answer" (the request is handled at once, then the answer is held
@@ -29,12 +38,15 @@ import binascii
 import hashlib
 import json
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -57,7 +69,7 @@ _FILES = re.compile(
 )
 _FILE = re.compile(
     r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/microsoft\.graph\.win32LobApp/contentVersions/([^/]+)"
-    r"/files/([^/]+)(/commit)?$"
+    r"/files/([^/]+)(/commit|/renewUpload)?$"
 )
 _ASSIGN = re.compile(r"^/v1\.0/deviceAppManagement/mobileApps/([^/]+)/(assign|assignments)$")
 _BLOB = re.compile(r"^/blob/([^/]+)$")
@@ -84,8 +96,100 @@ MOBILE_APP_PROPERTIES = frozenset(
 )
 
 
+#: bytes read from a spilled body or blob at a time
+_CHUNK = 1024 * 1024
+
+
 class IntunewinError(Exception):
     """The emulator's verdict on a committed upload that Intune would refuse."""
+
+
+def _info_fields(info: Mapping[str, Any]) -> tuple[bytes, bytes, bytes, bytes, bytes]:
+    """key, macKey, IV, mac, fileDigest of a ``fileEncryptionInfo``, checked for shape."""
+
+    def field_(name: str, length: int) -> bytes:
+        try:
+            value = base64.b64decode(str(info[name]), validate=True)
+        except (KeyError, binascii.Error) as exc:
+            raise IntunewinError(f"fileEncryptionInfo.{name}: missing or not base64") from exc
+        if len(value) != length:
+            raise IntunewinError(f"fileEncryptionInfo.{name}: expected {length} bytes, found {len(value)}")
+        return value
+
+    fields = (
+        field_("encryptionKey", 32),
+        field_("macKey", 32),
+        field_("initializationVector", 16),
+        field_("mac", 32),
+        field_("fileDigest", 32),
+    )
+    if info.get("profileIdentifier") != "ProfileVersion1" or info.get("fileDigestAlgorithm") != "SHA256":
+        raise IntunewinError("expected profile ProfileVersion1 with SHA256")
+    return fields
+
+
+def verify_intunewin_file(
+    path: Path, info: Mapping[str, Any], *, size: int, size_encrypted: int, plain_to: Path | None = None
+) -> str:
+    """:func:`verify_intunewin` for an upload on disk, streamed (a few MiB whatever its size): the
+    SHA-256 of the plain zip, written to ``plain_to`` when given. The same checks, in the same order.
+    """
+    key, mac_key, iv, mac, digest = _info_fields(info)
+    total = path.stat().st_size
+    if total != size_encrypted:
+        raise IntunewinError(f"expected sizeEncrypted {size_encrypted}, found {total} bytes")
+    if total < 32 + 16 + 16 or (total - 48) % 16:
+        raise IntunewinError(f"expected HMAC + IV + whole AES blocks, found {total} bytes")
+    with path.open("rb") as source:
+        head_mac, head_iv = source.read(32), source.read(16)
+        signer = crypto_hmac.HMAC(mac_key, hashes.SHA256())
+        signer.update(head_iv)
+        while chunk := source.read(_CHUNK):
+            signer.update(chunk)
+        try:
+            signer.verify(head_mac)
+        except InvalidSignature as exc:
+            raise IntunewinError("HMAC-SHA256(macKey, IV || ciphertext) is not the first 32 bytes") from exc
+        if head_mac != mac:
+            raise IntunewinError("the first 32 bytes are not fileEncryptionInfo.mac")
+        if head_iv != iv:
+            raise IntunewinError("bytes 32..48 are not fileEncryptionInfo.initializationVector")
+        source.seek(48)
+        decryptor = Cipher(algorithms.AES256(key), modes.CBC(iv)).decryptor()
+        found = hashlib.sha256()
+        plain_size = 0
+        held = b""  # the last block, which carries the padding, is held back until the end
+        with plain_to.open("wb") if plain_to is not None else _Discard() as sink:
+            while chunk := source.read(_CHUNK):
+                data = held + decryptor.update(chunk)
+                ready, held = data[:-16], data[-16:]
+                found.update(ready)
+                sink.write(ready)
+                plain_size += len(ready)
+            held += decryptor.finalize()
+            pad = held[-1]
+            if not 1 <= pad <= 16 or held[-pad:] != bytes([pad]) * pad:
+                raise IntunewinError("invalid PKCS7 padding")
+            last = held[:-pad]
+            found.update(last)
+            sink.write(last)
+            plain_size += len(last)
+    if found.digest() != digest:
+        raise IntunewinError("fileDigest is not the SHA-256 of the decrypted package")
+    if plain_size != size:
+        raise IntunewinError(f"expected size {size}, found {plain_size} decrypted bytes")
+    return found.hexdigest()
+
+
+class _Discard:
+    def __enter__(self) -> _Discard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, data: bytes) -> int:
+        return len(data)
 
 
 def verify_intunewin(data: bytes, info: Mapping[str, Any], *, size: int, size_encrypted: int) -> bytes:
@@ -165,8 +269,11 @@ class Seen:
     path: str
     query: str
     headers: dict[str, str]
+    #: the body (empty when it was longer than ``spill_bytes`` and went to a file)
     body: bytes
     status: int
+    #: the body's real length
+    length: int = -1
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -183,13 +290,22 @@ class ContentFileState:
     polls_left: int = 1
     encryption_info: dict[str, Any] | None = None
     commit_error: str | None = None
+    renewals: int = 0
+    #: the decrypted package of a committed blob on disk (kept by the judge)
+    plain: Path | None = None
 
 
 @dataclass
 class BlobState:
-    blocks: dict[str, bytes] = field(default_factory=dict)
-    committed: bytes | None = None
+    #: block id -> its bytes, or the file holding them (large blocks)
+    blocks: dict[str, bytes | Path] = field(default_factory=dict)
+    #: the committed blob: bytes, or a file (large blobs)
+    committed: bytes | Path | None = None
     block_puts: int = 0
+    #: the signature the blob accepts now (renewals change it)
+    sig: str = SAS_SIG
+    #: blocks accepted under the current signature
+    puts_since_renewal: int = 0
 
 
 class GraphEmulator:
@@ -207,6 +323,12 @@ class GraphEmulator:
         self.page_size = page_size
         #: pending answers after a commit (None: ``pending_polls``)
         self.commit_pending_polls: int | None = None
+        #: bodies longer than this go to a file as they are read (never held in memory)
+        self.spill_bytes = 1024 * 1024
+        #: the upload URL expires after this many blocks under one signature (None: never)
+        self.expire_sas_after_blocks: int | None = None
+        self._spill_dir = Path(tempfile.mkdtemp(prefix="graph-emulator-"))
+        self._spilled = 0
         self.client_id = client_id
         self.client_secret = client_secret
         self.pending_polls = pending_polls
@@ -253,6 +375,29 @@ class GraphEmulator:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    def spill_path(self) -> Path:
+        """A new file name in the emulator's temporary directory."""
+        with self._lock:
+            self._spilled += 1
+            n = self._spilled
+        return self._spill_dir / f"spill-{n:05d}"
+
+    def _read_body(self, handler: BaseHTTPRequestHandler, *, spill: bool) -> bytes | Path:
+        length = int(handler.headers.get("content-length") or 0)
+        if not spill or length <= self.spill_bytes:
+            return handler.rfile.read(length) if length else b""
+        path = self.spill_path()
+        with path.open("wb") as target:
+            left = length
+            while left:
+                chunk = handler.rfile.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                target.write(chunk)
+                left -= len(chunk)
+        return path
 
     @property
     def origin(self) -> str:
@@ -311,12 +456,15 @@ class GraphEmulator:
         return f"{prefix}{n:04d}"
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        length = int(handler.headers.get("content-length") or 0)
-        body = handler.rfile.read(length) if length else b""
         parts = urlsplit(handler.path)
         method, path, query = handler.command, parts.path, parts.query
         headers = {k.lower(): v for k, v in handler.headers.items()}
         step = self._step(method, path, query)
+        body = self._read_body(handler, spill=step == "block")  # only blocks carry content
+        length = body.stat().st_size if isinstance(body, Path) else len(body)
+        if length < int(handler.headers.get("content-length") or 0):
+            handler.close_connection = True  # the client dropped the connection mid-body: nothing is handled
+            return
         fault: Fault | None = None
         with self._lock:
             if self.faults[step]:
@@ -334,8 +482,9 @@ class GraphEmulator:
                 status, value = 500, {"error": {"code": "EmulatorError", "message": repr(exc)}}
             answer = b"" if value is None else json.dumps(value).encode()
             extra = (("content-type", "application/json"),) if value is not None else ()
+        recorded = b"" if isinstance(body, Path) else body
         with self._lock:
-            self.requests.append(Seen(step, method, path, query, headers, body, status))
+            self.requests.append(Seen(step, method, path, query, headers, recorded, status, length))
         if fault is not None and fault.handle_first:
             time.sleep(fault.delay)
         try:
@@ -365,18 +514,22 @@ class GraphEmulator:
             return {"GET": "version files", "POST": "create file"}.get(method, "files")
         match = _FILE.match(path)
         if match:
-            return "commit" if match.group(4) else "get file"
+            return {"/commit": "commit", "/renewUpload": "renew"}.get(match.group(4) or "", "get file")
         match = _ASSIGN.match(path)
         if match:
             return "assign" if match.group(2) == "assign" else "assignments"
         return "unknown"
 
     def _handle(
-        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes | Path
     ) -> tuple[int, Any]:
+        if step == "block":
+            return self._blob(step, path, query, headers, body)
+        if isinstance(body, Path):
+            return 413, {"error": {"code": "RequestEntityTooLarge", "message": f"{step}: body too large"}}
         if step == "token":
             return self._token(body)
-        if step in ("block", "blocklist", "blob"):
+        if step in ("blocklist", "blob"):
             return self._blob(step, path, query, headers, body)
         if headers.get("authorization") != f"Bearer {TOKEN}":
             return 401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}}
@@ -438,6 +591,12 @@ class GraphEmulator:
             if not found:
                 return 404, {"error": {"code": "ResourceNotFound", "message": "no such file"}}
             state = found[0]
+            if step == "renew":
+                if state.upload_state not in ("azureStorageUriRequestSuccess", "azureStorageUriRenewalSuccess"):
+                    return 400, {"error": {"code": "BadRequest", "message": f"cannot renew in {state.upload_state}"}}
+                state.upload_state = "azureStorageUriRenewalPending"
+                state.polls_left = self.pending_polls
+                return 204, None
             if step == "commit":
                 state.encryption_info = json.loads(body)["fileEncryptionInfo"]
                 state.upload_state = "commitFilePending"
@@ -519,11 +678,19 @@ class GraphEmulator:
         return 200, doc
 
     def _advance(self, state: ContentFileState) -> None:
-        if state.upload_state in ("azureStorageUriRequestPending", "commitFilePending") and state.polls_left > 0:
+        pending = ("azureStorageUriRequestPending", "azureStorageUriRenewalPending", "commitFilePending")
+        if state.upload_state in pending and state.polls_left > 0:
             state.polls_left -= 1
             return
         if state.upload_state == "azureStorageUriRequestPending":
             state.upload_state = "azureStorageUriRequestSuccess"
+        elif state.upload_state == "azureStorageUriRenewalPending":
+            # a renewed URL: a new signature, the old one no longer accepted
+            state.renewals += 1
+            blob = self.blobs[state.blob]
+            blob.sig = f"{SAS_SIG}r{state.renewals}"
+            blob.puts_since_renewal = 0
+            state.upload_state = "azureStorageUriRenewalSuccess"
         elif state.upload_state == "commitFilePending":
             state.upload_state = self._judge_commit(state)
 
@@ -532,8 +699,14 @@ class GraphEmulator:
         if blob is None or state.encryption_info is None:
             state.commit_error = "no committed blob"
             return "commitFileFailed"
+        sizes = {"size": state.size, "size_encrypted": state.size_encrypted}
         try:
-            verify_intunewin(blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted)
+            if isinstance(blob, Path):
+                plain = self.spill_path()
+                verify_intunewin_file(blob, state.encryption_info, **sizes, plain_to=plain)
+                state.plain = plain
+            else:
+                verify_intunewin(blob, state.encryption_info, **sizes)
         except IntunewinError as exc:
             state.commit_error = str(exc)
             return "commitFileFailed"
@@ -551,7 +724,8 @@ class GraphEmulator:
             "azureStorageUri": None,
         }
         if state.upload_state != "azureStorageUriRequestPending":
-            doc["azureStorageUri"] = f"{self.origin}/blob/{state.blob}?sv=2024-08-04&sr=b&sp=rcw&sig={SAS_SIG}"
+            sig = self.blobs[state.blob].sig
+            doc["azureStorageUri"] = f"{self.origin}/blob/{state.blob}?sv=2024-08-04&sr=b&sp=rcw&sig={sig}"
         return doc
 
     def decrypted(self, app_id: str, version: str) -> bytes:
@@ -559,15 +733,46 @@ class GraphEmulator:
         (state,) = [f for f in self.files[(app_id, version)] if f.upload_state == "commitFileSuccess"]
         blob = self.blobs[state.blob].committed
         assert blob is not None and state.encryption_info is not None
+        if isinstance(blob, Path):
+            target = self.spill_path()
+            self.decrypted_to(app_id, version, target)
+            return target.read_bytes()
         return verify_intunewin(blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted)
 
-    def _blob(self, step: str, path: str, query: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+    def package_file(self, app_id: str, version: str) -> Path:
+        """The plain package committed into ``version`` of ``app_id``, as a file (for a blob on disk:
+        the one the judge decrypted at commit; otherwise decrypted now)."""
+        (state,) = [f for f in self.files[(app_id, version)] if f.upload_state == "commitFileSuccess"]
+        if state.plain is not None:
+            return state.plain
+        target = self.spill_path()
+        self.decrypted_to(app_id, version, target)
+        return target
+
+    def decrypted_to(self, app_id: str, version: str, target: Path) -> str:
+        """Write the plain package committed into ``version`` of ``app_id`` to ``target`` (streamed,
+        whatever its size); its SHA-256."""
+        (state,) = [f for f in self.files[(app_id, version)] if f.upload_state == "commitFileSuccess"]
+        blob = self.blobs[state.blob].committed
+        assert blob is not None and state.encryption_info is not None
+        if not isinstance(blob, Path):
+            plain = verify_intunewin(blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted)
+            target.write_bytes(plain)
+            return hashlib.sha256(plain).hexdigest()
+        return verify_intunewin_file(
+            blob, state.encryption_info, size=state.size, size_encrypted=state.size_encrypted, plain_to=target
+        )
+
+    def _blob(self, step: str, path: str, query: str, headers: dict[str, str], body: bytes | Path) -> tuple[int, Any]:
         params = parse_qs(query)
-        if params.get("sig", [""])[0] != SAS_SIG:
-            return 403, {"error": "AuthenticationFailed"}
         match = _BLOB.match(path)
         assert match is not None
         blob = self.blobs[match.group(1)]
+        if params.get("sig", [""])[0] != blob.sig:
+            return 403, {"error": "AuthenticationFailed", "message": "Signature did not match"}
+        limit = self.expire_sas_after_blocks
+        if limit is not None and blob.puts_since_renewal >= limit:
+            return 403, {"error": "AuthenticationFailed", "message": "Signed expiry time has passed"}
         if step == "block":
             block = params.get("blockid", [""])[0]
             try:
@@ -578,12 +783,27 @@ class GraphEmulator:
                 return 400, {"error": f"InvalidQueryParameterValue blockid {block!r}: base64, one length per blob"}
             blob.blocks[block] = body
             blob.block_puts += 1
+            blob.puts_since_renewal += 1
             return 201, None
         if step == "blocklist":
+            assert isinstance(body, bytes)
             ids = re.findall(r"<Latest>([^<]+)</Latest>", body.decode())
             missing = [i for i in ids if i not in blob.blocks]
             if missing:
                 return 400, {"error": f"InvalidBlockList {missing}"}
-            blob.committed = b"".join(blob.blocks[i] for i in ids)
+            parts = [blob.blocks[i] for i in ids]
+            total = sum(p.stat().st_size if isinstance(p, Path) else len(p) for p in parts)
+            if total <= self.spill_bytes and all(isinstance(p, bytes) for p in parts):
+                blob.committed = b"".join(p for p in parts if isinstance(p, bytes))
+                return 201, None
+            committed = self.spill_path()
+            with committed.open("wb") as target:
+                for part in parts:
+                    if isinstance(part, bytes):
+                        target.write(part)
+                        continue
+                    with part.open("rb") as source:
+                        shutil.copyfileobj(source, target, _CHUNK)
+            blob.committed = committed
             return 201, None
         return 400, {"error": "unsupported blob operation"}

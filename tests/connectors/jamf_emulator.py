@@ -17,6 +17,12 @@ API / Classic API references):
   carries, a ``<scripts>`` or ``<package_configuration>`` list as a whole), answering
   ``<policy><id>N</id></policy>``.
 
+Large uploads never sit in memory: a package upload body longer than :attr:`JamfEmulator.spill_bytes` is written
+to a file in the emulator's temporary directory as it is read (recorded with its length and an empty
+``body``), and a spilled package upload is parsed by streaming over that file (one part, delimited
+exactly as RFC 7578 says, its content neither holding the delimiter nor cut short); the upload is
+kept as an :class:`UploadedFile` (name of the file holding the content, its size and SHA-256).
+
 Every request is recorded with the step it belongs to. Faults are injected per step: a status with
 headers and body, a delay (client timeout), and optionally "apply, then fail" (the change is made
 but the answer is lost).
@@ -25,8 +31,11 @@ but the answer is lost).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
+import shutil
+import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -35,6 +44,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -77,6 +87,8 @@ POLICY_SUBSETS = frozenset(
 _LIST_SECTIONS = frozenset({"scripts", "package_configuration", "printers", "dock_items"})
 #: largest page-size the Jamf Pro API accepts
 MAX_PAGE_SIZE = 2000
+#: bytes read from a spilled body at a time
+_CHUNK = 1024 * 1024
 
 
 def same_name(a: str, b: str) -> bool:
@@ -108,8 +120,20 @@ class JamfRequest:
     path: str
     query: str
     headers: dict[str, str]
+    #: the body (empty when it was longer than ``spill_bytes`` and went to a file)
     body: bytes
     status: int
+    #: the body's real length
+    length: int = -1
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A large uploaded package, kept on disk: where, how long, its SHA-256."""
+
+    path: Path
+    size: int
+    sha256: str
 
 
 @dataclass
@@ -123,7 +147,7 @@ class _Answer:
 @dataclass
 class JamfState:
     packages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    uploads: dict[str, list[tuple[str, bytes]]] = field(default_factory=lambda: defaultdict(list))
+    uploads: dict[str, list[tuple[str, bytes | UploadedFile]]] = field(default_factory=lambda: defaultdict(list))
     scripts: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: id -> the policy as an XML element (what Jamf would hold)
     policies: dict[str, ET.Element] = field(default_factory=dict)
@@ -167,6 +191,13 @@ class JamfEmulator:
         self._lock = threading.Lock()
         #: seconds every API call takes before it is handled (token calls excepted)
         self.latency = 0.0
+        #: bodies longer than this go to a file as they are read (never held in memory)
+        self.spill_bytes = 1024 * 1024
+        self._spill_dir = Path(tempfile.mkdtemp(prefix="jamf-emulator-"))
+        self._spilled = 0
+        self._spill_lock = threading.Lock()
+        #: requests whose body ended before its Content-Length (method, path, received, declared)
+        self.aborted: list[tuple[str, str, int, int]] = []
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -180,7 +211,16 @@ class JamfEmulator:
 
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                body = self.rfile.read(length) if length else b""
+                body: bytes | Path
+                if length > emulator.spill_bytes and self.command == "POST" and self.path.endswith("/upload"):
+                    body = emulator.spill(self.rfile, length)
+                else:
+                    body = self.rfile.read(length) if length else b""
+                received = body.stat().st_size if isinstance(body, Path) else len(body)
+                if received < length:  # the client dropped the connection mid-body: nothing is handled
+                    emulator.aborted.append((self.command, self.path, received, length))
+                    self.close_connection = True
+                    return
                 answer = emulator.handle(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                 if answer is None:  # a timeout fault: the client gave up; drop the connection
                     self.close_connection = True
@@ -210,6 +250,27 @@ class JamfEmulator:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        shutil.rmtree(self._spill_dir, ignore_errors=True)
+
+    def spill_path(self) -> Path:
+        """A new file name in the emulator's temporary directory."""
+        with self._spill_lock:  # not ``_lock``: an upload is parsed while ``_lock`` is held
+            self._spilled += 1
+            n = self._spilled
+        return self._spill_dir / f"spill-{n:05d}"
+
+    def spill(self, source: Any, length: int) -> Path:
+        """Copy ``length`` bytes of a request body to a new file, chunk by chunk."""
+        path = self.spill_path()
+        with path.open("wb") as target:
+            left = length
+            while left:
+                chunk = source.read(min(_CHUNK, left))
+                if not chunk:
+                    break
+                target.write(chunk)
+                left -= len(chunk)
+        return path
 
     @property
     def url(self) -> str:
@@ -228,7 +289,7 @@ class JamfEmulator:
 
     # -- dispatch ------------------------------------------------------------------------------------
 
-    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Answer | None:
+    def handle(self, method: str, target: str, headers: dict[str, str], body: bytes | Path) -> _Answer | None:
         parts = urlsplit(target)
         path, query = parts.path, parts.query
         step, action = self._route(method, path)
@@ -245,17 +306,23 @@ class JamfEmulator:
             answer = _Answer(fault.status, fault.body.encode(), fault.content_type, fault.headers)
         else:
             with self._lock:
-                answer = self._authorised(step, headers) or action(path, query, headers, body)
+                answer = self._authorised(step, headers)
+                if answer is None and isinstance(body, Path) and step != "upload package":
+                    answer = _error(413, "PAYLOAD_TOO_LARGE", f"{step}: body too large")
+                if answer is None:
+                    answer = action(path, query, headers, body)
             if fault is not None:
                 answer = _Answer(fault.status, fault.body.encode(), fault.content_type, fault.headers)
         self._record(step, method, path, query, headers, body, answer.status)
         return answer
 
     def _record(
-        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes, status: int
+        self, step: str, method: str, path: str, query: str, headers: dict[str, str], body: bytes | Path, status: int
     ) -> None:
+        length = body.stat().st_size if isinstance(body, Path) else len(body)
+        recorded = b"" if isinstance(body, Path) else body
         with self._lock:
-            self.requests.append(JamfRequest(step, method, path, query, headers, body, status))
+            self.requests.append(JamfRequest(step, method, path, query, headers, recorded, status, length))
 
     def _authorised(self, step: str, headers: dict[str, str]) -> _Answer | None:
         if step == "token" or headers.get("authorization") == f"Bearer {self.token}":
@@ -362,13 +429,21 @@ class JamfEmulator:
         self.state.packages[package_id] = {**record, "id": package_id}
         return _Answer(200, json.dumps(self.state.packages[package_id]).encode())
 
-    def _upload(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
+    def _upload(self, path: str, query: str, headers: dict[str, str], body: bytes | Path) -> _Answer:
         package_id = path.split("/")[-2]
         if package_id not in self.state.packages:
             return _error(404, "NOT_FOUND", "Package not found")
         content_type = headers.get("content-type", "")
         if not content_type.startswith("multipart/form-data; boundary="):
             return _error(415, "UNSUPPORTED_MEDIA_TYPE", f"expected multipart/form-data, got {content_type}")
+        if isinstance(body, Path):
+            spilled = self._spilled_upload(body, content_type)
+            if isinstance(spilled, _Answer):
+                return spilled
+            self.state.uploads[package_id].append(spilled)
+            return _Answer(
+                201, json.dumps({"id": package_id, "href": f"{self.url}/api/v1/packages/{package_id}"}).encode()
+            )
         message = BytesParser(policy=HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
         parts = [p for p in message.iter_parts() if p.get_param("name", header="content-disposition") == "file"]
         if len(parts) != 1:
@@ -378,6 +453,41 @@ class JamfEmulator:
         assert isinstance(payload, bytes)
         self.state.uploads[package_id].append((str(part.get_filename()), payload))
         return _Answer(201, json.dumps({"id": package_id, "href": f"{self.url}/api/v1/packages/{package_id}"}).encode())
+
+    def _spilled_upload(self, body: Path, content_type: str) -> tuple[str, UploadedFile] | _Answer:
+        """The one ``file`` part of a multipart body on disk, read by streaming (a few MiB at most)."""
+        boundary = content_type.split("boundary=", 1)[1].strip('"').encode("ascii")
+        opening, closing = b"--" + boundary + b"\r\n", b"\r\n--" + boundary + b"--\r\n"
+        inner = b"\r\n--" + boundary  # a delimiter inside the content would start another part
+        total = body.stat().st_size
+        with body.open("rb") as source:
+            head = source.read(64 * 1024)
+            end = head.find(b"\r\n\r\n")
+            if not head.startswith(opening) or end < 0:
+                return _error(400, "INVALID_FIELD", "malformed multipart body", "file")
+            part = BytesParser(policy=HTTP).parsebytes(head[len(opening) : end + 4])
+            if part.get_param("name", header="content-disposition") != "file":
+                return _error(400, "INVALID_FIELD", "exactly one file part is required", "file")
+            start, stop = end + 4, total - len(closing)
+            source.seek(stop)
+            if stop < start or source.read() != closing:
+                return _error(400, "INVALID_FIELD", "multipart body not closed by its boundary", "file")
+            source.seek(start)
+            target = self.spill_path()
+            digest = hashlib.sha256()
+            left, tail = stop - start, b""
+            with target.open("wb") as copy_:
+                while left:
+                    chunk = source.read(min(_CHUNK, left))
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+                    if inner in tail + chunk:
+                        return _error(400, "INVALID_FIELD", "exactly one file part is required", "file")
+                    tail = (tail + chunk)[-(len(inner) - 1) :]
+                    digest.update(chunk)
+                    copy_.write(chunk)
+        return str(part.get_filename()), UploadedFile(target, stop - start, digest.hexdigest())
 
     def _find_script(self, path: str, query: str, headers: dict[str, str], body: bytes) -> _Answer:
         return self._search(self.state.scripts, query)

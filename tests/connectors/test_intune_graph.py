@@ -6,6 +6,7 @@ checks before any upload, 4xx final vs 5xx retried, and no secret in stored evid
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import io
@@ -16,6 +17,7 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -519,14 +521,14 @@ def test_a_failed_upload_state_is_retried_and_a_failed_commit_is_final_after_two
     assert "found azureStorageUriRequestFailed" in (result.attempts[0].error or "")
 
     # a package the service cannot verify (here: a wrong digest) is a final failure
-    real = intune_graph.encrypt_content
+    real = intune_graph.encrypt_file
 
-    def wrong_digest(plain: bytes, **kwargs: Any) -> intune_graph.EncryptedContent:
-        content = real(plain, **kwargs)
+    def wrong_digest(path: str, **kwargs: Any) -> intune_graph.EncryptedPackage:
+        content = real(path, **kwargs)
         info = {**content.encryption_info, "fileDigest": base64.b64encode(b"\0" * 32).decode()}
-        return intune_graph.EncryptedContent(content.data, info, content.size)
+        return dataclasses.replace(content, encryption_info=info)
 
-    monkeypatch.setattr(intune_graph, "encrypt_content", wrong_digest)
+    monkeypatch.setattr(intune_graph, "encrypt_file", wrong_digest)
     event = publication_event(files, event_id="emp_second")
     second = only(run(destination(graph, tmp_path), [event], clock))
     # retried twice, each time with a fresh content version, then final
@@ -1075,3 +1077,137 @@ def test_release_order_uses_semver_precedence() -> None:
     # no comparable version on either side: the earlier behaviour (retire) stands
     assert current.supersedes(DISPLAY_NAME, f"Published by Ringward. {channel} ringward-event:emp_other")
     assert publication(None).supersedes(DISPLAY_NAME, notes("9.9.9"))
+
+
+# -- streamed content: private work directory, spilled uploads, upload URL renewal ----------------------------
+
+
+def test_the_package_is_built_in_a_private_work_directory_removed_after_every_delivery(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_artifacts(tmp_path / "export")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setattr(intune_graph, "WORK_DIR", str(work))
+    seen: list[tuple[int, int, list[str]]] = []
+    real = intune_graph.encrypt_file
+
+    def watched(path: str, **kwargs: Any) -> intune_graph.EncryptedPackage:
+        folder = os.path.dirname(path)
+        seen.append((os.stat(folder).st_mode & 0o777, os.stat(path).st_mode & 0o777, os.listdir(folder)))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(intune_graph, "encrypt_file", watched)
+    result = only(run(destination(graph, tmp_path / "export"), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED
+    assert seen == [(0o700, 0o600, ["package.zip"])]
+    assert os.listdir(work) == []  # removed once delivered
+
+    # ... and when the conversation fails after the package was made
+    graph.fail("create file", 400)
+    failed = only(run(destination(graph, tmp_path / "export"), [publication_event(files, event_id="emp_two")], clock))
+    assert failed.status is DeliveryStatus.REJECTED and len(seen) == 2 and os.listdir(work) == []
+
+    # ... and when an artifact is refused half-way through the package
+    (tmp_path / "export" / "rollback-cavra-runtime.ps1").write_bytes(b"changed")
+    refused = only(run(destination(graph, tmp_path / "export"), [publication_event(files, event_id="emp_3")], clock))
+    assert refused.status is DeliveryStatus.REJECTED and "verify artifact" in (refused.error or "")
+    assert len(seen) == 2 and os.listdir(work) == []
+
+
+def test_a_large_upload_spilled_to_disk_by_the_emulator_decrypts_to_the_same_package(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.spill_bytes = 1000  # every block, and the committed blob, go to the emulator's disk
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    (app_id,) = graph.apps
+    (state,) = graph.files[(app_id, "1")]
+    assert isinstance(graph.blobs[state.blob].committed, Path)  # judged by the streaming decryptor
+    assert all(b.body == b"" and 0 < b.length <= BLOCK for b in graph.of_step("block"))
+    assert graph.decrypted(app_id, "1") == build_zip(sorted(files.items()))
+
+
+def test_an_expired_upload_url_is_renewed_and_the_upload_continues(
+    graph: GraphEmulator,
+    tmp_path: Path,
+    sqlite_store: Store,
+    hooks: DeliveryHooks,
+    secret_env: dict[str, str],
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.expire_sas_after_blocks = 2  # Azure refuses the third block, and the list after two more
+    config = config_of(destination(graph, tmp_path))
+    delivery = ops.deliver_event(publication_event(files), config, store=sqlite_store, hooks=hooks, run_id="renew")
+    (result,) = delivery.results
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    assert len(result.attempts) == 1
+    upload = graph.steps()[graph.steps().index("block") :]
+    assert upload[: upload.index("commit")] == [
+        "block",
+        "block",
+        "block",  # 403 AuthenticationFailed: expired
+        "renew",
+        "get file",
+        "get file",
+        "block",  # the same block again, under the renewed URL
+        "block",
+        "blocklist",  # 403 again (two blocks under this signature)
+        "renew",
+        "get file",
+        "get file",
+        "blocklist",
+    ]
+    refused = [r for r in graph.requests if r.status == 403]
+    assert [r.step for r in refused] == ["block", "blocklist"]
+    renewed = [r for r in graph.of_step("block") if r.status == 201]
+    assert [parse_qs(r.query)["sig"][0] for r in renewed] == [SAS_SIG, SAS_SIG, f"{SAS_SIG}r1", f"{SAS_SIG}r1"]
+    (app_id,) = graph.apps
+    assert graph.decrypted(app_id, "1") == build_zip(sorted(files.items()))
+    # the renewed signatures (which start with SAS_SIG) never reach the evidence either
+    secrets = {"client-secret": SECRETS["RW_INTUNE_SECRET"], "graph-token": TOKEN, "sas-sig": SAS_SIG}
+    assert scan_for_secrets(sqlite_store, secrets) == []
+
+
+def test_an_upload_url_is_renewed_ahead_of_time_once_it_gets_old(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = write_artifacts(tmp_path)
+    ticks = iter(range(0, 10_000, 100))
+    monkeypatch.setattr(intune_graph, "MONOTONIC", lambda: float(next(ticks)))
+    monkeypatch.setattr(intune_graph, "RENEW_AFTER_SECONDS", 150.0)  # every second block
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    upload = graph.steps()[graph.steps().index("block") : graph.steps().index("blocklist")]
+    assert [s for s in upload if s in ("block", "renew")] == ["block", "block", "renew", "block", "block"]
+    assert all(r.status == 201 for r in graph.of_step("block"))  # renewed before Azure refused anything
+
+
+def test_a_failed_renewal_ends_the_attempt_and_the_next_one_uploads_a_fresh_version(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.expire_sas_after_blocks = 2
+    renewal_failed = json.dumps({"id": "x", "uploadState": "azureStorageUriRenewalFailed"})
+    # the first two polls wait for the upload URL, the third is the renewal's
+    graph.fail("get file", Fault.ok(), Fault.ok(), Fault.of(200, renewal_failed))
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock))
+    assert result.status is DeliveryStatus.DELIVERED and len(result.attempts) == 2
+    assert "wait for upload URI renewal: HTTP 200 OK: expected uploadState azureStorageUriRenewalSuccess, " in (
+        result.attempts[0].error or ""
+    )
+    assert "found azureStorageUriRenewalFailed" in (result.attempts[0].error or "")
+    (app_id,) = graph.apps
+    assert graph.versions[app_id] == ["1", "2"] and graph.apps[app_id]["committedContentVersion"] == "2"
+
+
+def test_an_upload_url_refused_again_after_renewal_is_a_failure_not_a_loop(
+    graph: GraphEmulator, tmp_path: Path, secret_env: dict[str, str], clock: FakeClock
+) -> None:
+    files = write_artifacts(tmp_path)
+    graph.expire_sas_after_blocks = 0  # every signature is refused
+    result = only(run(destination(graph, tmp_path), [publication_event(files)], clock, max_attempts=1))
+    assert result.status is not DeliveryStatus.DELIVERED
+    assert (result.error or "").startswith("upload block 0: HTTP 403 Forbidden: ")
+    assert graph.steps().count("renew") == 1 and len(graph.of_step("block")) == 2

@@ -18,7 +18,9 @@ from typing import Any
 import pytest
 
 from connectors import DeliveryEngine, EngineReport, MemoryLedger, SecretResolver, resolve_destinations
-from connectors.providers.jamf_pro import JamfPro
+from connectors import artifacts as artifact_reader
+from connectors.providers import jamf_pro
+from connectors.providers.jamf_pro import JamfPro, multipart_file
 from connectors.registry import provider_for
 from ringward.core.delivery.config import ProviderKind, PublishMode
 from ringward.core.delivery.event import ConnectorEvent, parse_event
@@ -30,7 +32,7 @@ from ringward.operations.delivery import delivery_ops as ops
 from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store
 from tests.connectors.conftest import SECRETS, T0, FakeClock, config_of, make_event, scan_for_secrets
-from tests.connectors.jamf_emulator import JamfEmulator, JamfFault
+from tests.connectors.jamf_emulator import JamfEmulator, JamfFault, UploadedFile
 
 RECORDED = Path(__file__).parent / "recorded"
 RECORD = os.environ.get("RINGWARD_RECORD_BODIES") == "1"
@@ -904,3 +906,68 @@ def test_an_earlier_release_delivered_late_never_switches_the_policy_back(
     assert late.status is DeliveryStatus.REJECTED
     assert "already runs release 1.4.3, later than 1.4.2" in (late.error or "")
     assert _policy_runs(jamf) == runs and jamf.of("update policy") == []
+
+
+# --- the installer is streamed ----------------------------------------------------------------------
+
+
+def test_the_upload_is_streamed_with_a_declared_length_and_recorded_with_its_digest(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
+    jamf.fail("upload package", 400)
+    result = only(run(destination(jamf, root), clock))
+    assert result.status is DeliveryStatus.REJECTED and (result.error or "").startswith("upload package: HTTP 400")
+    body, content_type = multipart_file(PACKAGE, CONTENT)
+    (upload,) = jamf.of("upload package")
+    assert upload.body == body and upload.headers["content-type"] == content_type
+    assert upload.headers["content-length"] == str(len(body)) and "transfer-encoding" not in upload.headers
+    # the evidence names the streamed body exactly as it would an in-memory one
+    assert result.request is not None and result.request.method == "POST"
+    assert (result.request.body_sha256, result.request.body_bytes) == (hashlib.sha256(body).hexdigest(), len(body))
+
+
+def test_a_large_upload_spilled_to_disk_by_the_emulator_is_the_installer(
+    jamf: JamfEmulator, root: Path, clock: FakeClock
+) -> None:
+    jamf.spill_bytes = 100  # parsed by streaming over the body on disk
+    result = only(run(destination(jamf, root), clock))
+    assert result.status is DeliveryStatus.DELIVERED, result.error
+    ((name, upload),) = jamf.state.uploads["1"]
+    assert isinstance(upload, UploadedFile) and name == PACKAGE
+    assert (upload.size, upload.sha256) == (len(CONTENT), hashlib.sha256(CONTENT).hexdigest())
+    assert upload.path.read_bytes() == CONTENT
+    (request,) = jamf.of("upload package")
+    assert request.body == b"" and request.length == len(multipart_file(PACKAGE, CONTENT)[0])
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 1000])
+def test_an_installer_changed_after_it_was_checked_is_never_uploaded_whole(
+    jamf: JamfEmulator, root: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """The second pass (the upload) checks the digest again and stops before the last chunk."""
+    monkeypatch.setattr(artifact_reader, "CHUNK_BYTES", chunk)
+    real = jamf_pro.prepare_upload
+
+    def then_changed(reader: Any, file_name: str) -> Any:
+        prepared = real(reader, file_name)
+        with (root / PACKAGE).open("r+b") as handle:  # in place: the same open file sees it
+            handle.seek(len(CONTENT) - 1)
+            handle.write(b"!")
+        return prepared
+
+    monkeypatch.setattr(jamf_pro, "prepare_upload", then_changed)
+    result = only(run(destination(jamf, root), clock, max_attempts=3))
+    assert result.status is DeliveryStatus.REJECTED and len(result.attempts) == 1
+    error = result.error or ""
+    assert error.startswith(
+        f"upload package: artifact {PACKAGE}: expected sha256 {hashlib.sha256(CONTENT).hexdigest()}"
+    )
+    assert error.endswith("(the file changed while it was uploaded; upload abandoned)")
+    assert not any(jamf.state.uploads.values())  # Jamf never got a whole body
+    ((method, path, received, declared),) = jamf.aborted
+    assert (method, path) == ("POST", "/api/v1/packages/1/upload") and received < declared
+    head = multipart_file(PACKAGE, CONTENT)[0].index(CONTENT)
+    last = len(CONTENT) - (len(CONTENT) - 1) // chunk * chunk
+    assert received <= head + len(CONTENT) - last  # the last chunk never left
+    assert "hashValue" not in jamf.state.packages["1"]  # so the next attempt uploads again
+    assert "record package hash" not in jamf.steps()
