@@ -277,6 +277,8 @@ def validate_upgrade(
         typer.echo(f"previous {previous} -> candidate {candidate}")
         for change in comparison.get("install_path_changes", []):
             typer.echo(f"install path {change['target']}: {change['previous']} -> {change['candidate']}")
+        for note in comparison.get("migration_notes", []):
+            typer.echo(f"migration: {note}")
     _emit(result, json_output=json_output, title=f"upgrade {previous_dir} -> {candidate_dir}")
 
 

@@ -5,6 +5,12 @@ Rules: the candidate's version must be strictly greater under SemVer precedence
 explicit ``allow_same_version``; the same version with different bytes is a conflict (a
 re-published release is an attack signal). Removed artifact kinds, binary targets and controls
 are errors; changed install paths are reported as warnings for the change record.
+
+The migration step: from a package verified under the reference profile to one verified under the
+Ringward profile, the kinds and controls the reference has and Ringward replaces
+(:data:`MIGRATION_KINDS`, :data:`MIGRATION_CONTROLS`) are reported as migration notes, not
+removals. Everything else (targets, other kinds and controls, versions, repository) is checked as
+for any upgrade.
 """
 
 from __future__ import annotations
@@ -23,6 +29,21 @@ from ringward.core.release.package_format import (
 )
 from ringward.core.release.verification import Finding
 
+#: artifact kinds a reference package has and a Ringward package replaces, with the replacement
+MIGRATION_KINDS = {
+    "ci-runner-bundles": "CI-runner bundles are optional in Ringward packages (written by "
+                         "`release package --layout reference` with the wrappers you supply)",
+    "ci-runner-wrapper": "CI-runner wrappers ship with the CI-runner bundle document, which Ringward makes optional",
+    "go-modules": "Ringward keeps the dependency list as go-modules.json or dependencies.json (dependency-list) "
+                  "and in the SBOM",
+}
+#: controls a reference package asserts and Ringward replaces, with the replacement
+MIGRATION_CONTROLS = {
+    "reproducible-go-build-flags": "Ringward does not assert build flags; the SLSA provenance names the builder, "
+                                   "which must be trusted by the trust root",
+    "signed-ci-runner-bundles": "CI-runner bundles are optional in Ringward packages; when present they are signed "
+                                "and verified like every file",
+}
 
 @dataclass(frozen=True)
 class ReleaseFacts:
@@ -35,6 +56,8 @@ class ReleaseFacts:
     updater: UpdaterPolicyDocument
     checksums_sha256: str
     runtime: str
+    #: the profile the package verified under (``ringward`` or ``reference``)
+    profile: str = "ringward"
 
     @property
     def repository(self) -> str:
@@ -62,6 +85,9 @@ class UpgradeReport:
     artifact_changes: dict[str, list[str]] = field(default_factory=dict)
     control_changes: dict[str, list[str]] = field(default_factory=dict)
     install_path_changes: list[dict[str, str]] = field(default_factory=list)
+    #: reference -> Ringward: known format differences, reported instead of removals
+    migration: bool = False
+    migration_notes: tuple[str, ...] = ()
 
     @property
     def valid(self) -> bool:
@@ -76,6 +102,8 @@ class UpgradeReport:
             "artifact_changes": self.artifact_changes,
             "control_changes": self.control_changes,
             "install_path_changes": self.install_path_changes,
+            "migration": self.migration,
+            "migration_notes": list(self.migration_notes),
         }
 
 
@@ -117,8 +145,13 @@ def compare_releases(previous: ReleaseFacts, candidate: ReleaseFacts, *, allow_s
                 warnings.append(f"candidate is the same release as previous ({cand_v}, identical checksums.txt)")
     if previous.evidence.commit == candidate.evidence.commit and prev_v != cand_v:
         warnings.append("candidate package uses the same commit as the previous package")
+    migration = previous.profile == "reference" and candidate.profile == "ringward"
+    notes: list[str] = []
     removed_kinds = sorted(previous.kinds() - candidate.kinds())
     for kind in removed_kinds:
+        if migration and kind in MIGRATION_KINDS:
+            notes.append(f"artifact kind {kind} (reference) is not in the Ringward package: {MIGRATION_KINDS[kind]}")
+            continue
         fail(VerificationError(f"candidate removed release artifact kind: {kind}"))
     prev_targets, cand_targets = previous.targets(), candidate.targets()
     removed_targets = sorted(set(prev_targets) - set(cand_targets))
@@ -126,6 +159,9 @@ def compare_releases(previous: ReleaseFacts, candidate: ReleaseFacts, *, allow_s
         fail(VerificationError(f"candidate removed runtime binary target: {target}"))
     removed_controls = sorted(previous.controls() - candidate.controls())
     for control in removed_controls:
+        if migration and control in MIGRATION_CONTROLS:
+            notes.append(f"control {control} (reference) is replaced: {MIGRATION_CONTROLS[control]}")
+            continue
         fail(VerificationError(f"candidate removed release control: {control}"))
     path_changes = []
     for target in sorted(set(prev_targets) & set(cand_targets)):
@@ -145,4 +181,6 @@ def compare_releases(previous: ReleaseFacts, candidate: ReleaseFacts, *, allow_s
         },
         control_changes={"added": sorted(candidate.controls() - previous.controls()), "removed": removed_controls},
         install_path_changes=path_changes,
+        migration=migration,
+        migration_notes=tuple(notes),
     )

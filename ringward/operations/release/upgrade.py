@@ -86,6 +86,7 @@ def _facts(content: VerifiedContent) -> ReleaseFacts:
         updater=doc(files.updater_policy, UpdaterPolicyDocument),
         checksums_sha256=hashlib.sha256(content.documents[CHECKSUMS]).hexdigest(),
         runtime=files.runtime,
+        profile=content.profile.value,
     )
 
 
