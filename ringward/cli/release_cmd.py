@@ -88,8 +88,10 @@ AT = typer.Option(None, "--at", help="Verify as of this ISO-8601 UTC time (key v
 
 @app.command("package")
 def package(
-    dist_dir: Path = typer.Argument(..., help="Directory of <runtime>_<version>_<os>_<arch>[.exe] binaries."),
-    version: str = typer.Option(..., "--version", help="Canonical SemVer version, e.g. 1.2.3."),
+    dist_dir: Path = typer.Argument(..., help="Directory of <runtime>_<version>_<GOOS>_<GOARCH>[.exe] binaries "
+                                               "(or with them under DIST_DIR/bin/)."),
+    version: str = typer.Option(..., "--version", help="SemVer version as tagged, e.g. 1.2.3 or v1.2.3 (kept "
+                                                        "verbatim in names and documents)."),
     commit: str = typer.Option(..., "--commit", help="Source commit SHA (hex)."),
     ref: str = typer.Option(..., "--ref", help="Git ref, e.g. refs/tags/v1.2.3."),
     repository: str = typer.Option(..., "--repository", help="OWNER/NAME."),
@@ -101,16 +103,31 @@ def package(
     dry_run: bool = typer.Option(False, "--dry-run", help="Allow an unsigned package, clearly marked as such."),
     signer: str = typer.Option("ringward", "--signer", help="Signer label recorded in signatures."),
     event: str | None = typer.Option(None, "--event", help="Triggering event (default $GITHUB_EVENT_NAME/manual)."),
+    layout: str = typer.Option("ringward", "--layout", metavar="ringward|reference",
+                               help="reference: go-runtime-<v>/ and cavra-go-runtime-<v>.zip with a CI-runner "
+                                    "bundle, so fleets still running the reference verifier accept the package "
+                                    "(runtime cavra-runtime; needs --ci-runner-script and --github-action)."),
+    ci_runner_script: Path | None = typer.Option(None, "--ci-runner-script",
+                                                 help="Your CI-runner wrapper script (CI-runner bundle)."),
+    github_action: Path | None = typer.Option(None, "--github-action",
+                                              help="Your GitHub Actions action.yml (CI-runner bundle)."),
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
-    """Build, sign and (optionally) zip a release package in the reference layout."""
+    """Build, sign and (optionally) zip a release package in the reference file format."""
     params: dict[str, Any] = {
               "dist_dir": str(dist_dir), "output": str(output), "version": version, "commit": commit, "ref": ref,
               "repository": repository, "signing_key": str(signing_key) if signing_key else None,
               "runtime_name": runtime_name, "make_zip": make_zip, "dry_run": dry_run, "signer": signer,
               "event": event, "record": not no_evidence}
+    extra = {"layout": layout, "ci_runner_script": str(ci_runner_script) if ci_runner_script else None,
+             "github_action": str(github_action) if github_action else None}
+    if layout != "ringward" or ci_runner_script or github_action:
+        if use_prefect:
+            raise InputError("--layout/--ci-runner-script/--github-action: not available with --prefect yet; run "
+                             "it in-process")
+        params.update(extra)
     if use_prefect:
         from flows._common import run_flow
         from flows.package_release import package_release_flow

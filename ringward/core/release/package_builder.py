@@ -25,6 +25,8 @@ from ringward.core.release.package_format import (
     CHANNELS_SCHEMA,
     CHECKSUM_GUIDANCE,
     CHECKSUMS,
+    CI_RUNNER_BUNDLES_SCHEMA,
+    CI_RUNNER_REQUIRED_CONTROLS,
     ENDPOINT_CONTROLS,
     ENDPOINT_DEPLOYMENT_SCHEMA,
     EVIDENCE_CONTROLS,
@@ -36,13 +38,20 @@ from ringward.core.release.package_format import (
     KIND_BOOTSTRAP,
     KIND_CHANNELS,
     KIND_CHECKSUMS,
+    KIND_CI_BUNDLES,
+    KIND_CI_WRAPPER,
     KIND_ENDPOINT,
     KIND_INSTALLERS,
     KIND_PROVENANCE,
     KIND_SBOM,
     KIND_UPDATER,
+    LAYOUTS,
     MANAGED_TARGETS,
     PROVENANCE_PREDICATE,
+    REFERENCE_GITHUB_ACTION,
+    REFERENCE_RUNNER_ENVIRONMENT,
+    REFERENCE_RUNNER_SCRIPT,
+    REFERENCE_RUNTIME,
     RINGWARD_BUILD_TYPE,
     STATEMENT_TYPE,
     UNSIGNED_NOTICE_SCHEMA,
@@ -50,6 +59,8 @@ from ringward.core.release.package_format import (
     UPDATER_POLICY_SCHEMA,
     BinaryName,
     RuntimeFiles,
+    package_folder,
+    package_zip,
     verify_commands,
 )
 
@@ -75,8 +86,19 @@ class ReleaseInfo:
     dry_run: bool = False
     signing_required: bool = True
     github_server_url: str = "https://github.com"
+    #: ``ringward`` (``<runtime>-<version>/``) or ``reference`` (``go-runtime-<version>/`` in
+    #: ``cavra-go-runtime-<version>.zip``, for fleets still running the reference verifier)
+    layout: str = "ringward"
 
     def validate(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise InputError(f"--layout: expected one of {', '.join(LAYOUTS)}, found {self.layout!r}")
+        if self.layout == "reference" and self.runtime != REFERENCE_RUNTIME:
+            raise InputError(
+                f"--layout reference: the reference verifier reads {REFERENCE_RUNTIME}.* documents only; the "
+                f"binaries must be named {REFERENCE_RUNTIME}_<version>_<os>_<arch>[.exe], found runtime "
+                f"{self.runtime!r}"
+            )
         try:
             ReleaseVersion.parse(self.version, field="--version")
         except VersionConflictError as exc:  # a malformed --version is bad input (exit 2)
@@ -96,7 +118,11 @@ class ReleaseInfo:
 
     @property
     def package_name(self) -> str:
-        return f"{self.runtime}-{self.version}"
+        return package_folder(self.runtime, self.version, self.layout)
+
+    @property
+    def zip_name(self) -> str:
+        return package_zip(self.runtime, self.version, self.layout)
 
     def header(self) -> dict[str, Any]:
         return {
@@ -271,7 +297,7 @@ def build_endpoint_deployment(info: ReleaseInfo, binaries: Sequence[BinaryFact])
             "deployment_channel": channel,
             "management_tool": tool,
             "rollout_gate": "signed-package-verified-and-change-approved",
-            "verification_commands": verify_commands(info.runtime, info.version),
+            "verification_commands": verify_commands(info.runtime, info.version, info.package_name),
             "rollback_steps": [
                 "Pause the rollout ring and stop new installs.",
                 "Reinstall the binary from the previous signed package after verifying it.",
@@ -339,7 +365,7 @@ def build_channels(info: ReleaseInfo, endpoint: dict[str, Any]) -> dict[str, Any
                 "controls": list(CHANNEL_CONTROLS),
                 "workstation_targets": [{k: t[k] for k in keys} for t in workstation],
                 "verification_commands": [
-                    *verify_commands(info.runtime, info.version)[:4],
+                    *verify_commands(info.runtime, info.version, info.package_name)[:4],
                     f"ringward release channel-manifest {info.package_name} --trust-root trust-root.json "
                     f"--channel {name}",
                 ],
@@ -486,12 +512,12 @@ def build_bootstrap(info: ReleaseInfo, files: RuntimeFiles, required: Sequence[s
         "schema_version": BOOTSTRAP_SCHEMA,
         "mode": "air_gapped",
         "ref": info.ref,
-        "release_package": f"{info.package_name}.zip",
+        "release_package": info.zip_name,
         "signature_key_id": keys[0]["key_id"] if keys else None,
         "required_files": list(required),
         "verification_commands": [
-            f"ringward release verify-airgap-bundle {info.package_name}.zip --trust-root trust-root.json",
-            f"cavra release verify-airgap-bundle {info.package_name}.zip",
+            f"ringward release verify-airgap-bundle {info.zip_name} --trust-root trust-root.json",
+            f"cavra release verify-airgap-bundle {info.zip_name}",
             f"ringward release verify-package {info.package_name} --trust-root trust-root.json",
             f"cavra release verify-go-package {info.package_name}",
         ],
@@ -503,6 +529,66 @@ def build_bootstrap(info: ReleaseInfo, files: RuntimeFiles, required: Sequence[s
         ],
         "trusted_keys": list(keys),
         "thresholds": dict(thresholds),
+    }
+
+
+_RUNNER_PLATFORMS = (("GitHub Actions", "github-actions-linux-amd64-runner", REFERENCE_GITHUB_ACTION,
+                      "uses: ./ci-runners/github-action"),
+                     ("GitLab CI", "gitlab-linux-amd64-runner", REFERENCE_RUNNER_SCRIPT,
+                      f"bash {REFERENCE_RUNNER_SCRIPT}"),
+                     ("Azure Pipelines", "azure-linux-amd64-runner", REFERENCE_RUNNER_SCRIPT,
+                      f"bash {REFERENCE_RUNNER_SCRIPT}"))
+
+
+def build_ci_runner_bundles(info: ReleaseInfo, endpoint: dict[str, Any], script_sha256: str,
+                            action_sha256: str) -> dict[str, Any]:
+    """The CI-runner bundle document (cavra-spec §2.6) over wrappers the release engineer supplies.
+
+    The controls are the nine the reference verifier requires; they describe what the supplied
+    wrappers do, which the release engineer asserts by signing the package (Ringward checks the
+    wrappers' bytes, not their behaviour)."""
+    files = RuntimeFiles(info.runtime)
+    runners = {t["id"]: t for t in endpoint["deployment_targets"] if t["surface"] == "ci-runner"}
+    if not runners:
+        raise InputError("--layout reference: CI-runner bundles need a linux/amd64 binary (the reference's runner "
+                         "targets are linux/amd64)")
+    bundles = []
+    for platform, target_id, wrapper, invocation in _RUNNER_PLATFORMS:
+        target = runners[target_id]
+        bundles.append({
+            "platform": platform,
+            "deployment_target": target_id,
+            "runner_os": target["os"],
+            "runner_arch": target["arch"],
+            "runtime_binary": target["binary"],
+            "runtime_binary_sha256": target["binary_sha256"],
+            "runtime_path": f"./{info.runtime}",
+            "reusable_wrapper": wrapper,
+            "invocation": invocation,
+            "evidence_dir": ".cavra/go-daemon",
+            "verification_commands": [
+                *verify_commands(info.runtime, info.version, info.package_name)[:2],
+                CHECKSUM_GUIDANCE,
+                f"gh attestation verify {info.zip_name} --repo {info.repository}",
+            ],
+            "required_outputs": [".cavra/go-daemon/release-governance-response.json",
+                                 ".cavra/go-daemon/release-governance-evidence.jsonl"],
+        })
+    return {
+        **info.header(),
+        "schema_version": CI_RUNNER_BUNDLES_SCHEMA,
+        "source_metadata": files.endpoint_deployment,
+        "runner_script": {"path": REFERENCE_RUNNER_SCRIPT, "sha256": script_sha256,
+                          "required_environment": list(REFERENCE_RUNNER_ENVIRONMENT)},
+        "github_action": {"path": REFERENCE_GITHUB_ACTION, "sha256": action_sha256},
+        "runner_bundles": bundles,
+        "controls": list(CI_RUNNER_REQUIRED_CONTROLS),
+        "operator_steps": [
+            "Verify the package against the pinned trust root before copying the binary or wrappers into CI.",
+            "Install only the signed runtime binary this manifest names for the runner platform.",
+            "Set CAVRA_RELEASE_GOVERNANCE_REQUEST to a reviewed release-governance request file.",
+            "Publish the evidence directory as a CI artifact for the change record.",
+        ],
     }
 
 
@@ -551,10 +637,12 @@ def plan_documents(
     keys: Sequence[dict[str, str]],
     thresholds: dict[str, int],
     sha256: Any,
+    ci_wrappers: tuple[bytes, bytes] | None = None,
 ) -> PackagePlan:
     """All documents up to and including ``checksums.txt`` (release evidence comes after
     signing). ``sha256`` is the digest function (bytes -> hex); ``dependency_file`` is an
-    optional (name, kind, bytes) copied into the package."""
+    optional (name, kind, bytes) copied into the package; ``ci_wrappers`` (runner script, GitHub
+    action bytes) adds the CI-runner bundle document and its wrappers (``--layout reference``)."""
     info.validate()
     files = RuntimeFiles(info.runtime)
     plan = PackagePlan()
@@ -574,10 +662,17 @@ def plan_documents(
     add(files.installers, KIND_INSTALLERS, dumps_document(build_installers(info, binaries)))
     endpoint = build_endpoint_deployment(info, binaries)
     add(files.endpoint_deployment, KIND_ENDPOINT, dumps_document(endpoint))
-    add(files.channels, KIND_CHANNELS, dumps_document(build_channels(info, endpoint)))
-    add(files.updater_policy, KIND_UPDATER, dumps_document(build_updater_policy(info)))
     required = [CHECKSUMS, files.endpoint_deployment, files.installers, files.channels, files.updater_policy,
                 files.sbom, files.provenance, EVIDENCE_JSON, EVIDENCE_MD, BOOTSTRAP]
+    if ci_wrappers is not None:
+        script, action = ci_wrappers
+        bundles = build_ci_runner_bundles(info, endpoint, sha256(script), sha256(action))
+        add(files.ci_runner_bundles, KIND_CI_BUNDLES, dumps_document(bundles))
+        add(REFERENCE_RUNNER_SCRIPT, KIND_CI_WRAPPER, script)
+        add(REFERENCE_GITHUB_ACTION, KIND_CI_WRAPPER, action)
+        required.insert(2, files.ci_runner_bundles)
+    add(files.channels, KIND_CHANNELS, dumps_document(build_channels(info, endpoint)))
+    add(files.updater_policy, KIND_UPDATER, dumps_document(build_updater_policy(info)))
     add(BOOTSTRAP, KIND_BOOTSTRAP, dumps_document(build_bootstrap(info, files, required, keys, thresholds)))
     targets = sorted(b.name.target for b in binaries)
     add(files.provenance, KIND_PROVENANCE, dumps_document(build_provenance(info, dict(digests), targets)))
@@ -607,7 +702,8 @@ def build_release_evidence(
         "signature_count": len(signatures),
         "artifacts": list(artifacts),
         "signatures": list(signatures),
-        "controls": list(EVIDENCE_CONTROLS),
+        "controls": list(EVIDENCE_CONTROLS) + (
+            ["signed-ci-runner-bundles"] if any(a.get("kind") == KIND_CI_BUNDLES for a in artifacts) else []),
     }
 
 

@@ -165,10 +165,11 @@ def binary_name_problem(filename: str) -> str | None:
     return None
 
 
-def verify_commands(runtime: str, version: str) -> list[str]:
+def verify_commands(runtime: str, version: str, package: str | None = None) -> list[str]:
     """Verification guidance; carries both front doors' command names so reference tooling and
-    Ringward accept the same package."""
-    pkg = f"{runtime}-{version}"
+    Ringward accept the same package. ``package`` is the package folder name (default
+    ``<runtime>-<version>``)."""
+    pkg = package or f"{runtime}-{version}"
     return [
         f"ringward release verify-package {pkg} --trust-root trust-root.json",
         f"cavra release verify-go-package {pkg}",
@@ -496,6 +497,29 @@ class CiRunnerBundlesDocument(ManifestHeader):
     github_action: FileRef
     runner_bundles: list[RunnerBundle]
     controls: list[str]
+
+
+#: `release package --layout reference`: the reference's folder, zip and CI-runner wrapper names
+#: (cavra-spec §2, §2.6); its verifier reads the documents of the runtime ``cavra-runtime`` only
+LAYOUTS = ("ringward", "reference")
+REFERENCE_RUNTIME = "cavra-runtime"
+REFERENCE_RUNNER_SCRIPT = "ci-runners/cavra-release-governance-runner.sh"
+REFERENCE_GITHUB_ACTION = "ci-runners/github-action/action.yml"
+REFERENCE_RUNNER_ENVIRONMENT = (
+    "CAVRA_RUNTIME_PATH",
+    "CAVRA_RELEASE_GOVERNANCE_REQUEST",
+    "CAVRA_EXPECTED_DECISION",
+    "CAVRA_EXPECTED_RULE_ID",
+    "CAVRA_RELEASE_GOVERNANCE_EVIDENCE_DIR",
+)
+
+
+def package_folder(runtime: str, version: str, layout: str = "ringward") -> str:
+    return f"go-runtime-{version}" if layout == "reference" else f"{runtime}-{version}"
+
+
+def package_zip(runtime: str, version: str, layout: str = "ringward") -> str:
+    return f"cavra-go-runtime-{version}.zip" if layout == "reference" else f"{runtime}-{version}.zip"
 
 
 # --- controls (reference lists) ------------------------------------------------------------------

@@ -37,6 +37,7 @@ from ringward.core.release.package_format import (
     GO_MODULES,
     KIND_DEPENDENCIES,
     KIND_GO_MODULES,
+    REFERENCE_RUNNER_SCRIPT,
     RUNTIME_NAME,
     UNSIGNED_NOTICE,
     BinaryName,
@@ -49,6 +50,7 @@ from ringward.core.trust.signatures import cosignature_path_for, sign_bytes, sig
 from ringward.operations.common.files import atomic_write, copy_and_hash, mapped, read_capped
 
 MAX_DEPENDENCY_FILE = 64 * 1024 * 1024
+MAX_WRAPPER_BYTES = 1024 * 1024
 #: fixed zip timestamp (the earliest DOS date) so archives are byte-for-byte reproducible
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -81,13 +83,20 @@ def scan_dist(dist_dir: Path, version: str, runtime: str | None) -> tuple[str, l
         raise InputError(f"{dist_dir}: DIST_DIR does not exist or is not a directory")
     binaries: list[BinaryName] = []
     dependency_file: Path | None = None
-    for entry in sorted(dist_dir.iterdir()):
+    source = binary_source_dir(dist_dir)
+    entries = sorted(dist_dir.iterdir())
+    if source != dist_dir:  # the reference's layout: binaries in DIST_DIR/bin/, go-modules.json beside it
+        entries = [e for e in entries if e != source] + sorted(source.iterdir())
+    for entry in entries:
         info = os.lstat(entry)
         if stat.S_ISDIR(info.st_mode):
-            raise InputError(f"{entry}: unexpected directory in DIST_DIR (expected runtime binaries only)")
+            raise InputError(f"{entry}: unexpected directory in DIST_DIR (expected runtime binaries, optionally "
+                             f"under {BIN_DIR}/)")
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{entry}: not a regular file (symlinks and devices are refused)")
-        if entry.name in (GO_MODULES, DEPENDENCIES):
+        if entry.parent == dist_dir and source != dist_dir and entry.name not in (GO_MODULES, DEPENDENCIES):
+            raise InputError(f"{entry}: binaries go either in DIST_DIR or in DIST_DIR/{BIN_DIR}/, not both")
+        if entry.name in (GO_MODULES, DEPENDENCIES) and entry.parent == dist_dir:
             if dependency_file is not None:
                 raise InputError(f"{dist_dir}: both {GO_MODULES} and {DEPENDENCIES}; expected at most one")
             dependency_file = entry
@@ -120,6 +129,34 @@ def scan_dist(dist_dir: Path, version: str, runtime: str | None) -> tuple[str, l
     return chosen, binaries, dependency_file
 
 
+def binary_source_dir(dist_dir: Path) -> Path:
+    """Where DIST_DIR keeps its binaries: ``DIST_DIR/bin/`` (the reference's layout) when that is a
+    real directory, else DIST_DIR itself."""
+    candidate = dist_dir / BIN_DIR
+    return candidate if candidate.is_dir() and not candidate.is_symlink() else dist_dir
+
+
+def read_ci_wrappers(runner_script: Path | None, github_action: Path | None) -> tuple[bytes, bytes] | None:
+    """The CI-runner wrappers a release engineer supplies (both or neither)."""
+    if runner_script is None and github_action is None:
+        return None
+    if runner_script is None or github_action is None:
+        raise InputError("--ci-runner-script and --github-action go together (the CI-runner bundle names both)")
+    out = []
+    for path, option in ((runner_script, "--ci-runner-script"), (github_action, "--github-action")):
+        try:
+            info = os.lstat(path)
+        except FileNotFoundError as exc:
+            raise InputError(f"{option}: {path}: file not found") from exc
+        if not stat.S_ISREG(info.st_mode):
+            raise InputError(f"{option}: {path}: not a regular file")
+        data = read_capped(path, MAX_WRAPPER_BYTES, source=f"{option} {path}")
+        if not data:
+            raise InputError(f"{option}: {path}: empty file")
+        out.append(data)
+    return out[0], out[1]
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -133,10 +170,16 @@ def package_release(
     make_zip: bool = False,
     extra_signing_keys: Sequence[Ed25519PrivateKey] = (),
     thresholds: dict[str, int] | None = None,
+    ci_wrappers: tuple[bytes, bytes] | None = None,
 ) -> PackageResult:
-    """Build the package directory ``output_dir/<runtime>-<version>`` (and zip). The directory
-    is assembled under a temporary name and renamed into place only when complete."""
+    """Build the package directory ``output_dir/<runtime>-<version>`` (and zip) — with
+    ``info.layout == "reference"`` ``go-runtime-<version>`` and ``cavra-go-runtime-<version>.zip``,
+    which needs the CI-runner wrappers (``ci_wrappers``). The directory is assembled under a
+    temporary name and renamed into place only when complete."""
     info.validate()
+    if info.layout == "reference" and ci_wrappers is None:
+        raise InputError("--layout reference: the reference verifier requires a CI-runner bundle; pass "
+                         "--ci-runner-script FILE and --github-action FILE (your wrappers)")
     runtime, names, dep_path = scan_dist(dist_dir, info.version, info.runtime or None)
     if runtime != info.runtime:
         raise InputError(f"--runtime-name: binaries are for {runtime!r}, not {info.runtime!r}")
@@ -146,7 +189,7 @@ def package_release(
             "unsigned package)"
         )
     final = output_dir / info.package_name
-    zip_path = output_dir / f"{info.package_name}.zip"
+    zip_path = output_dir / info.zip_name
     for path in (final, *( [zip_path] if make_zip else [] )):
         if path.exists() or path.is_symlink():
             raise OutputExistsError(f"{path}: already exists; refusing to overwrite")
@@ -154,7 +197,7 @@ def package_release(
     staging = Path(tempfile.mkdtemp(prefix=f".{info.package_name}.partial-", dir=output_dir))
     try:
         result = _assemble(staging, dist_dir, names, dep_path, info, signing_key, extra_signing_keys,
-                           thresholds or {})
+                           thresholds or {}, ci_wrappers)
         os.chmod(staging, 0o755)  # noqa: S103 - a package directory is world-readable by design
         try:
             os.rename(staging, final)  # atomic; fails if `final` appeared meanwhile
@@ -180,11 +223,13 @@ def _assemble(
     signing_key: Ed25519PrivateKey | None,
     extra_keys: Sequence[Ed25519PrivateKey],
     thresholds: dict[str, int],
+    ci_wrappers: tuple[bytes, bytes] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     (root / BIN_DIR).mkdir()
     facts: list[BinaryFact] = []
+    source = binary_source_dir(dist_dir)
     for binary in sorted(names, key=lambda n: n.filename):
-        digest, size = copy_and_hash(dist_dir / binary.filename, root / BIN_DIR / binary.filename, mode=0o755)
+        digest, size = copy_and_hash(source / binary.filename, root / BIN_DIR / binary.filename, mode=0o755)
         facts.append(BinaryFact(binary, digest, size))
     deps: list[Dependency] = []
     dep_file: tuple[str, str, bytes] | None = None
@@ -201,8 +246,9 @@ def _assemble(
         for p in (public_key_of(k) for k in keys)
     ]
     plan = plan_documents(info, facts, deps, dep_file, key_entries,
-                          thresholds or {Role.RELEASE.value: max(1, len(keys))}, _sha256)
+                          thresholds or {Role.RELEASE.value: max(1, len(keys))}, _sha256, ci_wrappers)
     for name, body in plan.documents.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(body)
     artifacts: list[dict[str, Any]] = []
     digests = {f.path: (f.sha256, f.size_bytes) for f in facts}
@@ -244,7 +290,9 @@ def _assemble(
         sign_subject(EVIDENCE_MD, evidence_md, _sha256(evidence_md))
     for written in root.rglob("*"):
         if written.is_file() and not written.is_relative_to(root / BIN_DIR):
-            written.chmod(0o644)
+            written.chmod(0o755 if written == root / REFERENCE_RUNNER_SCRIPT else 0o644)
+        elif written.is_dir():
+            written.chmod(0o755)
     return artifacts, signature_files
 
 
@@ -308,6 +356,7 @@ def release_info_from_environment(
     dry_run: bool,
     event: str | None = None,
     environ: dict[str, str] | None = None,
+    layout: str = "ringward",
 ) -> ReleaseInfo:
     """Release facts, enriched from the GitHub Actions environment when present.
 
@@ -347,4 +396,5 @@ def release_info_from_environment(
         dry_run=dry_run,
         signing_required=not dry_run,
         github_server_url=server,
+        layout=layout,
     )

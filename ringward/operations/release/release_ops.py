@@ -144,8 +144,16 @@ def run_package(
     record: bool = True,
     flow_run_id: str | None = None,
     actor: str | None = None,
+    layout: str = "ringward",
+    ci_runner_script: str | None = None,
+    github_action: str | None = None,
 ) -> dict[str, Any]:
-    from ringward.operations.release.package import package_release, release_info_from_environment, scan_dist
+    from ringward.operations.release.package import (
+        package_release,
+        read_ci_wrappers,
+        release_info_from_environment,
+        scan_dist,
+    )
     from ringward.operations.trust.keys import load_signing_key
 
     key = load_signing_key(Path(signing_key) if signing_key else None)
@@ -155,9 +163,12 @@ def run_package(
         raise InputError("no signing key: pass --signing-key K.pem or set RINGWARD_SIGNING_KEY "
                          "(or --dry-run for an unsigned package)")
     runtime, _, _ = scan_dist(Path(dist_dir), version, runtime_name)
+    wrappers = read_ci_wrappers(Path(ci_runner_script) if ci_runner_script else None,
+                                Path(github_action) if github_action else None)
     info = release_info_from_environment(runtime=runtime, version=version, commit=commit, ref=ref,
-                                         repository=repository, signer=signer, dry_run=key is None, event=event)
-    packaged = package_release(Path(dist_dir), Path(output), info, key, make_zip=make_zip)
+                                         repository=repository, signer=signer, dry_run=key is None, event=event,
+                                         layout=layout)
+    packaged = package_release(Path(dist_dir), Path(output), info, key, make_zip=make_zip, ci_wrappers=wrappers)
     result = packaged.to_dict()
     result["valid"] = True
     return _maybe_record(KIND_PACKAGE, result, record=record, valid=True, version=version, runtime=runtime,
