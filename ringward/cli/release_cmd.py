@@ -29,6 +29,10 @@ PROFILE = typer.Option("ringward", "--profile", metavar="ringward|reference|auto
                             "documents' product and announce it.")
 
 
+#: the read-only views write no evidence; the flag is accepted so every verifying command takes it
+VIEW_NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Accepted for symmetry: this view writes no evidence.")
+
+
 def _profile(value: str, use_prefect: bool = False) -> str:
     from ringward.core.release.profiles import parse_profile_choice
 
@@ -364,6 +368,7 @@ def channel_manifest(
     at: str | None = AT,
     profile: str = PROFILE,
     json_output: bool = JSON,
+    no_evidence: bool = VIEW_NO_EVIDENCE,
 ) -> None:
     """Show the verified channel manifest (refuses an unverified package)."""
     view = _verified_documents(package_dir, trust_root, at, profile)
@@ -390,6 +395,7 @@ def updater_policy(
     at: str | None = AT,
     profile: str = PROFILE,
     json_output: bool = JSON,
+    no_evidence: bool = VIEW_NO_EVIDENCE,
 ) -> None:
     """Show the verified updater policy (refuses an unverified package)."""
     view = _verified_documents(package_dir, trust_root, at, profile)

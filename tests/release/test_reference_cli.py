@@ -95,3 +95,22 @@ def test_views_airgap_smoke_and_upgrade(ws, capsys) -> None:
     code, out, err = ringward(capsys, "release", "validate-upgrade", str(old), str(new), *common, "--no-evidence")
     assert code == 1 and "previous 1.2.4 -> candidate 1.2.5" in out  # versions known though not verified
     assert "hint:" in err
+
+
+def test_paths_that_are_not_package_directories(ws, capsys) -> None:
+    pkg = ws["gen"].package("1.2.5")
+    archive = zip_package(pkg)
+    code, _, err = ringward(capsys, "release", "verify-package", str(archive), "--trust-root", ws["trust"])
+    assert code == 2 and "is a zip archive" in err and "verify-airgap-bundle" in err
+    assert len(err.strip().splitlines()) == 1
+    code, _, err = ringward(capsys, "release", "verify-package", str(pkg / "checksums.txt"), "--trust-root",
+                            ws["trust"])
+    assert code == 2 and "is a file, not a package directory" in err
+
+
+def test_views_accept_no_evidence(ws, capsys) -> None:
+    pkg = str(ws["gen"].package("1.2.5"))
+    for view in ("channel-manifest", "updater-policy"):
+        code, _, err = ringward(capsys, "release", view, pkg, "--trust-root", ws["trust"], "--at", AT, "--profile",
+                                "reference", "--no-evidence")
+        assert code == 0, err

@@ -75,6 +75,11 @@ class PackageSource(Protocol):
 class DirectorySource:
     def __init__(self, root: Path) -> None:
         if not root.is_dir():
+            if root.is_file() and root.suffix.lower() == ".zip":
+                raise InputError(f"{root}: is a zip archive, not a package directory; verify it with "
+                                 "`ringward release verify-airgap-bundle`")
+            if root.exists():
+                raise InputError(f"{root}: is a file, not a package directory")
             raise InputError(f"{root}: package directory does not exist")
         self.root = root
         self.label = str(root)
