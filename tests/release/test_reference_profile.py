@@ -133,6 +133,18 @@ def test_dry_run_needs_allow_unsigned(gen, root) -> None:
     assert allowed.valid and allowed.unsigned, allowed.errors
 
 
+def test_workflow_dry_run_version_is_accepted_with_a_warning_but_never_upgrades(gen, root) -> None:
+    """The reference workflow's dry runs use `version=dry-run`; its verifier never looks at the form."""
+    dry = gen.package("dry-run", signed=False, dry_run=True)
+    result = verify(dry, root, allow_unsigned=True)
+    assert result.valid, result.errors
+    assert any("'dry-run' is not a canonical SemVer" in w for w in result.warnings)
+    assert "version-conflict" in codes(verify(dry, root, profile="ringward", allow_unsigned=True))
+    upgrade = validate_upgrade(gen.package("dry-run", out="signed"), gen.package(VERSION), root, now=NOW,
+                               profile="reference")
+    assert {e.code for e in upgrade.errors} == {"version-conflict"}
+
+
 def test_reference_airgap_bundle(gen, root, tmp_path: Path) -> None:
     archive = zip_package(gen.package(VERSION))
     result = verify_airgap_bundle(archive, root, now=NOW, profile="reference", extract_dir=tmp_path / "x")
