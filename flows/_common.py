@@ -66,5 +66,12 @@ def final_state(result: dict[str, Any], title: str) -> State:
 
 
 def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
-    """Call a flow and return its result dict even when it ends Failed (invalid package)."""
-    return dict(unwrap(flow(**parameters, return_state=True)))
+    """Call a flow and return its result dict even when it ends Failed (invalid package). A refused
+    step (a run that ended Failed carrying ``{"refused": true, ...}``) is re-raised as its own error
+    class -- the same one-line error and exit code as in-process."""
+    result = dict(unwrap(flow(**parameters, return_state=True)))
+    if result.get("refused"):
+        from tasks.promotion_channel import raise_refusal
+
+        raise_refusal(result)
+    return result

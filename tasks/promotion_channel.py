@@ -5,6 +5,7 @@ retries -- every step is a decision, and a delivery's network retries live in th
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -27,9 +28,10 @@ REFUSAL = "refused"
 
 def refusal(exc: RingwardError) -> dict[str, Any]:
     """A refused step as data: the task ends Failed with it (no traceback in the run's logs), and the
-    front door re-raises it as the same one-line error (:func:`raise_refusal`)."""
+    front door re-raises it as the same one-line error with the same exit code (:func:`raise_refusal`)."""
     return {REFUSAL: True, "valid": False, "errors": [{"code": exc.code, "message": exc.message,
-                                                       "error_type": type(exc).__name__}]}
+                                                       "error_type": type(exc).__name__,
+                                                       "exit_code": exc.exit_code}]}
 
 
 def raise_refusal(result: dict[str, Any]) -> None:
@@ -43,20 +45,48 @@ def raise_refusal(result: dict[str, Any]) -> None:
     if not (isinstance(cls, type) and issubclass(cls, RingwardError)):
         # a subclass defined next to its rules (e.g. windows_policy.WindowClosedError): the error class
         # with the same stable code (PromotionWindowError for "window-closed")
+        fallback = error_module.InputError if error.get("exit_code") == 2 else RingwardError
         cls = next((c for c in vars(error_module).values() if isinstance(c, type) and issubclass(c, RingwardError)
-                    and c.code == error.get("code")), RingwardError)
+                    and c.code == error.get("code")), fallback)
     try:
         raise cls(error["message"])
     except TypeError:  # pragma: no cover - an error class with a different constructor
         raise RingwardError(error["message"]) from None
 
 
-def _refusals_as_state(fn: _F) -> _F:
+class _NoEmptyExcInfo(logging.Filter):
+    """Drop ``exc_info`` when no exception is being handled. Prefect's task engine logs a task that
+    returns a Failed state (a refusal) with ``exc_info=True`` outside any ``except`` block, so the
+    formatter appends ``NoneType: None`` to "Task run failed with state: Failed(...)"; real
+    exceptions keep their traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.exc_info, tuple) and record.exc_info[0] is None:
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_EMPTY_EXC_INFO = _NoEmptyExcInfo()
+
+
+def quiet_refusal_logs() -> None:
+    """Install :class:`_NoEmptyExcInfo` on Prefect's task-run logger (idempotent)."""
+    logger = logging.getLogger("prefect.task_runs")
+    if _EMPTY_EXC_INFO not in logger.filters:
+        logger.addFilter(_EMPTY_EXC_INFO)
+
+
+def refusals_as_state(fn: _F) -> _F:
+    """Wrap a task (or flow) body: a :class:`RingwardError` ends the run Failed with
+    :func:`refusal` as its data instead of raising (Prefect would log the traceback twice)."""
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except RingwardError as exc:
+            quiet_refusal_logs()
             return Failed(message=exc.message[:500], data=refusal(exc))
 
     return wrapper  # type: ignore[return-value]
@@ -69,7 +99,7 @@ def _open_store() -> Any:
 
 
 @task(name="request-channel-promotion", cache_policy=NO_CACHE)
-@_refusals_as_state
+@refusals_as_state
 def request_channel_promotion(
     params: dict[str, Any], now: datetime, flow_run_id: str | None
 ) -> dict[str, Any] | State:
@@ -93,7 +123,7 @@ def request_channel_promotion(
 
 
 @task(name="export-endpoint", cache_policy=NO_CACHE)
-@_refusals_as_state
+@refusals_as_state
 def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any] | State:
     """Consume the approval, raise the high-water mark, write the export (``endpoint export``)."""
     with _open_store() as store:
@@ -114,7 +144,7 @@ def export_endpoint(params: dict[str, Any], now: datetime, flow_run_id: str | No
 
 
 @task(name="deliver-endpoint-export", cache_policy=NO_CACHE)
-@_refusals_as_state
+@refusals_as_state
 def deliver_endpoint_export(
     params: dict[str, Any], now: datetime, flow_run_id: str | None
 ) -> dict[str, Any] | State:
@@ -135,7 +165,7 @@ def deliver_endpoint_export(
 
 
 @task(name="validate-channel-upgrade", cache_policy=NO_CACHE)
-@_refusals_as_state
+@refusals_as_state
 def validate_channel_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any] | State:
     """``release validate-upgrade --channel``: the comparison plus the channel's persisted rules."""
     return run_validate_upgrade_on_channel(**params, flow_run_id=flow_run_id)

@@ -56,9 +56,11 @@ def _path(value: Path | None) -> str | None:
 
 
 def _run(step: str, params: dict[str, Any], use_prefect: bool, json_output: bool = False) -> dict[str, Any]:
-    """The same step in-process or as a flow run; both return the operation's result dict. The flow
-    emits the step's Prefect event itself; in-process, it is emitted only when a Prefect API is
-    configured (a failure to send is a warning: stderr, or ``warnings`` in the --json result)."""
+    """The same step in-process or as a flow run; both return the operation's result dict, and both
+    raise a refusal as the same error (a refused flow run ends Failed with the refusal as data, which
+    ``run_flow`` re-raises: one line, same exit code). The flow emits the step's Prefect event
+    itself; in-process, it is emitted only when a Prefect API is configured (a failure to send is a
+    warning: stderr, or ``warnings`` in the --json result)."""
     if use_prefect:
         from flows._common import run_flow
         from flows.promotion_rollout import FLOWS

@@ -113,7 +113,11 @@ def test_cli_prefect_flag_runs_the_steps_as_flows(prefect_server: None, channel_
     again = ringward(*export, "--output", str(channel_world.work / "again"), "--prefect")
     last = again.stderr.strip().splitlines()[-1]
     assert again.returncode == 1 and last.startswith("error: approval ") and "already consumed" in last
-    assert "Traceback" not in again.stderr and not (channel_world.work / "again").exists()
+    # the refused run's logs carry the refusal, not a traceback nor Prefect's empty `NoneType: None`
+    logs = again.stdout + again.stderr
+    assert "Traceback" not in logs and "NoneType: None" not in logs, logs[-3000:]
+    assert "already consumed" in logs.split(last)[0]  # the Failed run state says why, before the error line
+    assert not (channel_world.work / "again").exists()
 
     older = channel_world.sim.package("1.2.2", out="older")
     oldest = channel_world.sim.package("1.2.1", out="oldest")

@@ -5,6 +5,9 @@ fails its flow run with the same one-line error."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,6 +52,12 @@ def test_request_approve_execute_audit_as_flow_runs(
     record = w.store.get_evidence(int(executed["evidence"]["evidence_id"]))
     assert record.kind == ro.KIND_EXECUTION and record.flow_run_id
 
+    # a refused step ends its flow run Failed with the refusal as data; run_flow re-raises it as itself
+    state = execute_flow(params={**params, "output": str(w.work / "again")}, return_state=True)
+    assert state.is_failed() and "already executed" in str(state.message)
+    refusal = state.result(raise_on_failure=False)
+    assert refusal["refused"] and refusal["errors"][0]["code"] == "already-executed"
+    assert refusal["errors"][0]["exit_code"] == 1
     with pytest.raises(ExecutionReplayError, match="already executed"):
         run_flow(execute_flow, params={**params, "output": str(w.work / "again")})
     assert not (w.work / "again").exists()
@@ -74,3 +83,23 @@ def test_flow_and_in_process_record_the_same_execution(prefect_server: None, rol
     assert doc["rollback_id"] == rolled["rollback_id"] and doc["ring_rollback"]["to"] == "pilot"
     view = w.ops().show_rollout(w.store, rolled["rollback_id"])
     assert view["current_status"] == "rolled_back"
+
+
+def test_cli_prefect_refused_replay_is_one_line(prefect_server: None, rollout_world: RolloutWorld) -> None:
+    """`rollout execute --prefect` replaying an executed approval: exit 1, the one-line error last on
+    stderr, as in-process, and no traceback (nor Prefect's `NoneType: None`) in the run's logs."""
+    from prefect.settings import PREFECT_API_URL
+
+    w = rollout_world
+    _, requested, _ = w.promoted()
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value())}
+    argv = ["rollout", "execute", requested["request_path"], "--approval", requested["approval_id"], "--actor",
+            "carol", "--trust-root", str(w.keys.trust_root), "--at", _iso(0.35), "--output", str(w.work / "again")]
+    done = subprocess.run([sys.executable, "-m", "ringward", *argv, "--prefect"], env=env, capture_output=True,
+                          text=True, timeout=300, check=False, cwd=w.work)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: approval ") and "already executed" in last, output[-3000:]
+    assert "Traceback" not in output and "NoneType: None" not in output, output[-3000:]
+    assert not (w.work / "again").exists()
