@@ -12,6 +12,10 @@ Rules every route follows:
   ``{"error", "message"}``; a 500 would be a bug.
 - API4 artifacts are served only if listed in the record, only from inside the artifact root
   after resolving links, and only after re-hashing them against the recorded digest.
+- API5-API8 (promotion, rollout, channel and window routes; :mod:`ringward.api.promotion`):
+  request paths confined to the promotion root, trust root / signing key / window policy from
+  the server's configuration only, the token's name as actor, 423 for a closed window, Prefect
+  events on decisions when a Prefect API is configured (an unsent event is a warning).
 """
 
 # no `from __future__ import annotations`: FastAPI must see the route annotations, which use locals
@@ -32,6 +36,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ringward.api import events
 from ringward.api.auth import ApiError, Principal, authenticator
 from ringward.api.middleware import (
     DEFAULT_MAX_HEADER_BYTES,
@@ -41,22 +46,27 @@ from ringward.api.middleware import (
     StrictJSONRoute,
 )
 from ringward.api.models import (
+    APPROVAL_ID_PATTERN,
     ERROR_RESPONSES,
     ApprovalListOut,
     ApprovalOut,
     ApprovalRequestBody,
     ArtifactListingOut,
     DecisionBody,
+    DecisionOut,
     ErrorOut,
     EvidencePageOut,
     EvidenceRecordOut,
     HealthOut,
+    PromotionBodies,
 )
+from ringward.api.promotion import Confinement, add_promotion_routes, promotion_root, utc_bound
 from ringward.core.approvals.rules import Decision
 from ringward.core.common.roles import Permission
 from ringward.core.errors import (
     InputError,
     NotFoundError,
+    PromotionWindowError,
     RingwardError,
     StateError,
     VerificationError,
@@ -71,7 +81,6 @@ log = logging.getLogger("ringward.api")
 #: largest request body accepted (approval requests and decisions are small)
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MAX_ID = 2**31 - 1
-APPROVAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 FILTER = Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
 
 
@@ -91,11 +100,15 @@ def create_app(
     clock: Callable[[], datetime] = _utcnow,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES,
+    promotion_root_dir: Path | None = None,
 ) -> FastAPI:
     """Build the app. ``store`` (else one opened from ``database_url`` / settings at startup),
-    ``artifact_root`` (else ``$RINGWARD_EVIDENCE_ARTIFACT_ROOT`` / the evidence root) and
+    ``artifact_root`` (else ``$RINGWARD_EVIDENCE_ARTIFACT_ROOT`` / the evidence root),
+    ``promotion_root_dir`` (else ``$RINGWARD_PROMOTION_ROOT`` / the working directory) and
     ``clock`` are parameters so tests control them."""
     state: dict[str, Any] = {"store": store}
+    confine = Confinement(promotion_root(promotion_root_dir))
+    bodies = PromotionBodies(confine.root)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> Any:
@@ -111,8 +124,10 @@ def create_app(
     app = FastAPI(
         title="Ringward API",
         version="1.0.0",
-        description="Evidence search, governed artifact downloads and approvals. "
-        "Bearer tokens on every route but /healthz (`ringward api token create`).",
+        description="Evidence search, governed artifact downloads, approvals, channel and rollout "
+        "promotions (requests, executions, rollbacks, drill-down), channel holds and promotion window "
+        "checks. Bearer tokens on every route but /healthz (`ringward api token create`). Server paths "
+        f"in request bodies are confined to the promotion root {confine.root}.",
         lifespan=lifespan,
         # the schema is served below behind a token (API1); no unauthenticated docs pages
         openapi_url=None,
@@ -143,6 +158,17 @@ def create_app(
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
+        ctx = first.get("ctx")
+        path_field = isinstance(ctx, dict) and ctx.get("pattern") == bodies.pattern
+        if first.get("type") == "string_pattern_mismatch" and path_field:
+            # API5: a server path outside the promotion root (or with . / .. segments)
+            found = str(first.get("input"))[:200]
+            return _error(
+                400,
+                "unsafe-path",
+                f"{where}: {found!r} is not a path inside the promotion root {confine.root} "
+                "(relative to it or absolute under it, without . or .. segments)"[:500],
+            )
         return _error(422, "bad-input", f"{where}: {first.get('msg', 'invalid')}"[:500])
 
     @app.exception_handler(ApiError)
@@ -153,6 +179,17 @@ def create_app(
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {400: "bad-input", 404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         return _error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(PromotionWindowError)
+    async def _window_closed(_: Request, exc: PromotionWindowError) -> JSONResponse:
+        """API7: a closed promotion window is 423 with the next opening."""
+        content: dict[str, Any] = {"error": exc.code, "message": exc.message}
+        decision = getattr(exc, "decision", None)
+        if decision is not None:
+            document = decision.to_document()
+            content["next_opening"] = document.get("next_opening")
+            content["next_opening_local"] = document.get("next_opening_local")
+        return JSONResponse(status_code=423, content=content)
 
     @app.exception_handler(RingwardError)
     async def _ringward(_: Request, exc: RingwardError) -> JSONResponse:
@@ -230,8 +267,8 @@ def create_app(
                 success=success,
                 actor=actor,
                 flow_run_id=flow_run_id,
-                created_from=created_from,
-                created_to=created_to,
+                created_from=utc_bound(created_from),
+                created_to=utc_bound(created_to),
                 before_id=before_id,
                 limit=limit,
                 offset=offset,
@@ -400,11 +437,13 @@ def create_app(
         approval = approval_ops.decide_approval(
             get_store(), approval_id, decision=decision, actor=caller.name, reason=body.reason, now=clock()
         )
-        return _approval_out(approval)
+        # API8: the decision is recorded; its event is sent when a Prefect API is configured
+        warnings = events.emit(events.approval_decided(approval, decision.value))
+        return {**_approval_out(approval), "warnings": warnings}
 
     @app.post(
         "/approvals/{approval_id}/approve",
-        response_model=ApprovalOut,
+        response_model=DecisionOut,
         responses=ERROR_RESPONSES,
         tags=["approvals"],
     )
@@ -418,7 +457,7 @@ def create_app(
 
     @app.post(
         "/approvals/{approval_id}/deny",
-        response_model=ApprovalOut,
+        response_model=DecisionOut,
         responses=ERROR_RESPONSES,
         tags=["approvals"],
     )
@@ -432,7 +471,7 @@ def create_app(
 
     @app.post(
         "/approvals/{approval_id}/revoke",
-        response_model=ApprovalOut,
+        response_model=DecisionOut,
         responses=ERROR_RESPONSES,
         tags=["approvals"],
     )
@@ -444,6 +483,7 @@ def create_app(
         """Withdraw a pending or approved (unused) approval."""
         return _decide(approval_id, Decision.REVOKE, body, caller)
 
+    add_promotion_routes(app, auth=auth, get_store=get_store, clock=clock, bodies=bodies, confine=confine)
     return app
 
 

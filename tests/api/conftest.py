@@ -96,3 +96,42 @@ def api(store: Store, tmp_path: Path) -> Iterator[Api]:  # noqa: F811
     )
     with harness.client:
         yield harness
+
+
+# --- promotion routes: the server configuration every API test runs with -----------------------------
+
+WINDOWS_POLICY = """
+schema_version: ringward.promotion-windows.v1
+default: allow
+allow:
+  - name: prod-weekdays
+    targets: [ring:production]
+    timezone: America/New_York
+    start: "2026-01-05T09:00"
+    duration: 8h
+    rrule: FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR
+freezes:
+  - name: year-end
+    targets: ["*"]
+    reason: Year-end change freeze
+    start_at: "2026-12-18T17:00:00-05:00"
+    end_at: "2027-01-04T09:00:00-05:00"
+    timezone: America/New_York
+"""
+
+
+@pytest.fixture(autouse=True)
+def promotion_server_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A server with a promotion root (an empty scratch directory: request paths are confined to
+    it) and a promotion window policy; no trust root or promotion key (tests that promote set
+    them); Prefect events off. Returns the promotion root."""
+    root = tmp_path / "promotion-root"
+    root.mkdir()
+    policy = tmp_path / "windows.yaml"
+    policy.write_text(WINDOWS_POLICY)
+    monkeypatch.setenv("RINGWARD_PROMOTION_ROOT", str(root))
+    monkeypatch.setenv("RINGWARD_WINDOWS", str(policy))
+    monkeypatch.setenv("RINGWARD_EMIT_EVENTS", "0")
+    for name in ("RINGWARD_TRUST_ROOT", "RINGWARD_PROMOTION_SIGNING_KEY", "CAVRA_ROLLOUT_PROMOTION_SIGNING_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    return root

@@ -24,13 +24,35 @@ class Permission(StrEnum):
     REQUEST_APPROVAL = "approvals:request"
     DECIDE_APPROVAL = "approvals:decide"
     REVOKE_APPROVAL = "approvals:revoke"
+    #: rollouts, channels, promotion window checks (drill-down, status, high-water marks, holds)
+    READ_PROMOTIONS = "promotions:read"
+    #: channel promotion requests, rollout promotion requests and rollback requests
+    REQUEST_PROMOTION = "promotions:request"
+    #: endpoint exports (a channel promotion's execution), rollout executions and rollbacks
+    EXECUTE_PROMOTION = "promotions:execute"
+    #: hold and unhold a release channel
+    HOLD_CHANNEL = "channels:hold"
 
 
-_READ = {Permission.READ_EVIDENCE, Permission.DOWNLOAD_ARTIFACTS, Permission.READ_APPROVALS}
+_READ = {
+    Permission.READ_EVIDENCE,
+    Permission.DOWNLOAD_ARTIFACTS,
+    Permission.READ_APPROVALS,
+    Permission.READ_PROMOTIONS,
+}
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: frozenset(_READ),
-    Role.OPERATOR: frozenset(_READ | {Permission.REQUEST_APPROVAL}),
+    # operators request and execute; they never decide (an approver does, on the approval routes)
+    Role.OPERATOR: frozenset(
+        _READ
+        | {
+            Permission.REQUEST_APPROVAL,
+            Permission.REQUEST_PROMOTION,
+            Permission.EXECUTE_PROMOTION,
+            Permission.HOLD_CHANNEL,
+        }
+    ),
     Role.APPROVER: frozenset(_READ | {Permission.DECIDE_APPROVAL, Permission.REVOKE_APPROVAL}),
     Role.ADMIN: frozenset(Permission),
 }
