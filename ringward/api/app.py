@@ -438,7 +438,7 @@ def create_app(
             get_store(), approval_id, decision=decision, actor=caller.name, reason=body.reason, now=clock()
         )
         # API8: the decision is recorded; its event is sent when a Prefect API is configured
-        warnings = events.emit(events.approval_decided(approval, decision.value))
+        warnings = events.emit(events.approval_decided(approval, decision.value, caller.name))
         return {**_approval_out(approval), "warnings": warnings}
 
     @app.post(

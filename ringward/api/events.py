@@ -19,25 +19,12 @@ def _evidence_id(result: dict[str, Any]) -> str | None:
     return None if value is None else str(value)
 
 
-def approval_decided(approval: Any, decision: str) -> Event:
-    """``ringward.approval.decided`` for an approve / deny / revoke."""
-    from flows.events import APPROVAL_DECIDED
+def approval_decided(approval: Any, decision: str, decided_by: str) -> Event:
+    """``ringward.approval.decided`` for an approve / deny / revoke (the CLI's payload, so the
+    ``execute-on-approval`` trigger reads the same fields whichever front door decided)."""
+    from ringward.operations.promotion.automation import approval_decided_event
 
-    return (
-        APPROVAL_DECIDED,
-        f"ringward.approval.{approval.approval_id}",
-        {
-            "approval_id": approval.approval_id,
-            "decision": decision,
-            "action": approval.action,
-            "target": approval.target,
-            "state": approval.state.value,
-            "decided_by": approval.decided_by,
-            "subject_digest": approval.subject_digest,
-            "quorum": approval.quorum,
-            "approvals": len(approval.approvers()),
-        },
-    )
+    return approval_decided_event(approval, decided_by=decided_by, decision=decision)
 
 
 def channel_requested(result: dict[str, Any]) -> Event:
@@ -71,68 +58,26 @@ def channel_exported(result: dict[str, Any], actor: str) -> Event:
 
 
 def rollout_requested(result: dict[str, Any], requester: str) -> Event:
-    """``ringward.promotion.requested`` of a rollout promotion request."""
-    from flows.events import PROMOTION_REQUESTED
+    """``ringward.promotion.requested`` of a rollout promotion request (the CLI's payload plus who asked)."""
+    from ringward.operations.promotion.automation import promotion_requested_event
 
-    return (
-        PROMOTION_REQUESTED,
-        f"ringward.rollout.{result['rollout_id']}",
-        {
-            "request_id": result["request_id"],
-            "rollout_id": result["rollout_id"],
-            "current_ring": result["current_ring"],
-            "target_ring": result["target_ring"],
-            "approval_id": result["approval_id"],
-            "approval_reused": result["approval_reused"],
-            "requested_by": requester,
-            "subject_digest": result["subject_digest"],
-            "evidence_id": _evidence_id(result),
-        },
-    )
+    name, resource, payload = promotion_requested_event(result)
+    return name, resource, {**payload, "requested_by": requester}
 
 
 def rollout_executed(result: dict[str, Any]) -> Event:
-    """``ringward.promotion.executed`` of a rollout promotion execution."""
-    from flows.events import PROMOTION_EXECUTED
+    """``ringward.promotion.executed`` of a rollout promotion execution (the CLI's payload: it carries
+    the absolute ``execution_path`` the ``audit-on-promotion-executed`` trigger needs)."""
+    from ringward.operations.promotion.automation import promotion_executed_event
 
-    ring = result.get("ring_advancement") or {}
-    return (
-        PROMOTION_EXECUTED,
-        f"ringward.rollout.{result['rollout_id']}",
-        {
-            "execution_id": result["execution_id"],
-            "request_id": result["request_id"],
-            "rollout_id": result["rollout_id"],
-            "from_ring": ring.get("from"),
-            "to_ring": ring.get("to"),
-            "approval_id": result["approval_id"],
-            "executed_by": result["executed_by"],
-            "break_glass": result["break_glass"],
-            "evidence_id": _evidence_id(result),
-        },
-    )
+    return promotion_executed_event(result)
 
 
 def rollback_executed(result: dict[str, Any]) -> Event:
-    """``ringward.rollback.executed`` of a rollout rollback."""
-    from flows.events import ROLLBACK_EXECUTED
+    """``ringward.rollback.executed`` of a rollout rollback (the CLI's payload, with ``rollback_path``)."""
+    from ringward.operations.promotion.automation import rollback_executed_event
 
-    ring = result.get("ring_rollback") or {}
-    return (
-        ROLLBACK_EXECUTED,
-        f"ringward.rollout.{result['rollout_id']}",
-        {
-            "rollback_id": result["rollback_id"],
-            "promotion_execution_id": result["promotion_execution_id"],
-            "rollout_id": result["rollout_id"],
-            "from_ring": ring.get("from"),
-            "to_ring": ring.get("to"),
-            "approval_id": result["approval_id"],
-            "executed_by": result["executed_by"],
-            "channels": [c.get("channel") for c in result.get("channels", [])],
-            "evidence_id": _evidence_id(result),
-        },
-    )
+    return rollback_executed_event(result)
 
 
 def emit(event: Event) -> list[str]:
