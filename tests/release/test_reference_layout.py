@@ -141,3 +141,11 @@ def test_cli_layout_reference(sim: ReleaseSimulator, tmp_path: Path, capsys: pyt
         run([*common, "--output", str(tmp_path / "out2"), "--layout", "reference"])
     err = capsys.readouterr().err
     assert refused.value.code == 2 and len(err.strip().splitlines()) == 1 and "--ci-runner-script" in err
+
+
+def test_output_that_is_a_file_is_bad_input(sim: ReleaseSimulator) -> None:
+    from ringward.core.errors import OutputExistsError
+
+    (sim.root / "out-file").write_text("x")
+    with pytest.raises(OutputExistsError, match="exists and is not a directory"):
+        build(sim, out="out-file")

@@ -188,6 +188,8 @@ def package_release(
             "no signing key: pass --signing-key K.pem or set RINGWARD_SIGNING_KEY (or --dry-run for an "
             "unsigned package)"
         )
+    if output_dir.is_symlink() or (output_dir.exists() and not output_dir.is_dir()):
+        raise OutputExistsError(f"--output {output_dir}: exists and is not a directory")
     final = output_dir / info.package_name
     zip_path = output_dir / info.zip_name
     for path in (final, *( [zip_path] if make_zip else [] )):
