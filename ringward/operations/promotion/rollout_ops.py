@@ -9,8 +9,10 @@ ledger (:mod:`ringward.store.promotion.executions_repo`). A refused step leaves 
 ledger row, only a ``rollout-refusal`` evidence record naming the check that refused it (bad
 usage, exit 2, records nothing).
 
-Approvals are only ever looked up in the store and consumed through it (compare-and-swap, once);
-see :mod:`ringward.core.promotion.rollout` for the rules (RO1-RO4).
+Approvals are only ever looked up in the store and consumed through it (compare-and-swap, once),
+by the deciding steps (execution, rollback) in the same transaction as their evidence record and
+ledger row (an execution's break-glass approval too): a refused decision consumes nothing. See
+:mod:`ringward.core.promotion.rollout` for the rules (RO1-RO4).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +64,7 @@ from ringward.core.trust.keys import public_key_of
 from ringward.core.trust.root import Role, TrustRoot
 from ringward.operations.common.files import read_capped, walk_regular_files
 from ringward.settings import evidence_root
-from ringward.store.promotion.executions_repo import RolloutLedger, RolloutStep, StepFilter
+from ringward.store.promotion.executions_repo import ApprovalUse, RolloutLedger, RolloutStep, StepFilter
 
 if TYPE_CHECKING:
     from ringward.store import Store
@@ -184,6 +186,60 @@ def _record(
     except BaseException:
         shutil.rmtree(bundle.path, ignore_errors=True)
         raise
+
+
+@dataclass(frozen=True)
+class _Made:
+    """What a deciding step writes once its approvals are consumed: the document, its files (the
+    output and the evidence bundle), the evidence payload and subject."""
+
+    doc: dict[str, Any]
+    files: Mapping[str, bytes]
+    payload: dict[str, Any]
+    subject: EvidenceSubject
+    document_sha256: str
+
+
+def _decide(
+    store: Store,
+    step: RolloutStep,
+    *,
+    kind: str,
+    out: Path,
+    consume: Sequence[ApprovalUse],
+    make: Callable[[tuple[Approval, ...]], _Made],
+    now: datetime,
+    flow_run_id: str | None,
+    replay_message: str,
+) -> tuple[_Made, EvidenceRecord, tuple[Approval, ...]]:
+    """A deciding step (execution, rollback) as one transaction: consume ``consume`` (compare-and-swap,
+    once each), then ``make(consumed)`` the document, stage the output and the evidence bundle, and
+    append the evidence record + ledger row -- all or nothing
+    (:meth:`~ringward.store.promotion.executions_repo.RolloutLedger.decide`). If anything refuses,
+    no approval is consumed, nothing is recorded and the staged files are removed; once committed,
+    the output is renamed into place."""
+    made: list[_Made] = []
+    staged: list[Path] = []
+
+    def build(consumed: tuple[Approval, ...]) -> tuple[RolloutStep, EvidenceDraft]:
+        result = make(consumed)
+        made.append(result)
+        staged.append(_stage(out, result.files, checksums=True))
+        bundle = _stage_bundle(kind, result.files, now)
+        staged.append(bundle.path)
+        draft = EvidenceDraft(kind=kind, actor=step.actor, subject=result.subject, flow_run_id=flow_run_id,
+                              payload=result.payload, bundle_dir=bundle.relative, artifacts=bundle.artifacts)
+        return replace(step, document_sha256=result.document_sha256), draft
+
+    try:
+        _, evidence, consumed = ledger(store).decide(step, build, now=now, consume=consume,
+                                                     flow_run_id=flow_run_id, replay_message=replay_message)
+    except BaseException:
+        for path in staged:
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    _publish(staged[0], out)
+    return made[-1], evidence, consumed
 
 
 def _evidence_ref(record: EvidenceRecord) -> dict[str, Any]:
@@ -867,11 +923,12 @@ def execute_promotion(
     Order: signature under a pinned promotion key; the approval from the store, bound to this
     request (action, subject digest, target) and usable now; no earlier execution; the rollout
     evidence and the package re-verified now and equal to what the request named; the promotion
-    window (or an approved break-glass approval); then the approval is consumed (compare-and-swap,
-    once) and the execution recorded with its evidence; the output is renamed into place last.
+    window (or an approved break-glass approval); then, in one transaction, the approval and the
+    break-glass approval are consumed (compare-and-swap, once each) and the execution recorded with
+    its evidence -- all or nothing; the output is renamed into place last.
     """
     from ringward.core.promotion.windows_policy import break_glass_binding
-    from ringward.operations.promotion.windows import consume_break_glass, windows_policy_path
+    from ringward.operations.promotion.windows import windows_policy_path
 
     moment = now or utc_now()
     ro.check_line(actor, option="--actor")
@@ -921,67 +978,63 @@ def execute_promotion(
         decision, closed = _window_check(windows, window_targets, moment)
         window: dict[str, Any] = {"policy": str(windows_policy_path(windows) or "") or None,
                                   **decision.to_document()}
-        break_glass = False
+        # the approvals the decision consumes: the promotion's own, and outside its window the break glass
+        uses = [ApprovalUse(approval_id, ro.ACTION_PROMOTE, subject, target)]
         if closed is not None:
             context["window"] = window
             if break_glass_approval is None:
                 raise closed
-            binding = break_glass_binding(decision, subject=request.request_id, overridden_action="rollout")
-            check_consume(store.approvals.get(break_glass_approval), action=binding.action,
-                          subject_digest=binding.subject_digest, target=binding.target, actor=actor, now=moment)
-            break_glass = True
+            glass = break_glass_binding(decision, subject=request.request_id, overridden_action="rollout")
+            check_consume(store.approvals.get(break_glass_approval), action=glass.action,
+                          subject_digest=glass.subject_digest, target=glass.target, actor=actor, now=moment)
+            uses.append(ApprovalUse(break_glass_approval, glass.action, glass.subject_digest, glass.target))
+        break_glass = len(uses) > 1
         out = _check_output(output or Path.cwd() / execution_id)
-        # --- the decision: consume (once), then record ---
-        consumed = store.approvals.consume(
-            approval_id, action=ro.ACTION_PROMOTE, subject_digest=subject, target=target, actor=actor,
-            now=moment, execution_ref=execution_id, flow_run_id=flow_run_id,
-        )[0]
-        if break_glass and break_glass_approval is not None:
-            consume_break_glass(store, break_glass_approval, decision=decision, subject=request.request_id,
-                                actor=actor, now=moment, overridden_action="rollout", execution_ref=execution_id,
-                                flow_run_id=flow_run_id)
-        controls = list(ro.EXECUTION_CONTROLS) + (["break-glass-approval-consumed"] if break_glass else [])
-        doc: dict[str, Any] = {
-            "schema_version": ro.PROMOTION_EXECUTION_SCHEMA,
-            "execution_id": execution_id,
-            "request_id": request.request_id,
-            "approval_id": approval_id,
-            "rollout_id": request.rollout_id,
-            "created_at": ro.iso(moment),
-            "executed_by": actor,
-            "execution_environment": execution_environment or request.environment,
-            "execution_status": ro.EXECUTED,
-            "change_record": request.change_record,
-            "release": raw["release"],
-            "deployment_targets": raw["deployment_targets"],
-            "ring_advancement": {"from": request.current_ring, "to": request.target_ring,
-                                 "previous_rollout_status": request.rollout_status,
-                                 "new_rollout_status": ro.PROMOTED},
-            "approval": ro.approval_summary(consumed),
-            "controls": controls,
-            "request_sha256": hashlib.sha256(data).hexdigest(),
-            "evidence_refs": [
-                f"rollout://{request.rollout_id}",
-                f"promotion-request://{request.request_id}",
-                f"approval://{approval_id}",
-                f"change://{request.change_record}",
-            ],
-            "rollback_evidence_refs": raw["rollback_evidence_refs"],
-            "environment": request.environment,
-            "break_glass": break_glass,
-            "break_glass_approval_id": break_glass_approval if break_glass else None,
-            "window": window,
-            "rollout_evidence_sha256": checked.evidence_sha256,
-            "package_dir": str(checked.package.package_dir),
-        }
-        if notes:
-            doc["notes"] = notes
-        ro.PromotionExecution.model_validate(doc)
-        files = {ro.PROMOTION_EXECUTION_FILE: dumps_document(doc),
-                 ro.PROMOTION_EXECUTION_MD: ro.execution_markdown(doc)}
-        record_sha = hashlib.sha256(files[ro.PROMOTION_EXECUTION_FILE]).hexdigest()
-        staging = _stage(out, files, checksums=True)
-        try:
+        # --- the decision, one transaction: consume the approval and the break-glass approval (once
+        # each) and record the execution; the output goes into place once committed ---
+
+        def make(consumed_approvals: tuple[Approval, ...]) -> _Made:
+            consumed = consumed_approvals[0]
+            controls = list(ro.EXECUTION_CONTROLS) + (["break-glass-approval-consumed"] if break_glass else [])
+            doc: dict[str, Any] = {
+                "schema_version": ro.PROMOTION_EXECUTION_SCHEMA,
+                "execution_id": execution_id,
+                "request_id": request.request_id,
+                "approval_id": approval_id,
+                "rollout_id": request.rollout_id,
+                "created_at": ro.iso(moment),
+                "executed_by": actor,
+                "execution_environment": execution_environment or request.environment,
+                "execution_status": ro.EXECUTED,
+                "change_record": request.change_record,
+                "release": raw["release"],
+                "deployment_targets": raw["deployment_targets"],
+                "ring_advancement": {"from": request.current_ring, "to": request.target_ring,
+                                     "previous_rollout_status": request.rollout_status,
+                                     "new_rollout_status": ro.PROMOTED},
+                "approval": ro.approval_summary(consumed),
+                "controls": controls,
+                "request_sha256": hashlib.sha256(data).hexdigest(),
+                "evidence_refs": [
+                    f"rollout://{request.rollout_id}",
+                    f"promotion-request://{request.request_id}",
+                    f"approval://{approval_id}",
+                    f"change://{request.change_record}",
+                ],
+                "rollback_evidence_refs": raw["rollback_evidence_refs"],
+                "environment": request.environment,
+                "break_glass": break_glass,
+                "break_glass_approval_id": break_glass_approval if break_glass else None,
+                "window": window,
+                "rollout_evidence_sha256": checked.evidence_sha256,
+                "package_dir": str(checked.package.package_dir),
+            }
+            if notes:
+                doc["notes"] = notes
+            ro.PromotionExecution.model_validate(doc)
+            files = {ro.PROMOTION_EXECUTION_FILE: dumps_document(doc),
+                     ro.PROMOTION_EXECUTION_MD: ro.execution_markdown(doc)}
+            record_sha = hashlib.sha256(files[ro.PROMOTION_EXECUTION_FILE]).hexdigest()
             payload = ro.metadata_item(
                 ro.KIND_EXECUTION, execution_id, doc["created_at"], actor, rollout_id=request.rollout_id,
                 rollout_status=ro.PROMOTED, promotion_execution_status=ro.EXECUTED,
@@ -996,25 +1049,22 @@ def execute_promotion(
                              "change": f"change://{request.change_record}"},
                 execution=doc, execution_sha256=record_sha, break_glass=break_glass, output_dir=str(out),
             )
-            _, evidence = _record(
-                store,
-                RolloutStep(rollout_id=request.rollout_id, step="execution", ref_id=execution_id,
-                            parent_ref=request.request_id, unique_key=f"execution:{execution_id}", actor=actor,
-                            environment=request.environment, ring=request.target_ring, status=ro.PROMOTED,
-                            release_version=request.release.version, approval_id=approval_id,
-                            document_sha256=record_sha, path=str(out)),
-                kind=ro.KIND_EXECUTION, payload=payload,
-                subject=EvidenceSubject(release_version=request.release.version, ring=request.target_ring,
-                                        environment=request.environment, status=ro.PROMOTED,
-                                        approval_id=approval_id, approval_state=consumed.state.value,
-                                        execution_status=ro.EXECUTED, success=True),
-                files=files, now=moment, flow_run_id=flow_run_id,
-                replay_message=f"request {request.request_id} with approval {approval_id}: already executed",
-            )
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        _publish(staging, out)
+            subject_ = EvidenceSubject(release_version=request.release.version, ring=request.target_ring,
+                                       environment=request.environment, status=ro.PROMOTED,
+                                       approval_id=approval_id, approval_state=consumed.state.value,
+                                       execution_status=ro.EXECUTED, success=True)
+            return _Made(doc, files, payload, subject_, record_sha)
+
+        made, evidence, _ = _decide(
+            store,
+            RolloutStep(rollout_id=request.rollout_id, step="execution", ref_id=execution_id,
+                        parent_ref=request.request_id, unique_key=f"execution:{execution_id}", actor=actor,
+                        environment=request.environment, ring=request.target_ring, status=ro.PROMOTED,
+                        release_version=request.release.version, approval_id=approval_id, path=str(out)),
+            kind=ro.KIND_EXECUTION, out=out, consume=uses, make=make, now=moment, flow_run_id=flow_run_id,
+            replay_message=f"request {request.request_id} with approval {approval_id}: already executed",
+        )
+        doc, files, record_sha = made.doc, made.files, made.document_sha256
     return {
         "valid": True,
         "execution_id": execution_id,
@@ -1250,47 +1300,45 @@ def execute_rollback(
         rid = ro.rollback_id(execution.execution_id, approval_id)
         context["rollback_id"] = rid
         out = _check_output(output or Path.cwd() / rid)
-        consumed = store.approvals.consume(
-            approval_id, action=ro.ACTION_ROLLBACK, subject_digest=subject, target=target, actor=actor, now=moment,
-            execution_ref=rid, flow_run_id=flow_run_id,
-        )[0]
         environment = execution.environment or execution.execution_environment
-        doc: dict[str, Any] = {
-            "schema_version": ro.ROLLBACK_EXECUTION_SCHEMA,
-            "rollback_id": rid,
-            "promotion_execution_id": execution.execution_id,
-            "approval_id": approval_id,
-            "rollout_id": execution.rollout_id,
-            "created_at": ro.iso(moment),
-            "executed_by": actor,
-            "execution_environment": execution_environment or execution.execution_environment,
-            "rollback_status": ro.EXECUTED,
-            "rollback_reason": request["reason"],
-            "change_record": execution.change_record,
-            "release": raw["release"],
-            "deployment_targets": raw["deployment_targets"],
-            "ring_rollback": {"from": ring.to, "to": ring.from_, "previous_rollout_status": ro.PROMOTED,
-                              "new_rollout_status": ro.ROLLED_BACK},
-            "approval": ro.approval_summary(consumed),
-            "controls": list(ro.ROLLBACK_CONTROLS),
-            "promotion_execution_sha256": hashlib.sha256(data).hexdigest(),
-            "evidence_refs": [
-                f"rollout://{execution.rollout_id}",
-                f"promotion-execution://{execution.execution_id}",
-                f"approval://{approval_id}",
-                f"change://{execution.change_record}",
-            ],
-            "rollback_evidence_refs": raw["rollback_evidence_refs"],
-            "environment": environment,
-            "rollback_request_id": request["request_id"],
-        }
-        if notes:
-            doc["notes"] = notes
-        ro.RollbackExecution.model_validate(doc)
-        files = {ro.ROLLBACK_EXECUTION_FILE: dumps_document(doc), ro.ROLLBACK_EXECUTION_MD: ro.rollback_markdown(doc)}
-        record_sha = hashlib.sha256(files[ro.ROLLBACK_EXECUTION_FILE]).hexdigest()
-        staging = _stage(out, files, checksums=True)
-        try:
+
+        def make(consumed_approvals: tuple[Approval, ...]) -> _Made:
+            (consumed,) = consumed_approvals
+            doc: dict[str, Any] = {
+                "schema_version": ro.ROLLBACK_EXECUTION_SCHEMA,
+                "rollback_id": rid,
+                "promotion_execution_id": execution.execution_id,
+                "approval_id": approval_id,
+                "rollout_id": execution.rollout_id,
+                "created_at": ro.iso(moment),
+                "executed_by": actor,
+                "execution_environment": execution_environment or execution.execution_environment,
+                "rollback_status": ro.EXECUTED,
+                "rollback_reason": request["reason"],
+                "change_record": execution.change_record,
+                "release": raw["release"],
+                "deployment_targets": raw["deployment_targets"],
+                "ring_rollback": {"from": ring.to, "to": ring.from_, "previous_rollout_status": ro.PROMOTED,
+                                  "new_rollout_status": ro.ROLLED_BACK},
+                "approval": ro.approval_summary(consumed),
+                "controls": list(ro.ROLLBACK_CONTROLS),
+                "promotion_execution_sha256": hashlib.sha256(data).hexdigest(),
+                "evidence_refs": [
+                    f"rollout://{execution.rollout_id}",
+                    f"promotion-execution://{execution.execution_id}",
+                    f"approval://{approval_id}",
+                    f"change://{execution.change_record}",
+                ],
+                "rollback_evidence_refs": raw["rollback_evidence_refs"],
+                "environment": environment,
+                "rollback_request_id": request["request_id"],
+            }
+            if notes:
+                doc["notes"] = notes
+            ro.RollbackExecution.model_validate(doc)
+            files = {ro.ROLLBACK_EXECUTION_FILE: dumps_document(doc),
+                     ro.ROLLBACK_EXECUTION_MD: ro.rollback_markdown(doc)}
+            record_sha = hashlib.sha256(files[ro.ROLLBACK_EXECUTION_FILE]).hexdigest()
             payload = ro.metadata_item(
                 ro.KIND_ROLLBACK, rid, doc["created_at"], actor, rollout_id=execution.rollout_id,
                 rollout_status=ro.ROLLED_BACK, rollback_execution_status=ro.EXECUTED, environment=environment,
@@ -1305,25 +1353,26 @@ def execute_rollback(
                              "change": f"change://{execution.change_record}"},
                 rollback=doc, rollback_sha256=record_sha, output_dir=str(out),
             )
-            _, evidence = _record(
-                store,
-                RolloutStep(rollout_id=execution.rollout_id, step="rollback", ref_id=rid,
-                            parent_ref=execution.execution_id, unique_key=f"rollback-of:{execution.execution_id}",
-                            actor=actor, environment=environment, ring=ring.from_, status=ro.ROLLED_BACK,
-                            release_version=execution.release.version, approval_id=approval_id,
-                            document_sha256=record_sha, path=str(out)),
-                kind=ro.KIND_ROLLBACK, payload=payload,
-                subject=EvidenceSubject(release_version=execution.release.version, ring=ring.from_,
-                                        environment=environment, status=ro.ROLLED_BACK, approval_id=approval_id,
-                                        approval_state=consumed.state.value, execution_status=ro.EXECUTED,
-                                        success=True),
-                files=files, now=moment, flow_run_id=flow_run_id,
-                replay_message=f"promotion execution {execution.execution_id}: already rolled back",
-            )
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        _publish(staging, out)
+            subject_ = EvidenceSubject(release_version=execution.release.version, ring=ring.from_,
+                                       environment=environment, status=ro.ROLLED_BACK, approval_id=approval_id,
+                                       approval_state=consumed.state.value, execution_status=ro.EXECUTED,
+                                       success=True)
+            return _Made(doc, files, payload, subject_, record_sha)
+
+        # --- the decision, one transaction: consume the approval (once) and record the rollback (once
+        # per execution: a concurrent rollback with another approval leaves that approval unused) ---
+        made, evidence, _ = _decide(
+            store,
+            RolloutStep(rollout_id=execution.rollout_id, step="rollback", ref_id=rid,
+                        parent_ref=execution.execution_id, unique_key=f"rollback-of:{execution.execution_id}",
+                        actor=actor, environment=environment, ring=ring.from_, status=ro.ROLLED_BACK,
+                        release_version=execution.release.version, approval_id=approval_id, path=str(out)),
+            kind=ro.KIND_ROLLBACK, out=out,
+            consume=[ApprovalUse(approval_id, ro.ACTION_ROLLBACK, subject, target)], make=make, now=moment,
+            flow_run_id=flow_run_id,
+            replay_message=f"promotion execution {execution.execution_id}: already rolled back",
+        )
+        doc, files, record_sha = made.doc, made.files, made.document_sha256
     channels = allow_channel_rollbacks(store, execution=execution, rollback_id=rid, actor=actor, now=moment)
     return {
         "valid": True,

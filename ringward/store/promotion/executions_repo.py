@@ -10,11 +10,16 @@ rollouts by their state after their latest step.
 carries ``execution:<rpe_ id>`` (one per request and approval) and a rollback row carries
 ``rollback-of:<rpe_ id>`` -- a second rollback of the same execution loses on the unique key even
 with another approval and even when two run at once (:class:`ExecutionReplayError`).
+
+A deciding step (:meth:`RolloutLedger.decide`) consumes its approvals -- a promotion's own approval
+and, outside its window, its break-glass approval -- in the same transaction as its evidence
+record and ledger row: all of them or none.
 """
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,10 +28,14 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
+from ringward.core.approvals.rules import Approval
 from ringward.core.errors import ExecutionReplayError, InputError
 from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord
+from ringward.store.approvals import repo as approval_repo
+from ringward.store.approvals.repo import ApprovalRepository
 from ringward.store.db import Transactions
 from ringward.store.evidence.repo import append_locked
+from ringward.store.promotion.channel_repo import ApprovalUse
 from ringward.store.tables import UTCDateTime
 
 MAX_PAGE = 500
@@ -58,6 +67,8 @@ rollout_step_table = sa.Table(
 _t = rollout_step_table
 
 STEPS = ("capture", "verify", "request", "execution", "rollback-request", "rollback", "audit")
+
+__all__ = ["MAX_PAGE", "STEPS", "ApprovalUse", "RolloutLedger", "RolloutStep", "StepFilter", "rollout_step_table"]
 
 
 @dataclass(frozen=True)
@@ -169,34 +180,85 @@ class RolloutLedger:
             ExecutionReplayError: ``step.unique_key`` is already taken (``replay_message`` says what
                 was already done); nothing is written.
         """
+        stored, evidence, _ = self.decide(step, lambda _consumed: (step, draft), now=now,
+                                          replay_message=replay_message)
+        return stored, evidence
+
+    def decide(
+        self,
+        step: RolloutStep,
+        build: Callable[[tuple[Approval, ...]], tuple[RolloutStep, EvidenceDraft]],
+        *,
+        now: datetime,
+        consume: Sequence[ApprovalUse] = (),
+        flow_run_id: str | None = None,
+        replay_message: str | None = None,
+    ) -> tuple[RolloutStep, EvidenceRecord, tuple[Approval, ...]]:
+        """One decision, all or nothing: consume the ``consume`` approvals (in the order given; each
+        with the binding it must carry, ``execution_ref`` = ``step.ref_id``, its consumption record
+        appended), then append the step's evidence record and its ledger row.
+
+        ``build(consumed)`` runs inside the transaction once the approvals are consumed and returns
+        the ledger row and evidence draft to write (they may quote the consumed approvals); it must
+        keep ``step``'s ``step`` and ``unique_key``. Whatever it creates outside the database is the
+        caller's to remove when this raises.
+
+        Lock order: the approval rows (sorted ids, so two decisions sharing approvals cannot
+        deadlock), then the unique-key check, then the evidence chain's head (consumption records,
+        then the step's record) -- as :meth:`ChannelRepository.execute_promotion` does.
+
+        Returns:
+            The stored row, its evidence record and the consumed approvals (in ``consume`` order).
+
+        Raises:
+            ExecutionReplayError: ``step.unique_key`` is already taken (``replay_message`` says what
+                was already done).
+            ApprovalNotFoundError, ApprovalBindingError, ApprovalConsumedError, ApprovalExpiredError,
+            ApprovalStateError, StoreConflictError: from :meth:`ApprovalRepository.consume_in`.
+            In every case nothing is written: no approval consumed, no record, no row.
+        """
         if step.step not in STEPS:
             raise InputError(f"step: expected one of {', '.join(STEPS)}, found {step.step!r}")
         moment = now.astimezone(UTC)
+        approvals = ApprovalRepository(self._store)
         try:
             with self._store.writing() as conn:
+                for approval_id in sorted({use.approval_id for use in consume}):
+                    approval_repo.load(conn, approval_id, for_update=True)
                 if step.unique_key is not None:
                     taken = conn.execute(
                         sa.select(_t.c.ref_id, _t.c.created_at).where(_t.c.unique_key == step.unique_key)
                     ).first()
                     if taken is not None:
                         raise ExecutionReplayError(self._replay(step, replay_message, taken.ref_id, taken.created_at))
+                consumed = tuple(
+                    approvals.consume_in(
+                        conn, use.approval_id, action=use.action, subject_digest=use.subject_digest,
+                        target=use.target, actor=step.actor, execution_ref=step.ref_id, now=now,
+                        flow_run_id=flow_run_id,
+                    )[0]
+                    for use in consume
+                )
+                row, draft = build(consumed)
+                if (row.step, row.unique_key) != (step.step, step.unique_key):
+                    raise ValueError(f"step {step.ref_id}: the decision changed its step or unique key")
                 (evidence,) = append_locked(conn, [draft], moment)
                 values = {
-                    "rollout_id": step.rollout_id,
-                    "step": step.step,
-                    "ref_id": step.ref_id,
-                    "parent_ref": step.parent_ref,
-                    "unique_key": step.unique_key,
-                    "environment": step.environment,
-                    "ring": step.ring,
-                    "status": step.status,
-                    "release_version": step.release_version,
-                    "approval_id": step.approval_id,
-                    "actor": step.actor,
+                    "rollout_id": row.rollout_id,
+                    "step": row.step,
+                    "ref_id": row.ref_id,
+                    "parent_ref": row.parent_ref,
+                    "unique_key": row.unique_key,
+                    "environment": row.environment,
+                    "ring": row.ring,
+                    "status": row.status,
+                    "release_version": row.release_version,
+                    "approval_id": row.approval_id,
+                    "actor": row.actor,
                     "created_at": evidence.created_at,
                     "evidence_id": evidence.id,
-                    "document_sha256": step.document_sha256,
-                    "path": step.path,
+                    "document_sha256": row.document_sha256,
+                    "path": row.path,
                 }
                 new_id = conn.execute(sa.insert(_t).values(**values).returning(_t.c.id)).scalar_one()
         except IntegrityError as exc:
@@ -210,9 +272,9 @@ class RolloutLedger:
                     existing.created_at if existing else None,
                 )
             ) from exc
-        stored = RolloutStep(**{**step.__dict__, "id": int(new_id), "created_at": evidence.created_at,
+        stored = RolloutStep(**{**row.__dict__, "id": int(new_id), "created_at": evidence.created_at,
                                 "evidence_id": evidence.id})
-        return stored, evidence
+        return stored, evidence, consumed
 
     @staticmethod
     def _replay(step: RolloutStep, message: str | None, ref_id: str, at: datetime | None) -> str:
