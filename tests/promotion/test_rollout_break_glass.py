@@ -76,7 +76,8 @@ def test_a_consumed_break_glass_approval_leaves_the_promotion_approval_unused(
     (refusal,) = w.store.search_evidence(EvidenceQuery(kind=ro.KIND_REFUSAL)).items
     assert refusal.payload["code"] == "approval-consumed" and refusal.payload["step"] == "execution"
     # the promotion approval is still usable once the window opens again
-    done = w.execute(requested["request_path"], requested["approval_id"], windows=policy, at=later(21))
+    done = w.execute(requested["request_path"], requested["approval_id"], windows=policy, at=later(21),
+                     output=w.work / "after-the-freeze")
     assert done["break_glass"] is False
     assert verify_evidence(w.store, check_files=True).ok
 
