@@ -22,21 +22,23 @@ def verify_package_flow(
     now: datetime | None = None,
     allow_unsigned: bool = False,
     record: bool = True,
+    profile: str = "ringward",
 ) -> State:
     """Ends Completed when the package verifies, Failed (carrying the same result) when not.
     ``trust_root`` defaults to ``$RINGWARD_TRUST_ROOT`` on the worker (event triggers pass null
-    when the publisher did not know one)."""
+    when the publisher did not know one). ``profile``: ringward (default), reference or auto, as
+    ``ringward release verify-package --profile``."""
     trust_root = trust_root or os.environ.get("RINGWARD_TRUST_ROOT", "").strip() or None
     if trust_root is None:
         raise InputError("trust_root: required (parameter or RINGWARD_TRUST_ROOT on the worker)")
     prefetch_spdx()
     moment = now or utc_now()
-    integrity = verify_integrity(package_dir, trust_root, moment, allow_unsigned)
+    integrity, choice = verify_integrity(package_dir, trust_root, moment, allow_unsigned, profile)
     # quote(): the verified content holds raw document bytes and the trust root; Prefect should pass
     # it through as-is instead of walking it for futures
     content = quote(integrity.content)
     families = [unwrap(check_family(name, content, return_state=True)) for name in FAMILY_NAMES]
-    verification = summarize(package_dir, integrity, families)
+    verification = summarize(package_dir, integrity, families, choice)
     result = record_verification(verification, package_dir, record, current_flow_run_id())
     publish_result("package-verification", f"verify-package {package_dir}", result)
     return final_state(result, f"verify-package {package_dir}")

@@ -12,11 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from ringward.core.release.package_rules import VerifiedContent, run_document_family
+from ringward.core.release.profiles import ProfileChoice
 from ringward.core.release.verification import FamilyResult
 from ringward.operations.release import release_ops
 from ringward.operations.release.verify import (
     DirectorySource,
     IntegrityScan,
+    resolve_profile,
     scan_integrity,
     skipped_family,
     spdx_validator,
@@ -25,10 +27,16 @@ from ringward.operations.trust.keys import load_trust_root
 
 
 @task(name="integrity-and-signatures", cache_policy=NO_CACHE)
-def verify_integrity(package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool) -> IntegrityScan:
-    """Read, hash and signature-check every byte of the package against the pinned trust root."""
+def verify_integrity(
+    package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool, profile: str = "ringward"
+) -> tuple[IntegrityScan, ProfileChoice]:
+    """Choose the profile (ringward / reference / auto), then read, hash and signature-check every
+    byte of the package against the pinned trust root: the same steps as the in-process path."""
     root = load_trust_root(Path(trust_root))
-    return scan_integrity(DirectorySource(Path(package_dir)), root, now=now, allow_unsigned=allow_unsigned)
+    source = DirectorySource(Path(package_dir))
+    choice = resolve_profile(source, profile)
+    integrity = scan_integrity(source, root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile)
+    return integrity, choice
 
 
 @task(name="check-family", cache_policy=NO_CACHE, task_run_name="check-{family}")

@@ -33,11 +33,11 @@ PROFILE = typer.Option("ringward", "--profile", metavar="ringward|reference|auto
 VIEW_NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Accepted for symmetry: this view writes no evidence.")
 
 
-def _profile(value: str, use_prefect: bool = False) -> str:
+def _profile(value: str, use_prefect: bool = False, *, flow_takes_profile: bool = False) -> str:
     from ringward.core.release.profiles import parse_profile_choice
 
     choice = parse_profile_choice(value)
-    if use_prefect and choice != "ringward":
+    if use_prefect and choice != "ringward" and not flow_takes_profile:
         raise InputError(f"--profile {choice}: not available with --prefect yet (the flows verify under the "
                          "ringward profile); run it in-process")
     return choice
@@ -183,7 +183,7 @@ def verify_package(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify every file, signature, threshold and document binding against the trust root."""
-    chosen = _profile(profile, use_prefect)
+    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
     if allow_unsigned:
         typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
                    err=True)

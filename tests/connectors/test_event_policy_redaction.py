@@ -61,7 +61,8 @@ def test_reference_event_is_normalised_with_the_reference_id_rule() -> None:
     assert event.provider_payloads == {"splunk": {"event": "verbatim"}}
     assert "provider_payloads" not in event.attributes and event.attributes["rollback_id"] == "rbk_0a1b2c"
     bare = parse_event(b'{"event_type": "cavra.x"}', source="x.json", now=T0)
-    assert bare.event_id == "cavra.x" and bare.created_at == T0
+    # an id-less reference event gets a content-addressed id, never its type (issue 11)
+    assert bare.event_id.startswith("sha256:") and bare.event_id != "cavra.x" and bare.created_at == T0
 
 
 @pytest.mark.parametrize(
