@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import mmap
 import os
@@ -42,6 +43,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool 
         raise
 
 
+def describe_os_error(exc: OSError) -> str:
+    """The user-facing reason for an ``OSError`` raised while opening or reading a user-supplied path."""
+    if isinstance(exc, FileNotFoundError):
+        return "does not exist"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, expected a file"
+    if isinstance(exc, NotADirectoryError):
+        return "a parent of it is not a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "is a symbolic link (loop or not followed)"
+    return exc.strerror or type(exc).__name__
+
+
 def read_capped(path: Path, cap: int, *, source: str) -> bytes:
     """Read a regular file (no symlinks) of at most ``cap`` bytes."""
     try:
@@ -50,13 +66,19 @@ def read_capped(path: Path, cap: int, *, source: str) -> bytes:
     except FileNotFoundError as exc:
         raise InputError(f"{source}: file not found") from exc
     except OSError as exc:
-        raise InputError(f"{source}: cannot open ({exc.strerror})") from exc
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+        raise InputError(f"{source}: cannot open ({describe_os_error(exc)})") from exc
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{source}: is a directory, expected a file")
         if not stat.S_ISREG(info.st_mode):
             raise InputError(f"{source}: not a regular file")
         if info.st_size > cap:
             raise InputError(f"{source}: {info.st_size} bytes, expected at most {cap}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
         return handle.read(cap + 1)[:cap]
 
 
