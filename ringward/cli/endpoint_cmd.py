@@ -68,6 +68,9 @@ def export(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Consume the approval, raise the channel's high-water mark and write the export (atomically)."""
+    from ringward.operations.common.files import check_input_path
+
+    check_input_path(promotion_request, option="--promotion-request")
     now = _now(at)
     if use_prefect:
         from flows._common import run_flow
@@ -117,8 +120,10 @@ def deliver(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Re-check the export and publish it to the configured Jamf / Intune / Linux fleet destinations."""
+    from ringward.operations.common.files import check_input_path
     from ringward.operations.release.release_ops import default_actor
 
+    check_input_path(export_manifest, option="EXPORT_MANIFEST")
     who = actor or default_actor()
     now = _now(None)
     if use_prefect:

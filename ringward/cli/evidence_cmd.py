@@ -78,9 +78,12 @@ def verify(
     json_output: bool = JSON,
 ) -> None:
     """Re-walk the hash chain and every bundle's checksums; report the first break."""
+    from ringward.operations.common.files import check_input_path
     from ringward.operations.evidence import evidence_ops
+
     loaded = trusted = None
     if checkpoint is not None:
+        check_input_path(checkpoint, option="--checkpoint")
         loaded = evidence_ops.load_checkpoint(checkpoint)
         trusted = evidence_ops.checkpoint_trusted_keys(trust_root=trust_root, public_keys=public_key, role=role)
     with _store() as store:

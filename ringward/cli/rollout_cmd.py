@@ -74,6 +74,13 @@ def _run(step: str, params: dict[str, Any], use_prefect: bool, json_output: bool
     return result
 
 
+def _check_input(path: Path, name: str, kind: str) -> None:
+    """A missing, unreadable or empty path argument is bad input (exit 2) before any step runs."""
+    from ringward.operations.common.files import check_input_path
+
+    check_input_path(path, option=name, kind=kind)
+
+
 def _emit_event(step: str, result: dict[str, Any], json_output: bool) -> None:
     from flows.events import events_enabled
 
@@ -122,6 +129,7 @@ def capture(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Capture a rollout of a package that verifies against the trust root (§4.9)."""
+    _check_input(package_dir, "PACKAGE_DIR", "dir")
     result = _run("capture", {
         "package_dir": str(package_dir), "environment": environment, "ring": ring, "status": status,
         "change_record": change_record, "deployment_ids": list(deployment_ids), "trust_root": str(trust_root),
@@ -207,6 +215,7 @@ def execute(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Execute an approved promotion: everything is re-verified now, the approval is consumed once."""
+    _check_input(request, "REQUEST", "any")
     result = _run("execute", {
         "request_path": str(request), "approval_id": approval, "actor": actor, "trust_root": str(trust_root),
         "windows": _path(windows), "break_glass_approval": break_glass_approval, "output": _path(output),
@@ -238,6 +247,7 @@ def request_rollback(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Sign a rollback request for a recorded promotion execution and open its approval."""
+    _check_input(execution, "EXECUTION", "any")
     result = _run("request_rollback", {
         "execution_path": str(execution), "requester": requester, "reason": reason,
         "signing_key": _path(signing_key), "trust_root": str(trust_root), "expires_in": expires_in,
@@ -265,6 +275,7 @@ def rollback(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Roll back a promotion execution (once per execution)."""
+    _check_input(execution, "EXECUTION", "any")
     result = _run("rollback", {
         "execution_path": str(execution), "approval_id": approval, "actor": actor, "trust_root": str(trust_root),
         "output": _path(output), "notes": notes, "now": _now(at),
@@ -294,6 +305,7 @@ def audit(
     """Export the audit event and SIEM/ITSM payloads (checksummed); --deliver sends it (once per
     destination: a second delivery of the same execution is "already delivered"). Exit 1 when a
     destination did not take it."""
+    _check_input(record, "RECORD", "any")
     result = _run("audit", {
         "record_path": str(record), "output": str(output), "deliver_config": _path(deliver), "provider": provider,
         "actor": _actor(actor),

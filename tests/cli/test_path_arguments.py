@@ -70,18 +70,10 @@ CASES = {
 
 #: cases still failing, each with why (fixed in modules owned elsewhere); strict, so a fix shows up
 KNOWN_GAPS: dict[str, str] = {
-    "release-verify-airgap-bundle-empty": "an empty bundle is reported as a failed verification (exit 1)",
-    "evidence-verify-checkpoint-empty": "an empty checkpoint is a malformed document (exit 1)",
+    "release-verify-airgap-bundle-empty": (
+        "the bundle is the artifact under verification: an empty one fails verification (exit 1, evidence "
+        "recorded)"),
     "connectors-validate-empty": "an empty connector file is reported without its name",
-    "endpoint-export-empty": "an empty promotion request is a malformed document (exit 1)",
-    "endpoint-deliver-empty": "an empty export manifest is a malformed document (exit 1)",
-    "rollout-capture-missing": "rollout operations report a missing package as a verification failure (exit 1)",
-    "rollout-capture-file": "rollout operations report a missing package as a verification failure (exit 1)",
-    "rollout-capture-symlink-loop": "rollout operations report a missing package as a verification failure (exit 1)",
-    "rollout-execute-empty": "an empty request is a malformed document (exit 1)",
-    "rollout-request-rollback-empty": "an empty execution record is a malformed document (exit 1)",
-    "rollout-rollback-empty": "an empty execution record is a malformed document (exit 1)",
-    "rollout-audit-empty": "an empty record is a malformed document (exit 1)",
 }
 
 

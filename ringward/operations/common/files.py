@@ -54,8 +54,35 @@ def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
     if exc.errno == errno.ELOOP:
-        return "is a symbolic link (loop or not followed)"
+        return "symbolic link loop (or a symbolic link where none is allowed)"
     return exc.strerror or type(exc).__name__
+
+
+def check_input_path(path: Path, *, option: str, kind: str = "file", allow_empty: bool = False) -> None:
+    """Refuse a user-supplied input path that cannot be what ``option`` expects before anything reads it.
+
+    ``kind``: ``file``, ``dir`` or ``any`` (a file, or a directory holding it). Missing, unreadable, a
+    symbolic-link loop, the wrong kind, or an empty file (unless ``allow_empty``) raise one
+    :class:`InputError` naming the option, the path and why."""
+    where = f"{option} {path}" if option else str(path)
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise InputError(f"{where}: {describe_os_error(exc)}") from exc
+    if kind == "dir" or (kind == "any" and stat.S_ISDIR(info.st_mode)):
+        if not stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{where}: not a directory")
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError(f"{where}: permission denied")
+        return
+    if stat.S_ISDIR(info.st_mode):
+        raise InputError(f"{where}: is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"{where}: not a regular file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{where}: permission denied")
+    if info.st_size == 0 and not allow_empty:
+        raise InputError(f"{where}: empty file")
 
 
 def read_capped(path: Path, cap: int, *, source: str) -> bytes:
