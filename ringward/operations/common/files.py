@@ -67,6 +67,8 @@ def check_input_path(path: Path, *, option: str, kind: str = "file", allow_empty
     where = f"{option} {path}" if option else str(path)
     try:
         info = os.stat(path)
+    except FileNotFoundError as exc:
+        raise InputError(f"{where}: {'directory' if kind == 'dir' else 'file'} not found") from exc
     except OSError as exc:
         raise InputError(f"{where}: {describe_os_error(exc)}") from exc
     if kind == "dir" or (kind == "any" and stat.S_ISDIR(info.st_mode)):
