@@ -73,7 +73,6 @@ KNOWN_GAPS: dict[str, str] = {
     "release-verify-airgap-bundle-empty": (
         "the bundle is the artifact under verification: an empty one fails verification (exit 1, evidence "
         "recorded)"),
-    "connectors-validate-empty": "an empty connector file is reported without its name",
 }
 
 

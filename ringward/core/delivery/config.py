@@ -31,6 +31,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import json
+import os
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -613,18 +614,44 @@ def load_config_document(data: bytes, *, source: str) -> Any:
     except UnicodeDecodeError as exc:
         raise ConnectorConfigError(f"{source}: not UTF-8") from exc
     except yaml.YAMLError as exc:
-        detail = " ".join(str(exc).split())
+        # PyYAML names a string input "<unicode string>"; the user knows the file
+        detail = " ".join(str(exc).split()).replace('in "<unicode string>", ', "")
         raise ConnectorConfigError(f"{source}: invalid YAML: {detail}") from exc
 
 
-def parse_connector_config(data: bytes, *, source: str) -> ConnectorConfig:
+def parse_connector_config(data: bytes, *, source: str, base_dir: str | None = None) -> ConnectorConfig:
     """Parse and validate a connector file, reporting every problem with its path.
+
+    ``base_dir`` (the file's own directory) anchors relative paths inside the file (see
+    :func:`resolve_relative_paths`); without it they are left as written.
 
     Raises:
         ConnectorConfigError: with ``problems`` such as ``providers[2].url: not an https URL``.
     """
     document = load_config_document(data, source=source)
-    return validate_connector_config(document, source=source)
+    if document is None:
+        message = f"{source}: empty file; expected a connector config (schema_version, providers)"
+        raise ConnectorConfigError(message, (message,))
+    config = validate_connector_config(document, source=source)
+    return config if base_dir is None else resolve_relative_paths(config, base_dir)
+
+
+#: destination fields naming a file-system path (relative ones are relative to the config file)
+PATH_FIELDS = ("directory", "artifact_root")
+
+
+def resolve_relative_paths(config: ConnectorConfig, base_dir: str) -> ConnectorConfig:
+    """Anchor every relative path field (:data:`PATH_FIELDS`) at ``base_dir``, the directory of the
+    connector file, so a config means the same thing whatever the working directory."""
+    providers = []
+    for dest in config.providers:
+        update = {
+            name: os.path.join(base_dir, value)
+            for name in PATH_FIELDS
+            if isinstance(value := getattr(dest, name), str) and value and not os.path.isabs(value)
+        }
+        providers.append(dest.model_copy(update=update) if update else dest)
+    return config.model_copy(update={"providers": tuple(providers)})
 
 
 def _problems_beyond_type_errors(item: Any, path: str) -> list[str]:

@@ -176,10 +176,11 @@ def load_connector_config(path: Path) -> ConnectorConfig:
 
     Raises:
         InputError: unreadable file.
-        ConnectorConfigError: every problem with its path.
+        ConnectorConfigError: every problem with its path (messages name the file).
     """
     data = read_capped(path, MAX_CONFIG_BYTES, source=str(path))
-    return parse_connector_config(data, source=path.name)
+    # relative paths inside the file (artifact_root, private_queue directory) are relative to the file
+    return parse_connector_config(data, source=str(path), base_dir=str(path.absolute().parent))
 
 
 def load_event_file(path: Path, *, now: datetime) -> ConnectorEvent:
