@@ -14,6 +14,7 @@ from ringward.operations.release.release_ops import utc_now
 from ringward.operations.trust.keys import (
     add_key,
     change_key_status,
+    key_selector,
     load_public_key_file,
     load_trust_root,
     new_trusted_key,
@@ -95,66 +96,109 @@ def init(
 @app.command("add-key")
 def add_key_command(
     trust_root: Path = TRUST_ROOT_OPTION,
-    role: list[str] = typer.Option(..., "--role", help="release | promotion | remediation | advisory (repeatable)."),
-    public_key: Path = typer.Option(..., "--public-key"),
+    key: list[str] = typer.Option([], "--key", help="ROLE=PUBLIC_KEY.pem (repeatable; the spelling of `trust init`)."),
+    role: list[str] = typer.Option([], "--role", help="Alias: with --public-key, ROLE of that key (repeatable)."),
+    public_key: Path | None = typer.Option(None, "--public-key", help="Alias: the key file for --role."),
     label: str | None = typer.Option(None, "--label"),
     valid_from: str | None = typer.Option(None, "--valid-from", help="ISO-8601 UTC time."),
     valid_until: str | None = typer.Option(None, "--valid-until", help="ISO-8601 UTC time."),
 ) -> None:
-    """Pin another public key (or add roles to a pinned key)."""
+    """Pin another public key (or add roles to a pinned key): --key ROLE=PUBLIC_KEY, as in `trust init`
+    (`--role ROLE --public-key FILE` is kept as an alias)."""
+    wanted: dict[Path, list[Role]] = {}
+    for item in key:
+        item_role, path = parse_role_assignment(item, "--key")
+        wanted.setdefault(Path(path), []).append(item_role)
+    if public_key is not None:
+        if not role:
+            raise InputError("--public-key: needs --role ROLE (or use --key ROLE=PUBLIC_KEY)")
+        wanted.setdefault(public_key, []).extend(parse_role_assignment(f"{r}=x", "--role")[0] for r in role)
+    elif role:
+        raise InputError("--role: needs --public-key FILE (or use --key ROLE=PUBLIC_KEY)")
+    if not wanted:
+        raise InputError("--key: expected ROLE=PUBLIC_KEY (repeatable)")
+    if label is not None and len(wanted) > 1:
+        raise InputError(f"--label: names one key, found {len(wanted)} key files")
     root = load_trust_root(trust_root)
-    roles = [parse_role_assignment(f"{r}=x", "--role")[0] for r in role]
-    public = load_public_key_file(public_key)
-    key = new_trusted_key(public, roles, label or f"{roles[0].value}-{public.key_id[:8]}",
-                          _time(valid_from, "--valid-from"), _time(valid_until, "--valid-until"))
-    updated = add_key(root, key, utc_now())
+    valid = _time(valid_from, "--valid-from"), _time(valid_until, "--valid-until")
+    loaded = [(load_public_key_file(path), roles) for path, roles in wanted.items()]
+    updated = root
+    for public, roles in loaded:
+        trusted = new_trusted_key(public, roles, label or f"{roles[0].value}-{public.key_id[:8]}", *valid)
+        updated = add_key(updated, trusted, utc_now())
+    # one new version however many keys
+    updated = updated.model_copy(update={"version": root.version + 1})
     save_trust_root(trust_root, updated, overwrite=True)
-    typer.echo(f"pinned {public.key_id[:16]} for {', '.join(r.value for r in roles)} (trust root v{updated.version})")
+    for public, roles in loaded:
+        typer.echo(f"pinned {public.key_id[:16]} for {', '.join(r.value for r in roles)} "
+                   f"(trust root v{updated.version})")
 
 
-def _status_change(trust_root: Path, key: str, status: KeyStatus, reason: str | None) -> None:
+def _status_change(trust_root: Path, key: str | None, public_key: Path | None, status: KeyStatus,
+                   reason: str | None) -> None:
+    selector = key_selector(key, public_key)
     root = load_trust_root(trust_root)
-    updated = change_key_status(root, key, status, reason, utc_now())
+    updated = change_key_status(root, selector, status, reason, utc_now())
     # revocation is an emergency action: never refuse it, but say what it breaks
     save_trust_root(trust_root, updated, overwrite=True)
-    typer.echo(f"{status.value} key {key} (trust root v{updated.version})")
+    shown = key if selector == key else selector[:16]
+    typer.echo(f"{status.value} key {shown} (trust root v{updated.version})")
     for problem in _threshold_problems(updated):
         typer.echo(f"warning: {problem}", err=True)
 
 
+KEY_ARGUMENT = typer.Argument(None, help="Label, key_id, key_id prefix (>= 8 hex) or public key file.")
+PUBLIC_KEY_SELECTOR = typer.Option(None, "--public-key", help="The key's public key file (instead of KEY).")
+
+
 @app.command("revoke-key")
 def revoke_key(
-    key: str = typer.Argument(..., help="Label, key_id or key_id prefix (>= 8 hex)."),
+    key: str | None = KEY_ARGUMENT,
     trust_root: Path = TRUST_ROOT_OPTION,
+    public_key: Path | None = PUBLIC_KEY_SELECTOR,
     reason: str | None = typer.Option(None, "--reason"),
 ) -> None:
     """Revoke a key: its signatures never count again."""
-    _status_change(trust_root, key, KeyStatus.REVOKED, reason)
+    _status_change(trust_root, key, public_key, KeyStatus.REVOKED, reason)
 
 
 @app.command("retire-key")
 def retire_key(
-    key: str = typer.Argument(..., help="Label, key_id or key_id prefix (>= 8 hex)."),
+    key: str | None = KEY_ARGUMENT,
     trust_root: Path = TRUST_ROOT_OPTION,
+    public_key: Path | None = PUBLIC_KEY_SELECTOR,
     reason: str | None = typer.Option(None, "--reason"),
 ) -> None:
     """Retire a key after rotation: it stops counting toward thresholds."""
-    _status_change(trust_root, key, KeyStatus.RETIRED, reason)
+    _status_change(trust_root, key, public_key, KeyStatus.RETIRED, reason)
 
 
 @app.command("set-threshold")
-def set_threshold(assignment: str = typer.Argument(..., help="ROLE=N"), trust_root: Path = TRUST_ROOT_OPTION) -> None:
-    """Require N distinct keys of a role."""
-    role, value = parse_role_assignment(assignment, "ROLE=N")
-    if not value.isdigit() or int(value) < 1:
-        raise InputError(f"ROLE=N: expected N >= 1, found {value!r}")
+def set_threshold(
+    assignment: str | None = typer.Argument(None, help="Alias: ROLE=N (same as --threshold ROLE=N)."),
+    trust_root: Path = TRUST_ROOT_OPTION,
+    threshold: list[str] = typer.Option(
+        [], "--threshold", help="ROLE=N distinct keys required (repeatable; the spelling of `trust init`)."),
+) -> None:
+    """Require N distinct keys of a role: --threshold ROLE=N, as in `trust init` (a positional ROLE=N is
+    kept as an alias)."""
+    items = [("--threshold", item) for item in threshold] + ([("ROLE=N", assignment)] if assignment else [])
+    if not items:
+        raise InputError("--threshold: expected ROLE=N (repeatable)")
+    changes: dict[Role, int] = {}
+    for option, item in items:
+        role, value = parse_role_assignment(item, option)
+        if not value.isdigit() or int(value) < 1:
+            raise InputError(f"{option}: expected ROLE=N with N >= 1, found {item!r}")
+        changes[role] = int(value)
     root = load_trust_root(trust_root)
-    thresholds = dict(root.thresholds)
-    thresholds[role] = int(value)
+    thresholds = {**root.thresholds, **changes}
     updated = root.model_copy(update={"thresholds": thresholds, "version": root.version + 1, "updated_at": utc_now()})
-    _check_thresholds(updated, role)
+    for role in changes:
+        _check_thresholds(updated, role)
     save_trust_root(trust_root, updated, overwrite=True)
-    typer.echo(f"threshold {role.value}={value} (trust root v{updated.version})")
+    typer.echo(", ".join(f"threshold {role.value}={n}" for role, n in changes.items())
+               + f" (trust root v{updated.version})")
 
 
 @app.command("show")

@@ -120,6 +120,25 @@ def add_key(root: TrustRoot, key: TrustedKey, now: datetime) -> TrustRoot:
     return root.model_copy(update={"keys": keys, "version": root.version + 1, "updated_at": now})
 
 
+def key_selector(selector: str | None, public_key: Path | None) -> str:
+    """The key a status change names: a label, a key_id (prefix), or a public key file (the one the
+    user holds), given as ``KEY`` or ``--public-key``. A ``KEY`` naming an existing file is read as a
+    public key file; the result is that key's key_id.
+
+    Raises:
+        InputError: neither or both given; the file is not a usable public key.
+    """
+    if selector is not None and public_key is not None:
+        raise InputError("KEY and --public-key: give one of them, not both")
+    if public_key is None and selector is not None and (os.sep in selector or os.path.isfile(selector)):
+        public_key = Path(selector)
+    if public_key is not None:
+        return load_public_key_file(public_key).key_id
+    if selector is None:
+        raise InputError("KEY: expected a label, key_id (prefix) or public key file (or --public-key FILE)")
+    return selector
+
+
 def change_key_status(root: TrustRoot, selector: str, status: KeyStatus, reason: str | None,
                       now: datetime) -> TrustRoot:
     """Retire or revoke the key whose label, key_id or key_id prefix (>= 8 hex) is ``selector``."""
