@@ -120,6 +120,9 @@ def package(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Build, sign and (optionally) zip a release package in the reference file format."""
+    from ringward.operations.common.files import check_output_parent
+
+    check_output_parent(output, option="--output")
     params: dict[str, Any] = {
               "dist_dir": str(dist_dir), "output": str(output), "version": version, "commit": commit, "ref": ref,
               "repository": repository, "signing_key": str(signing_key) if signing_key else None,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ringward.cli.main import run
+from tests.release.simulator import TARGETS
 
 #: (id, argv template, kind of the path under test). ``{X}`` is the path under test; ``{trust}``, ``{pub}``,
 #: ``{pem}``, ``{cfg}``, ``{event}``, ``{tmp}`` are valid fixtures. Kinds: ``file`` / ``dir`` are inputs.
@@ -61,11 +62,34 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("rollout-audit", "rollout audit {X} --output {tmp}/audit", "file"),
     ("window-check", "window check --target stable --policy {X}", "file"),
     ("window-validate", "window validate --policy {X}", "file"),
+    # more inputs
+    ("release-package-signing-key", "release package {pkg} --version 1.2.3"
+     " --commit 0123456789abcdef0123456789abcdef01234567 --ref refs/tags/v1.2.3 --repository acme/rt"
+     " --signing-key {X} --output {tmp}/out", "file"),
+    ("release-cosign-signing-key", "release cosign {pkg} --signing-key {X}", "file"),
+    ("channel-request-promotion-signing-key", "channel request-promotion {pkg} --channel stable --target-ring canary"
+     " --requester alice --signing-key {X} --trust-root {trust}", "file"),
+    ("rollout-verify-root", "rollout verify {pkg} --trust-root {X}", "file"),
+    # outputs: an existing directory where a file is written, an existing file where a directory is
+    # created, a parent that is a file, a symbolic-link loop
+    ("keys-generate-private", "keys generate --private-key {X} --public-key {tmp}/new.pub", "out-file"),
+    ("keys-generate-public", "keys generate --private-key {tmp}/new.pem --public-key {X}", "out-file"),
+    ("trust-init-output", "trust init --output {X} --key release={pub}", "out-file"),
+    ("release-package-output", "release package {dist} --version 1.2.3"
+     " --commit 0123456789abcdef0123456789abcdef01234567 --ref refs/tags/v1.2.3 --repository acme/rt"
+     " --signing-key {pem} --output {X}", "out-dir"),
+    ("evidence-export", "evidence export {X}", "out-file"),
+    ("evidence-checkpoint-output", "evidence checkpoint --output {X} --signing-key {pem} --trust-root {trust}",
+     "out-file"),
+    ("approval-export", "approval export {X}", "out-file"),
+    ("connectors-webhook-keygen", "connectors webhook-keygen --output {X}", "out-file"),
 ]
 
 CASES = {
     "file": ["missing", "directory", "unreadable", "symlink-loop", "empty"],
     "dir": ["missing", "file", "unreadable", "symlink-loop"],
+    "out-file": ["directory", "parent-file", "symlink-loop"],
+    "out-dir": ["file", "parent-file", "symlink-loop"],
 }
 
 #: cases still failing, each with why (fixed in modules owned elsewhere); strict, so a fix shows up
@@ -107,13 +131,21 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
                                           " signing_secret: 'env:HOOK_SECRET'}\n")
     (root / "event.json").write_text("{}\n")
     (root / "pkg").mkdir()
+    (root / "dist").mkdir()
+    for target in TARGETS:
+        binary = root / "dist" / f"rt_1.2.3_{target}"
+        binary.write_text("#!/bin/sh\necho 'rt version 1.2.3'\n")
+        binary.chmod(0o755)
     return {"trust": str(root / "trust.json"), "pub": str(root / "k.pub"), "pem": str(root / "k.pem"),
             "ppem": str(root / "p.pem"), "cfg": str(root / "connectors.yaml"),
-            "event": str(root / "event.json"), "pkg": str(root / "pkg")}
+            "event": str(root / "event.json"), "pkg": str(root / "pkg"), "dist": str(root / "dist")}
 
 
 def _make(case: str, tmp: Path) -> Path:
     target = tmp / "subject"
+    if case == "parent-file":
+        target.write_text("a file, not a directory\n")
+        return target / "inner"
     if case == "missing":
         return target
     if case == "directory":
@@ -144,4 +176,5 @@ def test_unusable_path_is_bad_input(template: str, case: str, fixtures: dict[str
     assert code == 2, err
     assert len(lines) == 1, err
     assert lines[0].startswith("error:"), err
-    assert str(subject) in lines[0] or subject.name in lines[0], err
+    named = subject.parent if case == "parent-file" else subject
+    assert str(named) in lines[0] or named.name in lines[0], err

@@ -18,11 +18,26 @@ from ringward.core.errors import InputError, OutputExistsError, UnsafePathError
 CHUNK = 1024 * 1024
 
 
+def _temp_beside(path: Path) -> tuple[int, str]:
+    """A temporary file in ``path``'s directory (created if missing). A directory that cannot be made
+    or written (a parent is a file, permission denied, a symbolic-link loop) is the caller's bad output
+    path: :class:`InputError` naming it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except (FileExistsError, NotADirectoryError, PermissionError) as exc:
+        reason = "a parent of it is not a directory" if not isinstance(exc, PermissionError) else "permission denied"
+        raise InputError(f"{path}: cannot write ({reason})") from exc
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise InputError(f"{path}: cannot write ({describe_os_error(exc)})") from exc
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, overwrite: bool = True) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same directory, then rename.
     With ``overwrite=False`` an existing file is never replaced (link-then-unlink)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -85,6 +100,25 @@ def check_input_path(path: Path, *, option: str, kind: str = "file", allow_empty
         raise InputError(f"{where}: permission denied")
     if info.st_size == 0 and not allow_empty:
         raise InputError(f"{where}: empty file")
+
+
+def check_output_parent(path: Path, *, option: str) -> None:
+    """Refuse an output path whose nearest existing ancestor is not a directory (it can never be
+    created): one :class:`InputError` naming the option and the path."""
+    parent = path.absolute().parent
+    while True:
+        try:
+            info = os.stat(parent)
+        except FileNotFoundError:
+            if parent.parent == parent:
+                return
+            parent = parent.parent
+            continue
+        except OSError as exc:
+            raise InputError(f"{option} {path}: cannot write ({describe_os_error(exc)})") from exc
+        if not stat.S_ISDIR(info.st_mode):
+            raise InputError(f"{option} {path}: cannot write (a parent of it is not a directory)")
+        return
 
 
 def read_capped(path: Path, cap: int, *, source: str) -> bytes:
