@@ -7,10 +7,11 @@ RINGWARD_DEBUG=1); never a traceback unless RINGWARD_DEBUG is set.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -96,17 +97,42 @@ def run(argv: list[str] | None = None) -> None:
     except RingwardError as exc:
         click.echo(f"error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # a path of the wrong kind (a directory for a file, a file inside a path, a symlink loop) that
+        # no loader caught is still the caller's input; every other OSError stays an internal error
+        reason = _path_kind_error(exc)
+        if reason is None:
+            _internal(exc)
+        click.echo(f"error: {exc.filename}: {reason}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("error: interrupted", err=True)
         sys.exit(2)
     except Exception as exc:  # last line of defence: one line, no traceback
-        if os.environ.get("RINGWARD_DEBUG"):
-            raise
-        click.echo(
-            f"internal error: {type(exc).__name__}: {exc} (re-run with RINGWARD_DEBUG=1 for details)",
-            err=True,
-        )
-        sys.exit(3)
+        _internal(exc)
+
+
+def _path_kind_error(exc: OSError) -> str | None:
+    """The reason to show for an ``OSError`` about a path of the wrong kind, or None if it is not one."""
+    if not isinstance(exc.filename, str) or exc.filename2 is not None:
+        return None
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, expected a file"
+    if isinstance(exc, NotADirectoryError):
+        return "not a directory (or a parent of it is a file)"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (or a symbolic link where none is allowed)"
+    return None
+
+
+def _internal(exc: BaseException) -> NoReturn:
+    if os.environ.get("RINGWARD_DEBUG"):
+        raise exc
+    click.echo(
+        f"internal error: {type(exc).__name__}: {exc} (re-run with RINGWARD_DEBUG=1 for details)",
+        err=True,
+    )
+    sys.exit(3)
 
 
 def main() -> Any:  # pragma: no cover - `python -m ringward.cli.main`

@@ -178,3 +178,26 @@ def test_unusable_path_is_bad_input(template: str, case: str, fixtures: dict[str
     assert lines[0].startswith("error:"), err
     named = subject.parent if case == "parent-file" else subject
     assert str(named) in lines[0] or named.name in lines[0], err
+
+
+@pytest.mark.parametrize(("error", "code", "needle"), [
+    (IsADirectoryError(21, "Is a directory", "/srv/x"), 2, "error: /srv/x: is a directory, expected a file"),
+    (NotADirectoryError(20, "Not a directory", "/srv/f/x"), 2, "error: /srv/f/x: not a directory"),
+    (OSError(40, "Too many levels of symbolic links", "/srv/loop"), 2, "error: /srv/loop: symbolic link loop"),
+    (IsADirectoryError(21, "Is a directory"), 3, "internal error: IsADirectoryError"),
+    (OSError(28, "No space left on device", "/srv/x"), 3, "internal error: OSError"),
+])
+def test_path_kind_errors_no_loader_caught_are_bad_input(error: OSError, code: int, needle: str,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """The last line of defence in ``run``: a path of the wrong kind is the caller's input (exit 2);
+    any other OSError (or one without a path) stays an internal error (exit 3)."""
+    import ringward.cli.trust_cmd as trust_cmd
+
+    def broken(path: Path) -> None:
+        raise error
+
+    monkeypatch.delenv("RINGWARD_DEBUG", raising=False)
+    monkeypatch.setattr(trust_cmd, "load_trust_root", broken)
+    exit_code, err = _invoke(["trust", "show", "--trust-root", "/srv/x"], capsys)
+    assert exit_code == code and err.strip().splitlines() == [err.strip()] and err.startswith(needle), err
