@@ -54,7 +54,7 @@ def _threshold_problems(root: TrustRoot) -> list[str]:
 def _check_thresholds(root: TrustRoot, role: Role | None = None) -> None:
     problems = [p for p in _threshold_problems(root) if role is None or p.startswith(f"threshold {role.value}=")]
     if problems:
-        raise InputError(problems[0])
+        raise InputError("; ".join(problems))
 
 
 @app.command("init")

@@ -130,3 +130,13 @@ def test_help_documents_the_chosen_spelling(capsys: pytest.CaptureFixture[str]) 
                             ("revoke-key", "public key file")):
         code, out, _ = cli(capsys, "trust", command, "--help")
         assert code == 0 and needle in " ".join(out.split()), out
+
+
+def test_every_threshold_problem_is_reported(tmp_path: Path, keys: dict[str, Path],
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = cli(capsys, "trust", "init", "--output", str(tmp_path / "t2.json"), "--key",
+                       f"release={keys['rel']}", "--key", f"promotion={keys['promo']}",
+                       "--threshold", "release=2", "--threshold", "promotion=3")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "threshold release=2" in err and "threshold promotion=3" in err
+    assert not (tmp_path / "t2.json").exists()
