@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 chain broken / checkpoint rejected / not found, 2 bad input.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,8 @@ def verify(
     from ringward.operations.evidence import evidence_ops
 
     loaded = trusted = None
+    if evidence_root is not None and os.path.lexists(evidence_root):  # a missing root is an empty one
+        check_input_path(evidence_root, option="--evidence-root", kind="dir")
     if checkpoint is not None:
         check_input_path(checkpoint, option="--checkpoint")
         loaded = evidence_ops.load_checkpoint(checkpoint)

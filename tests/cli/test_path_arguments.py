@@ -70,6 +70,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("channel-request-promotion-signing-key", "channel request-promotion {pkg} --channel stable --target-ring canary"
      " --requester alice --signing-key {X} --trust-root {trust}", "file"),
     ("rollout-verify-root", "rollout verify {pkg} --trust-root {X}", "file"),
+    ("evidence-verify-root", "evidence verify --evidence-root {X}", "opt-dir"),
     # outputs: an existing directory where a file is written, an existing file where a directory is
     # created, a parent that is a file, a symbolic-link loop
     ("keys-generate-private", "keys generate --private-key {X} --public-key {tmp}/new.pub", "out-file"),
@@ -88,6 +89,7 @@ COMMANDS: list[tuple[str, str, str]] = [
 CASES = {
     "file": ["missing", "directory", "unreadable", "symlink-loop", "empty"],
     "dir": ["missing", "file", "unreadable", "symlink-loop"],
+    "opt-dir": ["file", "unreadable", "symlink-loop"],
     "out-file": ["directory", "parent-file", "symlink-loop"],
     "out-dir": ["file", "parent-file", "symlink-loop"],
 }
