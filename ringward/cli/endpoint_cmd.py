@@ -71,6 +71,8 @@ def export(
     from ringward.operations.common.files import check_input_path
 
     check_input_path(promotion_request, option="--promotion-request")
+    if windows is not None:
+        check_input_path(windows, option="--windows")
     now = _now(at)
     if use_prefect:
         from flows._common import run_flow

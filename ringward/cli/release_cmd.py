@@ -224,6 +224,10 @@ def verify_airgap_bundle(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify an air-gapped bundle zip member by member, without extracting it first."""
+    if extract_dir is not None:
+        from ringward.operations.common.files import check_output_parent
+
+        check_output_parent(extract_dir, option="--extract-dir")
     chosen = _profile(profile, use_prefect)
     kwargs = {"bundle": str(bundle), "trust_root": str(trust_root),
               "extract_dir": str(extract_dir) if extract_dir else None,

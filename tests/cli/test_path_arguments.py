@@ -70,6 +70,12 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("channel-request-promotion-signing-key", "channel request-promotion {pkg} --channel stable --target-ring canary"
      " --requester alice --signing-key {X} --trust-root {trust}", "file"),
     ("rollout-verify-root", "rollout verify {pkg} --trust-root {X}", "file"),
+    ("evidence-checkpoint-deliver", "evidence checkpoint --output {tmp}/cp.json --signing-key {pem}"
+     " --trust-root {trust} --deliver {X}", "file"),
+    ("endpoint-export-windows", "endpoint export {pkg} --channel stable --promotion-request {event}"
+     " --trust-root {trust} --actor alice --output {tmp}/export --windows {X}", "file"),
+    ("release-verify-airgap-bundle-extract-dir", "release verify-airgap-bundle {event} --trust-root {trust}"
+     " --extract-dir {X}", "out-dir"),
     ("evidence-verify-root", "evidence verify --evidence-root {X}", "opt-dir"),
     # outputs: an existing directory where a file is written, an existing file where a directory is
     # created, a parent that is a file, a symbolic-link loop
