@@ -121,7 +121,7 @@ def _path_kind_error(exc: OSError) -> str | None:
     if isinstance(exc, NotADirectoryError):
         return "not a directory (or a parent of it is a file)"
     if exc.errno == errno.ELOOP:
-        return "symbolic link loop (or a symbolic link where none is allowed)"
+        return "a symbolic link loop, or a symbolic link where none is allowed"
     return None
 
 

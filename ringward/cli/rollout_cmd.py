@@ -154,6 +154,7 @@ def verify(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Verify a rollout: its checksums, change record, source artifacts and the package (§4.10)."""
+    _check_input(rollout_dir, "ROLLOUT_DIR", "dir")
     result = _run("verify", {
         "rollout_dir": str(rollout_dir), "trust_root": str(trust_root), "package_dir": _path(package_dir),
         "actor": _actor(actor), "now": _now(at),
@@ -183,6 +184,7 @@ def request_promotion(
     use_prefect: bool = PREFECT,
 ) -> None:
     """Sign a promotion request and open its approval (a live one with the same binding is reused)."""
+    _check_input(rollout_dir, "ROLLOUT_DIR", "dir")
     result = _run("request_promotion", {
         "rollout_dir": str(rollout_dir), "target_ring": target_ring, "requester": requester,
         "signing_key": _path(signing_key), "trust_root": str(trust_root), "expires_in": expires_in,

@@ -191,7 +191,7 @@ def test_unusable_path_is_bad_input(template: str, case: str, fixtures: dict[str
 @pytest.mark.parametrize(("error", "code", "needle"), [
     (IsADirectoryError(21, "Is a directory", "/srv/x"), 2, "error: /srv/x: is a directory, expected a file"),
     (NotADirectoryError(20, "Not a directory", "/srv/f/x"), 2, "error: /srv/f/x: not a directory"),
-    (OSError(40, "Too many levels of symbolic links", "/srv/loop"), 2, "error: /srv/loop: symbolic link loop"),
+    (OSError(40, "Too many levels of symbolic links", "/srv/loop"), 2, "error: /srv/loop: a symbolic link loop"),
     (IsADirectoryError(21, "Is a directory"), 3, "internal error: IsADirectoryError"),
     (OSError(28, "No space left on device", "/srv/x"), 3, "internal error: OSError"),
 ])

@@ -69,7 +69,7 @@ def describe_os_error(exc: OSError) -> str:
     if isinstance(exc, PermissionError):
         return "permission denied"
     if exc.errno == errno.ELOOP:
-        return "symbolic link loop (or a symbolic link where none is allowed)"
+        return "a symbolic link loop, or a symbolic link where none is allowed"
     return exc.strerror or type(exc).__name__
 
 
