@@ -16,6 +16,7 @@ from typing import Any
 from ringward.core.common.jsonio import dumps_document
 from ringward.core.evidence.records import EvidenceSubject
 from ringward.operations.common.background import Background
+from ringward.settings import database_url
 
 KIND_PACKAGE = "release-package"
 KIND_VERIFY = "release-package-verification"
@@ -47,22 +48,32 @@ def _open_store() -> Any:
 
 #: the store being opened on a background thread (importing SQLAlchemy and checking the schema
 #: takes ~1 s) while the operation hashes and verifies bytes
-_prefetched: Background[Any] | None = None
+_prefetched: tuple[str, Background[Any]] | None = None
 
 
 def prefetch_store() -> None:
     """Start opening the store now; ``record_result`` picks it up."""
     global _prefetched
     if _prefetched is None:
-        _prefetched = Background(_open_store, "ringward-store-open")
+        _prefetched = (database_url(), Background(_open_store, "ringward-store-open"))
 
 
 def _take_store() -> Any:
+    """The prefetched store, if it is still the configured one. An operation that failed after
+    prefetching leaves its store behind; a later call under another ``RINGWARD_DATABASE_URL`` /
+    ``RINGWARD_HOME`` (a long-lived worker, the test suite) must not write into that one."""
     global _prefetched
     if _prefetched is None:
         return None
-    pending, _prefetched = _prefetched, None
-    return pending.get()
+    (url, pending), _prefetched = _prefetched, None
+    try:
+        store = pending.get()
+    except Exception:
+        return None  # opening failed in the background; record_result opens (and reports) it again
+    if url != database_url():
+        store.close()
+        return None
+    return store
 
 
 def record_result(
