@@ -78,14 +78,13 @@ def request_promotion(
     now = _now(at)
     if use_prefect:
         from flows._common import run_flow
-        from flows.promotion_channel import raise_refusal, request_channel_promotion_flow
+        from flows.promotion_channel import request_channel_promotion_flow
 
         result = run_flow(
             request_channel_promotion_flow, package_dir=str(package_dir), channel=channel, target_ring=target_ring,
             requester=requester, signing_key=str(signing_key), trust_root=str(trust_root), expires_in=expires_in,
             quorum=quorum, approver_group=approver_group, output=str(output) if output else None, now=now,
         )
-        raise_refusal(result)
     else:
         from ringward.operations.promotion.channel_ops import request_channel_promotion
 

@@ -267,10 +267,9 @@ class _PromotionDemo:
         now = _utc_now()
         if self.use_prefect:
             from flows._common import run_flow
-            from flows.promotion_channel import raise_refusal, request_channel_promotion_flow
+            from flows.promotion_channel import request_channel_promotion_flow
 
             result = run_flow(request_channel_promotion_flow, **{k: str(v) for k, v in params.items()}, now=now)
-            raise_refusal(result)
             return result
         from ringward.operations.promotion.channel_ops import request_channel_promotion, requested_event
 
@@ -282,10 +281,9 @@ class _PromotionDemo:
         now = _utc_now()
         if self.use_prefect:
             from flows._common import run_flow
-            from flows.promotion_channel import export_endpoint_flow, raise_refusal
+            from flows.promotion_channel import export_endpoint_flow
 
             result = run_flow(export_endpoint_flow, **{k: str(v) for k, v in params.items()}, now=now)
-            raise_refusal(result)
             return result
         from ringward.operations.promotion.endpoint_ops import export_endpoint
 

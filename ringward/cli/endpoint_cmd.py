@@ -76,14 +76,13 @@ def export(
     now = _now(at)
     if use_prefect:
         from flows._common import run_flow
-        from flows.promotion_channel import export_endpoint_flow, raise_refusal
+        from flows.promotion_channel import export_endpoint_flow
 
         result = run_flow(
             export_endpoint_flow, package_dir=str(package_dir), channel=channel, provider=provider,
             promotion_request=str(promotion_request), trust_root=str(trust_root), actor=actor, output=str(output),
             windows=str(windows) if windows else None, break_glass_approval=break_glass_approval, now=now,
         )
-        raise_refusal(result)
     else:
         from ringward.operations.promotion.endpoint_ops import export_endpoint
 
@@ -130,11 +129,10 @@ def deliver(
     now = _now(None)
     if use_prefect:
         from flows._common import run_flow
-        from flows.promotion_channel import deliver_endpoint_export_flow, raise_refusal
+        from flows.promotion_channel import deliver_endpoint_export_flow
 
         result = run_flow(deliver_endpoint_export_flow, export_manifest=str(export_manifest), config=str(config),
                           provider=provider, actor=who, now=now)
-        raise_refusal(result)
     else:
         from ringward.operations.promotion.endpoint_ops import deliver_endpoint_export
 

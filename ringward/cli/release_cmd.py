@@ -277,10 +277,9 @@ def validate_upgrade(
         from flows._common import run_flow
 
         if channel is not None:
-            from flows.promotion_channel import raise_refusal, validate_channel_upgrade_flow
+            from flows.promotion_channel import validate_channel_upgrade_flow
 
             result = run_flow(validate_channel_upgrade_flow, **kwargs)
-            raise_refusal(result)
             return result
         from flows.validate_upgrade import validate_upgrade_flow
 

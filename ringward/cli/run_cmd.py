@@ -58,11 +58,7 @@ def run(
     from flows._common import run_flow
 
     flow = getattr(importlib.import_module(module_name), function)
-    result = run_flow(flow, **parameters)
-    if result.get("refused"):  # a refused channel step: the same one-line error as its command
-        from flows.promotion_channel import raise_refusal
-
-        raise_refusal(result)
+    result = run_flow(flow, **parameters)  # a refused step is re-raised as its one-line error
     print_json(result)
     # release flows report `valid`, delivery flows `success`
     ok = result.get("valid", result.get("success", True))

@@ -390,7 +390,9 @@ class ApprovalSummary(_Doc):
     consumed_by: str | None = None
 
 
-class RingAdvancement(BaseModel):
+class RingMove(BaseModel):
+    """A ring change (``ring_advancement`` of an execution, ``ring_rollback`` of a rollback)."""
+
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     from_: str = Field(alias="from")
@@ -414,7 +416,7 @@ class PromotionExecution(_Doc):
     change_record: str
     release: Release
     deployment_targets: list[RolloutTarget]
-    ring_advancement: RingAdvancement
+    ring_advancement: RingMove
     approval: ApprovalSummary
     controls: list[str]
     request_sha256: str
@@ -453,15 +455,6 @@ class RollbackRequest(BaseModel):
     signature: dict[str, Any]
 
 
-class RingRollback(BaseModel):
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
-
-    from_: str = Field(alias="from")
-    to: str
-    previous_rollout_status: str
-    new_rollout_status: str
-
-
 class RollbackExecution(_Doc):
     """``rollout-rollback-execution.json``."""
 
@@ -478,7 +471,7 @@ class RollbackExecution(_Doc):
     change_record: str
     release: Release
     deployment_targets: list[RolloutTarget]
-    ring_rollback: RingRollback
+    ring_rollback: RingMove
     approval: ApprovalSummary
     controls: list[str]
     promotion_execution_sha256: str
