@@ -1,0 +1,23 @@
+"""Reserved: search_indexes schema (filled in by the work that needs it; a no-op until then).
+
+Revision ID: 0005_search_indexes
+Revises: 0004_rollout_steps
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0005_search_indexes"
+down_revision: str | Sequence[str] | None = "0004_rollout_steps"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
