@@ -27,6 +27,10 @@ class Fault:
     slow_body: float = 0.0
     #: send headers and half the body, then drop the connection
     truncate: bool = False
+    #: answer only once this event is set (or ``hold_seconds`` passed): orders destinations
+    #: against each other without wall-clock assumptions
+    hold_until: threading.Event | None = None
+    hold_seconds: float = 15.0
 
     @classmethod
     def of(cls, status: int, body: str | bytes = b"", **headers: str) -> Fault:
@@ -160,6 +164,8 @@ class FaultServer:
             )
         if fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault.hold_until is not None:
+            await asyncio.to_thread(fault.hold_until.wait, fault.hold_seconds)
         headers = [(k.lower().encode(), v.encode()) for k, v in fault.headers]
         headers.append((b"content-length", str(len(fault.body)).encode()))
         await send({"type": "http.response.start", "status": fault.status, "headers": headers})
