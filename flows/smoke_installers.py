@@ -6,7 +6,7 @@ from datetime import datetime
 
 from prefect import State, flow
 
-from flows._common import current_flow_run_id, final_state, publish_result, utc_now
+from flows._common import current_flow_run_id, final_state, publish_result, unwrap, utc_now
 from tasks.release import smoke_installers
 
 
@@ -20,10 +20,13 @@ def smoke_installers_flow(
     expect_version: bool = True,
     now: datetime | None = None,
     record: bool = True,
+    profile: str = "ringward",
 ) -> State:
+    """``profile``: ringward (default), reference or auto, as ``ringward release smoke-installers --profile``."""
     params = {"package_dir": package_dir, "trust_root": trust_root, "execute": execute,
               "timeout_seconds": timeout_seconds, "probe_args": probe_args or ["--version"],
-              "expect_version": expect_version, "now": now or utc_now(), "record": record}
-    result = smoke_installers(params, current_flow_run_id())
+              "expect_version": expect_version, "now": now or utc_now(), "record": record, "profile": profile}
+    # an invalid result is a Failed (red) task carrying the same data
+    result = unwrap(smoke_installers(params, current_flow_run_id(), return_state=True))
     publish_result("installer-smoke", f"smoke-installers {package_dir}", result)
     return final_state(result, f"smoke-installers {package_dir}")

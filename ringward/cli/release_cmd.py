@@ -33,14 +33,28 @@ PROFILE = typer.Option("ringward", "--profile", metavar="ringward|reference|auto
 VIEW_NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Accepted for symmetry: this view writes no evidence.")
 
 
-def _profile(value: str, use_prefect: bool = False, *, flow_takes_profile: bool = False) -> str:
+def _profile(value: str, use_prefect: bool = False, *, flow_takes_profile: bool = False,
+             why: str = "the flows verify under the ringward profile") -> str:
     from ringward.core.release.profiles import parse_profile_choice
 
     choice = parse_profile_choice(value)
     if use_prefect and choice != "ringward" and not flow_takes_profile:
-        raise InputError(f"--profile {choice}: not available with --prefect yet (the flows verify under the "
-                         "ringward profile); run it in-process")
+        raise InputError(f"--profile {choice}: not available with --prefect yet ({why}); run it in-process")
     return choice
+
+
+def _refuse_link_loop(path: Path, what: str) -> None:
+    """A symbolic-link loop is no missing package: say what it is (bad input, exit 2) before the
+    verifier's existence checks, which cannot tell the two apart."""
+    import errno
+    import os
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError(f"{what} {path}: a symbolic link loop (it never resolves to a directory or file)") \
+                from None
 
 
 def _announce(result: dict[str, Any]) -> None:
@@ -120,6 +134,7 @@ def package(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Build, sign and (optionally) zip a release package in the reference file format."""
+    _refuse_link_loop(dist_dir, "DIST_DIR")
     from ringward.operations.common.files import check_output_parent
 
     check_output_parent(output, option="--output")
@@ -163,6 +178,7 @@ def cosign(
     signer: str = typer.Option("ringward", "--signer"),
 ) -> None:
     """Add co-signatures by another release key (for trust roots with a threshold above 1)."""
+    _refuse_link_loop(package_dir, "PACKAGE_DIR")
     from ringward.operations.release.package import cosign_package
     from ringward.operations.trust.keys import load_signing_key
 
@@ -186,6 +202,7 @@ def verify_package(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify every file, signature, threshold and document binding against the trust root."""
+    _refuse_link_loop(package_dir, "PACKAGE_DIR")
     chosen = _profile(profile, use_prefect, flow_takes_profile=True)
     if allow_unsigned:
         typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
@@ -224,11 +241,12 @@ def verify_airgap_bundle(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify an air-gapped bundle zip member by member, without extracting it first."""
+    _refuse_link_loop(bundle, "BUNDLE")
     if extract_dir is not None:
         from ringward.operations.common.files import check_output_parent
 
         check_output_parent(extract_dir, option="--extract-dir")
-    chosen = _profile(profile, use_prefect)
+    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
     kwargs = {"bundle": str(bundle), "trust_root": str(trust_root),
               "extract_dir": str(extract_dir) if extract_dir else None,
               "require_bootstrap": not allow_missing_bootstrap, "now": _parse_now(at), "record": not no_evidence}
@@ -265,7 +283,10 @@ def validate_upgrade(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Verify both packages and refuse rollbacks, re-published versions and removed controls."""
-    chosen = _profile(profile, use_prefect)
+    _refuse_link_loop(previous_dir, "PREVIOUS_DIR")
+    _refuse_link_loop(candidate_dir, "CANDIDATE_DIR")
+    chosen = _profile(profile, use_prefect, flow_takes_profile=channel is None,
+                      why="the --channel upgrade flow verifies under the ringward profile only")
     kwargs = {"previous_dir": str(previous_dir), "candidate_dir": str(candidate_dir), "trust_root": str(trust_root),
               "allow_same_version": allow_same_version, "now": _parse_now(at), "record": not no_evidence}
     if chosen != "ringward":
@@ -325,7 +346,8 @@ def smoke_installers(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Check installer metadata and run this platform's binary with a version probe."""
-    chosen = _profile(profile, use_prefect)
+    _refuse_link_loop(package_dir, "PACKAGE_DIR")
+    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
     kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
               "timeout_seconds": timeout_seconds, "probe_args": list(probe_arg),
               "expect_version": not no_expect_version, "now": _parse_now(at), "record": not no_evidence}
@@ -358,6 +380,7 @@ def _verified_documents(package_dir: Path, trust_root: Path, at: str | None, pro
     from ringward.operations.release.release_ops import verified_view
     from ringward.operations.trust.keys import load_trust_root
 
+    _refuse_link_loop(package_dir, "PACKAGE_DIR")
     view = verified_view(package_dir, load_trust_root(trust_root), now=_parse_now(at), profile=_profile(profile))
     if view.profile != "ringward" or profile != "ringward":
         typer.echo(view.announcement, err=True)

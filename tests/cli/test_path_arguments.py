@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 
 from ringward.cli.main import run
+from tests.migration.reference_installation import (
+    approval,
+    clean_connector_config,
+    write_approvals_json,
+    write_connectors,
+)
 from tests.release.simulator import TARGETS
 
 #: (id, argv template, kind of the path under test). ``{X}`` is the path under test; ``{trust}``, ``{pub}``,
@@ -90,6 +96,8 @@ COMMANDS: list[tuple[str, str, str]] = [
      "out-file"),
     ("approval-export", "approval export {X}", "out-file"),
     ("connectors-webhook-keygen", "connectors webhook-keygen --output {X}", "out-file"),
+    ("migrate-reference-from", "migrate reference --from {X}", "dir"),
+    ("migrate-reference-connectors-output", "migrate reference --from {ref} --connectors-output {X}", "out-file"),
 ]
 
 CASES = {
@@ -144,8 +152,10 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         binary = root / "dist" / f"rt_1.2.3_{target}"
         binary.write_text("#!/bin/sh\necho 'rt version 1.2.3'\n")
         binary.chmod(0o755)
-    return {"trust": str(root / "trust.json"), "pub": str(root / "k.pub"), "pem": str(root / "k.pem"),
-            "ppem": str(root / "p.pem"), "cfg": str(root / "connectors.yaml"),
+    write_approvals_json(root / "ref" / ".cavra" / "api" / "approvals.json", [approval("pending")])
+    write_connectors(root / "ref", clean_connector_config())
+    return {"ref": str(root / "ref"), "trust": str(root / "trust.json"), "pub": str(root / "k.pub"),
+            "pem": str(root / "k.pem"), "ppem": str(root / "p.pem"), "cfg": str(root / "connectors.yaml"),
             "event": str(root / "event.json"), "pkg": str(root / "pkg"), "dist": str(root / "dist")}
 
 
@@ -209,3 +219,29 @@ def test_path_kind_errors_no_loader_caught_are_bad_input(error: OSError, code: i
     monkeypatch.setattr(trust_cmd, "load_trust_root", broken)
     exit_code, err = _invoke(["trust", "show", "--trust-root", "/srv/x"], capsys)
     assert exit_code == code and err.strip().splitlines() == [err.strip()] and err.startswith(needle), err
+
+
+#: commands whose symlink-loop refusal does not yet say "symbolic link" (fixed in modules owned elsewhere);
+#: strict, so a fix shows up
+LOOP_REASON_GAPS: dict[str, str] = {}
+
+LOOP_PARAMS = [
+    pytest.param(template, id=name,
+                 marks=[pytest.mark.xfail(reason=LOOP_REASON_GAPS[name], strict=True)] if name in LOOP_REASON_GAPS
+                 else [])
+    for name, template, kind in COMMANDS if "symlink-loop" in CASES[kind]
+]
+
+
+@pytest.mark.parametrize("template", LOOP_PARAMS)
+def test_symlink_loop_is_called_a_symlink_loop(template: str, fixtures: dict[str, str], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Not "does not exist", "not a regular file" or "package directory does not exist": the user has a
+    path that exists as a link and must be told it loops."""
+    subject = _make("symlink-loop", tmp_path)
+    values = {**fixtures, "tmp": str(tmp_path), "X": str(subject)}
+    code, err = _invoke([part.format(**values) for part in template.split()], capsys)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert "symbolic link" in lines[0] or "symlink" in lines[0], lines[0]
+    assert "does not exist" not in lines[0] and "not found" not in lines[0], lines[0]

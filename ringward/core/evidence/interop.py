@@ -40,6 +40,9 @@ REFERENCE_APPROVAL_SCHEMA = "cavra.approval.v1"
 #: kind given to reference session bundles, which have no ``metadata_kind``
 SESSION_KIND = "session-evidence"
 DEFAULT_APPROVER_GROUP = "Change Advisory Board"
+#: payload key ``migrate reference`` adds to an imported metadata item (where it came from, and that
+#: Ringward did not verify it); export drops it so the reference gets its item back unchanged
+IMPORT_MARKER = "ringward_import"
 MAX_ITEMS = 1_000_000
 
 #: reference approval states (cavra-spec §5.2) -> Ringward's
@@ -116,22 +119,30 @@ def parse_metadata_document(data: bytes, *, source: str, actor: str) -> list[Evi
     Raises:
         InputError: not strict JSON, not ``{"items": [...]}``, or an item without session_id.
     """
-    drafts: list[EvidenceDraft] = []
-    for index, item in enumerate(_items(data, source=source)):
-        where = f"{source}: items[{index}]"
-        if not isinstance(item, dict):
-            raise InputError(f"{where}: expected an object, found {type(item).__name__}")
-        session_id = item.get("session_id")
-        if not isinstance(session_id, str) or not session_id:
-            raise InputError(f"{where}: metadata must include session_id")
-        kind = item.get("metadata_kind", SESSION_KIND)
-        if not isinstance(kind, str) or not re.match(KIND_PATTERN, kind) or len(kind) > 128:
-            raise InputError(f"{where}.metadata_kind: expected a kind name, found {kind!r}")
-        try:
-            drafts.append(EvidenceDraft(kind=kind, actor=actor, subject=metadata_subject(item), payload=item))
-        except ValidationError as exc:
-            raise InputError(f"{where}: {exc.errors()[0]['msg']}") from exc
-    return drafts
+    return [
+        metadata_item_draft(item, where=f"{source}: items[{index}]", actor=actor)
+        for index, item in enumerate(_items(data, source=source))
+    ]
+
+
+def metadata_item_draft(item: Any, *, where: str, actor: str) -> EvidenceDraft:
+    """The draft for one reference metadata item (payload = the item verbatim).
+
+    Raises:
+        InputError: not an object, no session_id, or a kind Ringward cannot name.
+    """
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected an object, found {type(item).__name__}")
+    session_id = item.get("session_id")
+    if not isinstance(session_id, str) or not session_id:
+        raise InputError(f"{where}: metadata must include session_id")
+    kind = item.get("metadata_kind", SESSION_KIND)
+    if not isinstance(kind, str) or not re.match(KIND_PATTERN, kind) or len(kind) > 128:
+        raise InputError(f"{where}.metadata_kind: expected a kind name, found {kind!r}")
+    try:
+        return EvidenceDraft(kind=kind, actor=actor, subject=metadata_subject(item), payload=item)
+    except ValidationError as exc:
+        raise InputError(f"{where}: {exc.errors()[0]['msg']}") from exc
 
 
 def metadata_import_key(draft: EvidenceDraft) -> str:
@@ -151,7 +162,7 @@ def record_to_metadata(record: EvidenceRecord) -> dict[str, Any]:
     """
     payload = record.payload
     if isinstance(payload.get("session_id"), str) and payload["session_id"]:
-        item = dict(payload)
+        item = {key: value for key, value in payload.items() if key != IMPORT_MARKER}
     else:
         subject = record.subject
         item = {
@@ -215,55 +226,63 @@ def parse_approvals_document(data: bytes, *, source: str) -> list[tuple[Approval
     """
     out: list[tuple[Approval, dict[str, Any]]] = []
     for index, item in enumerate(_items(data, source=source)):
-        where = f"{source}: items[{index}]"
-        if not isinstance(item, dict):
-            raise InputError(f"{where}: expected an object, found {type(item).__name__}")
-        approval_id = item.get("approval_id")
-        if not isinstance(approval_id, str) or not _ID.match(approval_id):
-            raise InputError(
-                f"{where}: approval must include approval_id (letters, digits, _.:-), found {approval_id!r}"
-            )
-        state_text = item.get("state")
-        if state_text not in _STATE_IN:
-            raise InputError(f"{where}: unsupported approval state: {state_text}")
-        raw_decision = item.get("decision")
-        decision: dict[str, Any] = raw_decision if isinstance(raw_decision, dict) else {}
-        raw_metadata = decision.get("metadata")
-        metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
-        action = decision.get("action_type")
-        if not isinstance(action, str) or not re.match(ACTION_PATTERN, action) or len(action) > 128:
-            action = "reference-decision"
-        # the reference binds the whole decision dict; pin exactly that as the subject digest
-        bound = decision if decision else item
-        subject_digest = "sha256:" + hashlib.sha256(dumps_canonical(bound)).hexdigest()
-        target = _text(metadata, "target_ring", "target", "target_channel") or _text(item, "session_id") or "unknown"
-        requester = _text(item, "requested_by") or "unknown"
-        created_at = _time(item.get("requested_at"), where=f"{where}.requested_at")
-        expires_at = _time(item.get("expires_at"), where=f"{where}.expires_at")
-        decided_at = item.get("decided_at")
-        try:
-            approval = Approval(
-                approval_id=approval_id,
-                action=action,
-                subject_digest=subject_digest,
-                target=target,
-                requester=requester,
-                approver_group=_text(item, "approver_group"),
-                quorum=1,
-                state=_STATE_IN[state_text],
-                created_at=created_at,
-                expires_at=expires_at,
-                decided_at=None if decided_at is None else _time(decided_at, where=f"{where}.decided_at"),
-                decided_by=_text(item, "decided_by"),
-                decision_reason=item.get("decision_reason") if isinstance(item.get("decision_reason"), str) else None,
-                origin="import",
-                note=f"imported from {REFERENCE_APPROVAL_SCHEMA}"
-                + (" (break_glass)" if state_text == "break_glass" else ""),
-            )
-        except ValidationError as exc:
-            raise InputError(f"{where}: {exc.errors()[0]['msg']}") from exc
+        approval = approval_from_reference_item(item, where=f"{source}: items[{index}]")
         out.append((approval, item))
     return out
+
+
+def approval_from_reference_item(item: Any, *, where: str) -> Approval:
+    """The Ringward approval (origin ``import``) for one ``cavra.approval.v1`` item.
+
+    Raises:
+        InputError: an item the reference store itself would refuse, or times without an offset.
+    """
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected an object, found {type(item).__name__}")
+    approval_id = item.get("approval_id")
+    if not isinstance(approval_id, str) or not _ID.match(approval_id):
+        raise InputError(
+            f"{where}: approval must include approval_id (letters, digits, _.:-), found {approval_id!r}"
+        )
+    state_text = item.get("state")
+    if state_text not in _STATE_IN:
+        raise InputError(f"{where}: unsupported approval state: {state_text}")
+    raw_decision = item.get("decision")
+    decision: dict[str, Any] = raw_decision if isinstance(raw_decision, dict) else {}
+    raw_metadata = decision.get("metadata")
+    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
+    action = decision.get("action_type")
+    if not isinstance(action, str) or not re.match(ACTION_PATTERN, action) or len(action) > 128:
+        action = "reference-decision"
+    # the reference binds the whole decision dict; pin exactly that as the subject digest
+    bound = decision if decision else item
+    subject_digest = "sha256:" + hashlib.sha256(dumps_canonical(bound)).hexdigest()
+    target = _text(metadata, "target_ring", "target", "target_channel") or _text(item, "session_id") or "unknown"
+    requester = _text(item, "requested_by") or "unknown"
+    created_at = _time(item.get("requested_at"), where=f"{where}.requested_at")
+    expires_at = _time(item.get("expires_at"), where=f"{where}.expires_at")
+    decided_at = item.get("decided_at")
+    try:
+        return Approval(
+            approval_id=approval_id,
+            action=action,
+            subject_digest=subject_digest,
+            target=target,
+            requester=requester,
+            approver_group=_text(item, "approver_group"),
+            quorum=1,
+            state=_STATE_IN[state_text],
+            created_at=created_at,
+            expires_at=expires_at,
+            decided_at=None if decided_at is None else _time(decided_at, where=f"{where}.decided_at"),
+            decided_by=_text(item, "decided_by"),
+            decision_reason=item.get("decision_reason") if isinstance(item.get("decision_reason"), str) else None,
+            origin="import",
+            note=f"imported from {REFERENCE_APPROVAL_SCHEMA}"
+            + (" (break_glass)" if state_text == "break_glass" else ""),
+        )
+    except ValidationError as exc:
+        raise InputError(f"{where}: {exc.errors()[0]['msg']}") from exc
 
 
 def approval_to_reference(

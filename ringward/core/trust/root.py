@@ -14,7 +14,7 @@ from typing import Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ringward.core.common.jsonio import loads_strict
-from ringward.core.errors import ConfigError, InputError, KeyMaterialError, validation_problem
+from ringward.core.errors import ConfigError, InputError, KeyMaterialError
 from ringward.core.trust.keys import PublicKey, load_public_key_pem
 
 TRUST_ROOT_SCHEMA: Final = "ringward.trust-root.v1"
@@ -99,14 +99,18 @@ class TrustRoot(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrustRoot:
+        problems: list[str] = []
         seen: set[str] = set()
         for key in self.keys:
             if key.key_id in seen:
-                raise ValueError(f"key {key.key_id[:16]} is listed twice; give one entry several roles instead")
+                problems.append(f"key {key.key_id[:16]} is listed twice; give one entry several roles instead")
             seen.add(key.key_id)
         for role, threshold in self.thresholds.items():
             if threshold < 1:
-                raise ValueError(f"thresholds.{role.value}: expected >= 1, found {threshold}")
+                problems.append(f"thresholds.{role.value}: expected >= 1, found {threshold}")
+        if problems:
+            # every problem at once: an operator fixing the file should not discover them one by one
+            raise ValueError("; ".join(problems))
         return self
 
     def keys_for(self, role: Role) -> list[TrustedKey]:
@@ -138,10 +142,38 @@ def parse_trust_root(data: bytes, *, source: str) -> TrustRoot:
     try:
         root = TrustRoot.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {validation_problem(exc)} ({exc.error_count()} problem(s))") from exc
+        raise ConfigError(_every_problem(source, schema_problems(exc))) from exc
+    key_problems: list[str] = []
     for key in root.keys:
         try:
             key.public_key()
         except KeyMaterialError as exc:
-            raise ConfigError(f"{source}: {exc}") from exc
+            key_problems.append(exc.message)
+    if key_problems:
+        raise ConfigError(_every_problem(source, key_problems))
     return root
+
+
+_FOUND_MAX = 60
+
+
+def schema_problems(exc: ValidationError) -> list[str]:
+    """Every problem pydantic found, each ``<field path>: <message>[, found <value>]``, in order."""
+    problems: list[str] = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        line = f"{where}: {message}"
+        if error["type"] != "missing" and error["loc"] and not isinstance(error.get("input"), dict | list):
+            found = repr(error.get("input"))
+            if len(found) > _FOUND_MAX:
+                found = found[: _FOUND_MAX - 1] + "…"
+            line += f", found {found}"
+        problems.append(line)
+    return problems
+
+
+def _every_problem(source: str, problems: list[str]) -> str:
+    """One line naming the file and every problem (``; `` between them)."""
+    count = len(problems)
+    return f"{source}: {count} problem{'s' if count != 1 else ''}: " + "; ".join(problems)

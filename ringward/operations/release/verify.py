@@ -9,6 +9,7 @@ work on one file at a time and peak memory stays near the largest file.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -80,6 +81,14 @@ class DirectorySource:
                                  "`ringward release verify-airgap-bundle`")
             if root.exists():
                 raise InputError(f"{root}: is a file, not a package directory")
+            if root.is_symlink():
+                try:
+                    root.stat()
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        raise InputError(f"{root}: a symbolic link loop (it never resolves to a package "
+                                         "directory)") from None
+                raise InputError(f"{root}: a symbolic link to nothing (package directory does not exist)")
             raise InputError(f"{root}: package directory does not exist")
         self.root = root
         self.label = str(root)

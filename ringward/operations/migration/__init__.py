@@ -1,0 +1,1 @@
+"""Migration operations: import another system's installation into a Ringward store."""

@@ -1,0 +1,3 @@
+from __future__ import annotations
+
+from tests.store.dbfixtures import db_url, store  # noqa: F401
