@@ -71,7 +71,13 @@ from ringward.core.errors import (
     StateError,
     VerificationError,
 )
-from ringward.core.evidence.query import MAX_OFFSET, MAX_PAGE_SIZE, EvidenceQuery
+from ringward.core.evidence.query import (
+    DEFAULT_TOTAL_BUDGET_MS,
+    DEFAULT_TOTAL_LIMIT,
+    MAX_OFFSET,
+    MAX_PAGE_SIZE,
+    EvidenceQuery,
+)
 from ringward.operations.approvals import approval_ops
 from ringward.operations.evidence import evidence_ops
 from ringward.store import Store, open_store
@@ -235,6 +241,7 @@ def create_app(
         target_ring: FILTER = None,
         channel: FILTER = None,
         release_version: FILTER = None,
+        runtime: FILTER = None,
         approval_id: FILTER = None,
         approval_state: FILTER = None,
         execution_status: FILTER = None,
@@ -249,7 +256,16 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         order: Literal["newest", "oldest"] = "newest",
-    ) -> dict[str, Any]:
+        total: Annotated[
+            Literal["bounded", "exact", "none"],
+            Query(
+                description="How to count the matches: `bounded` (default) stops at "
+                f"{DEFAULT_TOTAL_LIMIT:,} matches or {DEFAULT_TOTAL_BUDGET_MS} ms and then sets "
+                "`total_is_lower_bound`; `exact` counts every match (slow for broad filters on a big "
+                "store); `none` skips the count (`total` null)."
+            ),
+        ] = "bounded",
+    ) -> Response:
         """Search evidence with the reference's filters; newest first; page with limit/offset or before_id."""
         try:
             query = EvidenceQuery(
@@ -260,6 +276,7 @@ def create_app(
                 ring=target_ring,
                 channel=channel,
                 release_version=release_version,
+                runtime=runtime,
                 approval_id=approval_id,
                 approval_state=approval_state,
                 execution_status=execution_status or promotion_execution_status,
@@ -273,11 +290,15 @@ def create_app(
                 limit=limit,
                 offset=offset,
                 order=order,
+                with_total=total != "none",
+                total_limit=None if total == "exact" else DEFAULT_TOTAL_LIMIT,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
             raise InputError(f"{'.'.join(str(p) for p in first['loc']) or 'query'}: {first['msg']}") from exc
-        return get_store().search_evidence(query).to_document()
+        # the page's JSON is built from the rows (EvidencePageOut documents it): validating fifty
+        # records through two pydantic models again cost more than the query itself
+        return Response(content=get_store().search_evidence_json(query), media_type="application/json")
 
     record_id_param = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Evidence record id.")]
 

@@ -64,7 +64,10 @@ class EvidenceRecordOut(BaseModel):
 
 class EvidencePageOut(BaseModel):
     items: list[EvidenceRecordOut]
+    #: matches counted (null with ``total=none``); a lower bound when ``total_is_lower_bound``
     total: int | None
+    #: true when counting stopped at the bound: at least ``total`` records match
+    total_is_lower_bound: bool
     limit: int
     offset: int
     next_before_id: int | None

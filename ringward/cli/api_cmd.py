@@ -36,27 +36,56 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     log_level: str = typer.Option("info", "--log-level", help="uvicorn log level."),
+    workers: int = typer.Option(
+        0,
+        "--workers",
+        min=0,
+        max=64,
+        help="Server processes sharing the port (0: one per CPU). Each has its own store connections; "
+        "SQLite readers run concurrently in WAL mode.",
+    ),
 ) -> None:
     """Serve the API with uvicorn (tokens: `ringward api token create --name N --role R`)."""
     if ctx.invoked_subcommand is not None:
         return
     import uvicorn
 
-    from ringward.api.app import create_app
     from ringward.api.middleware import H11_MAX_INCOMPLETE_EVENT_BYTES
+    from ringward.api.server import PROTOCOL
+    from ringward.store import open_store
 
-    # headers over 16 KiB get 431 from the app; h11's head buffer is the backstop (uvicorn runs h11
-    # here: httptools is not installed)
-    uvicorn.run(
-        create_app(),
-        host=host,
-        port=port,
-        log_level=log_level,
-        proxy_headers=False,
-        server_header=False,
-        http="h11",
-        h11_max_incomplete_event_size=H11_MAX_INCOMPLETE_EVENT_BYTES,
-    )
+    processes = workers or default_workers()
+    # migrate (or fail on a bad URL) once, before any worker starts: one clear error, not one per worker
+    open_store().close()
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": log_level,
+        "proxy_headers": False,
+        "server_header": False,
+        # headers over 16 KiB get 431 from the app; h11's head buffer is the backstop (uvicorn runs
+        # h11 here: httptools is not installed), with TCP_NODELAY on every connection
+        "http": PROTOCOL,
+        "h11_max_incomplete_event_size": H11_MAX_INCOMPLETE_EVENT_BYTES,
+    }
+    if processes == 1:
+        from ringward.api.app import create_app
+
+        uvicorn.run(create_app(), **options)
+        return
+    # a request holds the GIL for most of its CPU time (JSON, pydantic, routing): only processes
+    # serve concurrent clients on several cores; each worker builds its app from the settings
+    uvicorn.run("ringward.api.app:create_app", factory=True, workers=processes, **options)
+
+
+def default_workers() -> int:
+    """One API process per CPU this process may run on."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @token_app.command("create")

@@ -194,7 +194,7 @@ def _query(**values: Any) -> Any:
     from ringward.core.evidence.query import EvidenceQuery
 
     try:
-        return EvidenceQuery(**{k: v for k, v in values.items() if v is not None})
+        return EvidenceQuery(**{k: v for k, v in values.items() if v is not None or k == "total_limit"})
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "query"
@@ -210,6 +210,7 @@ def search(
     target_ring: str | None = typer.Option(None, "--target-ring", "--ring"),
     channel: str | None = typer.Option(None, "--channel"),
     release_version: str | None = typer.Option(None, "--release-version"),
+    runtime: str | None = typer.Option(None, "--runtime"),
     approval_id: str | None = typer.Option(None, "--approval-id"),
     approval_state: str | None = typer.Option(None, "--approval-state"),
     execution_status: str | None = typer.Option(
@@ -229,9 +230,20 @@ def search(
     offset: int = typer.Option(0, "--offset", help="Skip this many matches."),
     before_id: int | None = typer.Option(None, "--before-id", help="Page cursor: only records older than this id."),
     oldest_first: bool = typer.Option(False, "--oldest-first", help="Oldest first instead of newest first."),
+    total: str = typer.Option(
+        "bounded",
+        "--total",
+        help="Count matches: bounded (stop at 1,000 matches or 15 ms; prints e.g. 1,000+), exact (every match; "
+        "slow for "
+        "broad filters on a big store) or none.",
+    ),
     json_output: bool = JSON,
 ) -> None:
     """Search evidence with the reference's filters; pages instead of a fixed cap."""
+    from ringward.core.evidence.query import DEFAULT_TOTAL_LIMIT
+
+    if total not in ("bounded", "exact", "none"):
+        raise InputError(f"--total: expected bounded, exact or none, found {total!r}")
     query = _query(
         kind=metadata_kind,
         status=rollout_status,
@@ -240,6 +252,7 @@ def search(
         ring=target_ring,
         channel=channel,
         release_version=release_version,
+        runtime=runtime,
         approval_id=approval_id,
         approval_state=approval_state,
         execution_status=execution_status,
@@ -253,6 +266,8 @@ def search(
         offset=offset,
         before_id=before_id,
         order="oldest" if oldest_first else "newest",
+        with_total=total != "none",
+        total_limit=None if total == "exact" else DEFAULT_TOTAL_LIMIT,
     )
     with _store() as store:
         page = store.search_evidence(query)
@@ -276,7 +291,7 @@ def search(
         ],
     )
     more = f"; next page: --before-id {page.next_before_id}" if page.next_before_id else ""
-    typer.echo(f"{len(page.items)} of {page.total} matching record(s){more}")
+    typer.echo(f"{len(page.items)} of {page.total_text()} matching record(s){more}")
 
 
 @app.command("show")

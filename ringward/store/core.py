@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,8 @@ from ringward.store.evidence.repo import ChainHead
 from ringward.store.state_repo import StateRepository
 from ringward.store.token_repo import TokenRepository
 
+log = logging.getLogger("ringward.store")
+
 #: drafts per transaction in :meth:`Store.append_many`
 APPEND_BATCH = 1000
 
@@ -51,6 +54,8 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        #: chain length at the last ANALYZE, as last read (None: not read yet)
+        self._analyzed_through: int | None = None
         self.approvals = ApprovalRepository(self)
         self.tokens = TokenRepository(self)
         self.state = StateRepository(self)
@@ -118,7 +123,10 @@ class Store:
         return out
 
     def _append_batch(self, drafts: list[EvidenceDraft], now: datetime | None) -> list[EvidenceRecord]:
-        return _retry_locked(lambda: self._append_once(drafts, now))
+        records = _retry_locked(lambda: self._append_once(drafts, now))
+        if records:
+            self._after_append(records[-1].id)
+        return records
 
     def _append_once(self, drafts: list[EvidenceDraft], now: datetime | None) -> list[EvidenceRecord]:
         with self.writing() as conn:
@@ -161,7 +169,52 @@ class Store:
             with self.writing() as conn:
                 return evidence_repo.append_absent_locked(conn, keyed, now or _utcnow())
 
-        return retry_unique(lambda: _retry_locked(once), what="import")
+        records = retry_unique(lambda: _retry_locked(once), what="import")
+        appended = [r.id for r in records if r is not None]
+        if appended:
+            self._after_append(appended[-1])
+        return records
+
+    # --- planner statistics --------------------------------------------------------------------
+
+    def _after_append(self, last_id: int) -> None:
+        """Refresh planner statistics when the chain outgrew them (cheap check otherwise)."""
+        if self._analyzed_through is None:
+            with self.reading() as conn:
+                self._analyzed_through = evidence_repo.analyzed_through(conn)
+        if evidence_repo.statistics_due(self._analyzed_through, last_id):
+            try:
+                self.refresh_statistics(only_if_due=True)
+            except DBAPIError as exc:  # the records are committed: a later append analyses instead
+                log.warning("store: refreshing planner statistics failed: %s", exc.orig)
+
+    def refresh_statistics(self, *, only_if_due: bool = False, now: datetime | None = None) -> int:
+        """Refresh the planner statistics of the evidence table and return the chain length they
+        cover: ``ANALYZE`` on SQLite, ``VACUUM (ANALYZE)`` on PostgreSQL (not left to autovacuum).
+
+        Appends call this once the chain grew by 20 % (and at least 5,000 records) since the
+        last run; bulk loads and imports may call it directly. ``only_if_due`` re-checks first,
+        so concurrent writers rarely analyse twice (twice is harmless)."""
+        with self.reading() as conn:
+            done = evidence_repo.analyzed_through(conn)
+            last_id = evidence_repo.read_head(conn).last_id
+        if only_if_due and not evidence_repo.statistics_due(done, last_id):
+            self._analyzed_through = done
+            return done
+        if self.dialect == "postgresql":
+            if READ_ONLY.get():
+                raise RuntimeError("write attempted in a read-only context (a GET route must never write)")
+            with self.engine.connect() as conn:
+                evidence_repo.vacuum_analyze_postgresql(conn.execution_options(isolation_level="AUTOCOMMIT"))
+            with self.writing() as conn:
+                evidence_repo.note_analyzed_locked(conn, last_id, now or _utcnow())
+        else:
+            with self.writing() as conn:
+                last_id = evidence_repo.read_head(conn).last_id
+                evidence_repo.analyze_sqlite_locked(conn)
+                evidence_repo.note_analyzed_locked(conn, last_id, now or _utcnow())
+        self._analyzed_through = last_id
+        return last_id
 
     def get_evidence(self, record_id: int) -> EvidenceRecord:
         with self.reading() as conn:
@@ -170,6 +223,11 @@ class Store:
     def search_evidence(self, query: EvidenceQuery) -> EvidencePage:
         with self.reading() as conn:
             return evidence_repo.search(conn, query)
+
+    def search_evidence_json(self, query: EvidenceQuery) -> bytes:
+        """:meth:`search_evidence` as the API's JSON body, built from the rows directly."""
+        with self.reading() as conn:
+            return evidence_repo.search_json(conn, query)
 
     def head(self) -> ChainHead:
         with self.reading() as conn:

@@ -183,9 +183,18 @@ def _alembic_revisions() -> tuple[str, tuple[str, ...]]:
 
 
 def current_revision(conn: Connection) -> str | None:
-    """The revision stamped in the database, or None when it has no schema yet."""
-    inspector = sa.inspect(conn)
-    if not inspector.has_table("alembic_version"):
+    """The revision stamped in the database, or None when it has no schema yet.
+
+    One catalogue lookup and one read, without SQLAlchemy's inspector (whose import and
+    reflection queries cost more than the rest of a read-only command's database work).
+    """
+    if conn.dialect.name == "sqlite":
+        exists = conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'"
+        ).first()
+    else:  # the first alembic_version on the search_path, as Alembic itself resolves it
+        exists = conn.exec_driver_sql("SELECT to_regclass('alembic_version')").scalar()
+    if not exists:
         return None
     row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
     return None if row is None else str(row[0])

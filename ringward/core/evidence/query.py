@@ -4,6 +4,11 @@ The reference caps every history view at the newest 500 records and filters payl
 Python after loading every row (cavra-spec §6, §11.11). Here every filter is an indexed column,
 results are ordered newest first by chain position (which is also time order), and paging is
 ``limit``/``offset`` or the keyset cursor ``before_id`` for deep pages -- never a fixed cap.
+
+``total`` is bounded by default: counting stops at ``total_limit`` matches (the page then says
+``total_is_lower_bound``), so a broad filter costs one page plus at most ``total_limit`` index
+entries instead of a count of the whole table. ``total_limit=None`` asks for the exact count,
+``with_total=False`` for none.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 #: a deep offset costs a scan; past this, page with ``before_id`` instead
 MAX_OFFSET = 1_000_000
+#: matches counted for ``total`` by default; past this the page reports a lower bound
+DEFAULT_TOTAL_LIMIT = 1000
+#: milliseconds a bounded count may take before the page reports a lower bound instead
+DEFAULT_TOTAL_BUDGET_MS = 15
+#: the largest bound a caller may ask for (``total_limit=None`` counts exactly)
+MAX_TOTAL_LIMIT = 1_000_000
 
 #: the reference's filter names -> ours (``cavra evidence search`` flags, ``GET /evidence``)
 REFERENCE_FILTERS: dict[str, str] = {
@@ -79,8 +90,13 @@ class EvidenceQuery(BaseModel):
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     order: Literal["newest", "oldest"] = "newest"
-    #: count every match (``total``); costs a second indexed query
+    #: count the matches (``total``); costs a second indexed query
     with_total: bool = True
+    #: stop counting after this many matches (``total_is_lower_bound``); None counts exactly
+    total_limit: int | None = Field(default=DEFAULT_TOTAL_LIMIT, ge=1, le=MAX_TOTAL_LIMIT)
+    #: milliseconds the bounded count may run; past it ``total`` is what the page proved (a lower
+    #: bound). Combinations no single index covers read a row per candidate. None: no budget.
+    total_budget_ms: int | None = Field(default=DEFAULT_TOTAL_BUDGET_MS, ge=1, le=600_000)
 
     @field_validator(*[name for name in EQUALITY_FILTERS if name != "success"])
     @classmethod
@@ -107,17 +123,27 @@ class EvidencePage(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     items: tuple[EvidenceRecord, ...]
+    #: the number of matches (None when not asked for); see ``total_is_lower_bound``
     total: int | None
     limit: int
     offset: int
     #: pass as ``before_id`` for the next (older) page; None when this page is the last
     next_before_id: int | None = None
+    #: True when counting stopped at the query's ``total_limit``: at least ``total`` records match
+    total_is_lower_bound: bool = False
 
     def to_document(self) -> dict[str, Any]:
         return {
             "items": [item.to_document() for item in self.items],
             "total": self.total,
+            "total_is_lower_bound": self.total_is_lower_bound,
             "limit": self.limit,
             "offset": self.offset,
             "next_before_id": self.next_before_id,
         }
+
+    def total_text(self) -> str:
+        """``total`` for people: ``1,000+`` when it is a lower bound, ``?`` when not counted."""
+        if self.total is None:
+            return "?"
+        return f"{self.total:,}+" if self.total_is_lower_bound else f"{self.total:,}"

@@ -4,17 +4,20 @@ read, search, and stream for verify."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
 
 from ringward.core.common.jsonio import dumps_canonical
 from ringward.core.errors import EvidenceNotFoundError
 from ringward.core.evidence.query import EvidencePage, EvidenceQuery
 from ringward.core.evidence.records import (
+    EVIDENCE_RECORD_SCHEMA,
     GENESIS_HASH,
     SUBJECT_FIELDS,
     EvidenceArtifact,
@@ -27,6 +30,7 @@ from ringward.core.evidence.records import (
 )
 from ringward.store.tables import evidence_head_table as head_t
 from ringward.store.tables import evidence_table as ev_t
+from ringward.store.tables import kv_state_table as kv_t
 
 #: rows fetched per round trip when streaming the chain
 STREAM_BATCH = 5000
@@ -188,9 +192,7 @@ def existing_import_keys(conn: Connection, keys: Iterable[str]) -> set[str]:
     found: set[str] = set()
     for start in range(0, len(wanted), KEY_CHUNK):
         chunk = wanted[start : start + KEY_CHUNK]
-        found.update(
-            str(r[0]) for r in conn.execute(sa.select(ev_t.c.import_key).where(ev_t.c.import_key.in_(chunk)))
-        )
+        found.update(str(r[0]) for r in conn.execute(sa.select(ev_t.c.import_key).where(ev_t.c.import_key.in_(chunk))))
     return found
 
 
@@ -270,31 +272,202 @@ def get_record(conn: Connection, record_id: int) -> EvidenceRecord:
     return _record_from_row(tuple(row))
 
 
-def _where(query: EvidenceQuery) -> list[sa.ColumnElement[bool]]:
+class _Plan:
+    """The SQL shape of one search: its WHERE clauses (without the page cursor) and whether it
+    matches nothing outright (a time window past the last record)."""
+
+    __slots__ = ("clauses", "empty", "id_range")
+
+    def __init__(self, clauses: list[sa.ColumnElement[bool]], empty: bool, id_range: tuple[int, int | None]) -> None:
+        self.clauses = clauses
+        self.empty = empty
+        #: [low, high) ids the time window covers (high None: up to the head)
+        self.id_range = id_range
+
+
+def _first_id_at_or_after(conn: Connection, moment: datetime) -> int | None:
+    """The smallest id whose ``created_at`` is at or after ``moment`` (index-only, ``(created_at, id)``)."""
+    row = conn.execute(
+        sa.select(ev_t.c.id).where(ev_t.c.created_at >= moment).order_by(ev_t.c.created_at, ev_t.c.id).limit(1)
+    ).first()
+    return None if row is None else int(row[0])
+
+
+def _plan(conn: Connection, query: EvidenceQuery) -> _Plan:
+    """Equality filters as column comparisons; a time window as an id range.
+
+    ``created_at`` never decreases along the chain (chain invariant 4, checked by verify), so
+    the records of ``[created_from, created_to)`` are exactly the ids ``[first id at or after
+    created_from, first id at or after created_to)``. Two index-only lookups find those ids, and
+    every ``(<filter>, id)`` index (or the primary key) then serves the window in id order: no
+    sort of the matches, whatever the window's size.
+    """
     clauses: list[sa.ColumnElement[bool]] = [ev_t.c[name] == value for name, value in query.equality_filters().items()]
+    low, high = 1, None
     if query.created_from is not None:
-        clauses.append(ev_t.c.created_at >= query.created_from)
+        first = _first_id_at_or_after(conn, query.created_from)
+        if first is None:
+            return _Plan(clauses, True, (low, high))
+        low = first
+        clauses.append(ev_t.c.id >= first)
     if query.created_to is not None:
-        clauses.append(ev_t.c.created_at < query.created_to)
-    return clauses
+        end = _first_id_at_or_after(conn, query.created_to)
+        if end is not None:
+            high = end
+            clauses.append(ev_t.c.id < end)
+    if high is not None and high <= low:
+        return _Plan(clauses, True, (low, high))
+    return _Plan(clauses, False, (low, high))
 
 
-def search(conn: Connection, query: EvidenceQuery) -> EvidencePage:
-    clauses = _where(query)
-    page_clauses = list(clauses)
+def _count(conn: Connection, query: EvidenceQuery, plan: _Plan, seen: int) -> tuple[int, bool]:
+    """(total, is a lower bound) for the query's filters, ignoring the page cursor.
+
+    ``seen`` is how many matches the page query returned (up to ``limit + 1``, from ``offset``).
+    """
+    if plan.empty:
+        return 0, False
+    if query.before_id is None and seen <= query.limit and (seen > 0 or query.offset == 0):
+        # the page reached the last match: nothing left to count
+        return query.offset + seen, False
+    if not query.equality_filters():
+        # ids are 1..head without gaps (chain invariant 1): a window's count is arithmetic
+        low, high = plan.id_range
+        if high is None:
+            high = read_head(conn).last_id + 1
+        return max(0, high - low), False
+    if query.total_limit is None:
+        statement = sa.select(sa.func.count()).select_from(ev_t).where(*plan.clauses)
+        return int(conn.execute(statement).scalar_one()), False
+    # count at most total_limit + 1 matches, the newest ones: ordering by id steers the planner to
+    # walk a (filter, id) index backwards -- an index range of that length, never a table scan
+    bounded = (
+        sa.select(ev_t.c.id).where(*plan.clauses).order_by(ev_t.c.id.desc()).limit(query.total_limit + 1).subquery()
+    )
+    found = _count_within(conn, sa.select(sa.func.count()).select_from(bounded), query.total_budget_ms)
+    if found is None:
+        # filters no single index covers can need many row reads per match: past the budget,
+        # report what the page proved (before_id pages may have skipped matches: only the page)
+        return (query.offset if query.before_id is None else 0) + seen, True
+    if found > query.total_limit:
+        return query.total_limit, True
+    return found, False
+
+
+#: SQLite virtual-machine steps between two checks of a count's time budget (a few microseconds)
+PROGRESS_STEPS = 200
+
+
+def _count_within(conn: Connection, statement: sa.Select[Any], budget_ms: int | None) -> int | None:
+    """Run a count, abandoning it (None) once it ran ``budget_ms`` milliseconds."""
+    if budget_ms is None:
+        return int(conn.execute(statement).scalar_one())
+    if conn.dialect.name == "sqlite":
+        raw: Any = conn.connection.driver_connection
+        deadline = time.monotonic() + budget_ms / 1000
+        # called every PROGRESS_STEPS virtual-machine steps; a non-zero return interrupts the statement
+        raw.set_progress_handler(lambda: int(time.monotonic() > deadline), PROGRESS_STEPS)
+        try:
+            return int(conn.execute(statement).scalar_one())
+        except OperationalError as exc:
+            if "interrupted" not in str(exc):
+                raise
+            return None
+        finally:
+            raw.set_progress_handler(None, 0)
+    savepoint = conn.begin_nested()  # a cancelled statement must not abort the read transaction
+    try:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(budget_ms)}")
+        found = int(conn.execute(statement).scalar_one())
+    except OperationalError as exc:
+        savepoint.rollback()
+        if getattr(exc.orig, "sqlstate", None) != "57014":  # query_canceled
+            raise
+        return None
+    savepoint.rollback()  # also undoes the SET LOCAL
+    return found
+
+
+def search_rows(conn: Connection, query: EvidenceQuery) -> tuple[list[Sequence[Any]], int | None, bool]:
+    """The page's rows (up to ``limit + 1``: one more says there is a next page) in the
+    query's order, the total and whether it is a lower bound."""
+    plan = _plan(conn, query)
+    if plan.empty:
+        return [], (0 if query.with_total else None), False
+    page_clauses = list(plan.clauses)
     if query.before_id is not None:
         page_clauses.append(ev_t.c.id < query.before_id)
     order = ev_t.c.id.desc() if query.order == "newest" else ev_t.c.id.asc()
-    rows = conn.execute(
-        sa.select(*_COLUMNS).where(*page_clauses).order_by(order).limit(query.limit + 1).offset(query.offset)
-    ).all()
+    rows: list[Sequence[Any]] = [
+        tuple(row)
+        for row in conn.execute(
+            sa.select(*_COLUMNS).where(*page_clauses).order_by(order).limit(query.limit + 1).offset(query.offset)
+        )
+    ]
+    total: int | None = None
+    lower_bound = False
+    if query.with_total:
+        total, lower_bound = _count(conn, query, plan, len(rows))
+    return rows, total, lower_bound
+
+
+def search(conn: Connection, query: EvidenceQuery) -> EvidencePage:
+    rows, total, lower_bound = search_rows(conn, query)
     more = len(rows) > query.limit
     items = tuple(_record_from_row(tuple(row)) for row in rows[: query.limit])
-    total: int | None = None
-    if query.with_total:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(ev_t).where(*clauses)).scalar_one())
     next_before = items[-1].id if (more and items and query.order == "newest") else None
-    return EvidencePage(items=items, total=total, limit=query.limit, offset=query.offset, next_before_id=next_before)
+    return EvidencePage(
+        items=items,
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+        next_before_id=next_before,
+        total_is_lower_bound=lower_bound,
+    )
+
+
+#: the API's JSON encoding (what FastAPI's JSONResponse writes)
+_PAGE_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _document_from_row(row: Sequence[Any]) -> dict[str, Any]:
+    """A record's ``to_document()`` straight from its row, without building the pydantic model
+    (the rows were validated on append; the API pages through them at volume)."""
+    subject = dict(zip(SUBJECT_FIELDS, row[5 : 5 + _N_SUBJECT], strict=True))
+    if subject["success"] is not None:
+        subject["success"] = bool(subject["success"])
+    payload_text, payload_sha256, bundle_dir, artifacts_text, previous_hash, stored_hash = row[5 + _N_SUBJECT :]
+    return {
+        "id": row[0],
+        "kind": row[1],
+        "actor": row[2],
+        "created_at": format_timestamp(row[3]),
+        "flow_run_id": row[4],
+        "subject": subject,
+        "payload": json.loads(payload_text),
+        "payload_sha256": payload_sha256,
+        "bundle_dir": bundle_dir,
+        "artifacts": json.loads(artifacts_text),
+        "previous_hash": previous_hash,
+        "record_hash": stored_hash,
+        "schema_version": EVIDENCE_RECORD_SCHEMA,
+    }
+
+
+def search_json(conn: Connection, query: EvidenceQuery) -> bytes:
+    """The search page as the API's JSON body (the same document as ``search(...).to_document()``)."""
+    rows, total, lower_bound = search_rows(conn, query)
+    more = len(rows) > query.limit
+    page = rows[: query.limit]
+    document = {
+        "items": [_document_from_row(row) for row in page],
+        "total": total,
+        "total_is_lower_bound": lower_bound,
+        "limit": query.limit,
+        "offset": query.offset,
+        "next_before_id": page[-1][0] if (more and page and query.order == "newest") else None,
+    }
+    return _PAGE_ENCODER.encode(document).encode("utf-8")
 
 
 def find_by_payload_digest(conn: Connection, kind: str, payload_sha256: str) -> int | None:
@@ -392,3 +565,67 @@ def row_parts(row: tuple[Any, ...]) -> dict[str, Any]:
 
 SUBJECT_SLICE = slice(5, 5 + _N_SUBJECT)
 REST_OFFSET = 5 + _N_SUBJECT
+
+
+# --- planner statistics ---------------------------------------------------------------------------
+
+#: kv_state entry recording how many records the last ANALYZE of the evidence table saw
+STATS_NAMESPACE = "ringward.store"
+STATS_KEY = "evidence.analyzed_through"
+#: re-analyse once the chain grew by this many records since the last ANALYZE...
+STATS_MIN_GROWTH = 5000
+#: ...and by at least this fraction of its size then (so a big chain is not re-analysed per batch)
+STATS_GROWTH_FRACTION = 0.2
+#: ``PRAGMA analysis_limit`` (0: read every row). A sample of each index's first entries sees
+#: only its first keys -- for a column that is mostly NULL (``provider``) it reports the NULLs'
+#: count for every value and the planner picks the wrong index. A full ANALYZE of a million
+#: records takes ~3 s and runs once per 20 % of growth.
+SQLITE_ANALYSIS_LIMIT = 0
+
+
+def statistics_due(analyzed_through: int, last_id: int) -> bool:
+    """Whether a chain of ``last_id`` records, last analysed at ``analyzed_through``, needs ANALYZE."""
+    grown = last_id - analyzed_through
+    return grown >= STATS_MIN_GROWTH and grown >= analyzed_through * STATS_GROWTH_FRACTION
+
+
+def analyzed_through(conn: Connection) -> int:
+    """The chain length the last ANALYZE saw (0 when never analysed)."""
+    row = conn.execute(
+        sa.select(kv_t.c.value).where(kv_t.c.namespace == STATS_NAMESPACE, kv_t.c.key == STATS_KEY)
+    ).first()
+    try:
+        return int(row[0]) if row is not None else 0
+    except ValueError:  # not ours to trust: analyse again
+        return 0
+
+
+def analyze_sqlite_locked(conn: Connection) -> None:
+    """``ANALYZE`` the evidence table in the caller's SQLite write transaction."""
+    conn.exec_driver_sql(f"PRAGMA analysis_limit = {SQLITE_ANALYSIS_LIMIT}")
+    conn.exec_driver_sql("ANALYZE evidence_record")
+
+
+def vacuum_analyze_postgresql(conn: Connection) -> None:
+    """``VACUUM (ANALYZE)`` the evidence table; ``conn`` must be in autocommit mode.
+
+    ANALYZE alone refreshes the estimates; VACUUM also marks the appended pages all-visible, which
+    is what lets the planner count matches with an index-only scan of a ``(<filter>, id)`` index
+    instead of reading each row. On an append-only table it reads only the pages added since.
+    """
+    conn.exec_driver_sql("VACUUM (ANALYZE) evidence_record")
+
+
+def note_analyzed_locked(conn: Connection, last_id: int, now: datetime) -> None:
+    """Record in the caller's write transaction that statistics cover ``last_id`` records."""
+    conn.execute(sa.delete(kv_t).where(kv_t.c.namespace == STATS_NAMESPACE, kv_t.c.key == STATS_KEY))
+    conn.execute(
+        sa.insert(kv_t).values(
+            namespace=STATS_NAMESPACE,
+            key=STATS_KEY,
+            value=str(last_id),
+            version=1,
+            updated_at=now,
+            updated_by="ringward-store",
+        )
+    )
