@@ -1,0 +1,53 @@
+"""Inventory ingestion as a tracked flow run: one provider payload -> observations + evidence.
+
+Publishes a summary and a per-target table under stable artifact keys, and emits
+``ringward.inventory.ingested`` (resource ``ringward.inventory.<provider>``) for automations (a
+deployment trigger can start reconciliation of the channel's release on it). A refused payload ends
+the run Failed carrying the refusal; its raw bytes are already evidence.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from prefect import State, flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.states import Completed, Failed
+
+from flows._common import current_flow_run_id, emit, unwrap, utc_now
+from ringward.operations.inventory.events import ingested_event
+from tasks.inventory_steps import ingest_inventory
+
+INGEST_KEY = "inventory-ingestion"
+
+
+def step(state: State, title: str) -> tuple[Any, State | None]:
+    result = unwrap(state)
+    if isinstance(result, dict) and result.get("refused"):
+        return result, Failed(message=f"{title}: refused ({result['errors'][0]['message'][:300]})", data=result)
+    return result, None
+
+
+@flow(name="inventory-ingest", log_prints=True)
+def inventory_ingest_flow(source: str, provider: str, channel: str | None = None,
+                          software: list[str] | None = None, output: str | None = None, actor: str | None = None,
+                          now: datetime | None = None) -> State:
+    params = {"source": source, "provider": provider, "channel": channel, "software": software, "output": output,
+              "actor": actor}
+    result, refused = step(ingest_inventory(params, now or utc_now(), current_flow_run_id(), return_state=True),
+                           "inventory-ingest")
+    if refused is not None:
+        return refused
+    title = f"inventory {result['inventory_id']} ({result['provider']})"
+    create_markdown_artifact(
+        key=f"{INGEST_KEY}-{result['provider']}", description=title,
+        markdown="\n".join([f"# {title}", "", f"**{result['status']}**: {result['endpoint_count']} endpoints, "
+                            f"channel {result['channel'] or 'unassigned'}, observed {result['observed_at']}", "",
+                            *[f"- warning: {w}" for w in result["warnings"][:20]]]) + "\n")
+    create_table_artifact(key=f"{INGEST_KEY}-{result['provider']}-targets", description=title,
+                          table=[{"deployment_target": t} for t in result["deployment_targets"]] or [{"-": "none"}])
+    event = ingested_event(result)
+    if event is not None:
+        emit(*event)
+    return Completed(message=f"{result['status']} {result['inventory_id']}", data=result)

@@ -1,0 +1,1 @@
+"""Fleet inventory: the observation schema, provider normalisers, reconciliation and freshness rules."""

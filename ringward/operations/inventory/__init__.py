@@ -1,0 +1,1 @@
+"""Inventory operations: ingest provider payloads, reconcile fleets against signed releases, freshness."""
