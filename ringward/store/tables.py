@@ -55,7 +55,16 @@ class EvidenceRow(SQLModel, table=True):
         sa.Index("ix_evidence_environment_id", "environment", "id"),
         sa.Index("ix_evidence_release_version_id", "release_version", "id"),
         sa.Index("ix_evidence_approval_id", "approval_id", "id"),
-        sa.Index("ix_evidence_created_at", "created_at"),
+        # 0005: one index per remaining filter; time windows become id ranges via (created_at, id)
+        sa.Index("ix_evidence_actor_id", "actor", "id"),
+        sa.Index("ix_evidence_flow_run_id", "flow_run_id", "id"),
+        sa.Index("ix_evidence_runtime_id", "runtime", "id"),
+        sa.Index("ix_evidence_channel_id", "channel", "id"),
+        sa.Index("ix_evidence_approval_state_id", "approval_state", "id"),
+        sa.Index("ix_evidence_execution_status_id", "execution_status", "id"),
+        sa.Index("ix_evidence_provider_id", "provider", "id"),
+        sa.Index("ix_evidence_success_id", "success", "id"),
+        sa.Index("ix_evidence_created_at_id", "created_at", "id"),
         sa.Index("ix_evidence_payload_sha256", "payload_sha256"),
         sa.UniqueConstraint("previous_hash", name="uq_evidence_record_previous_hash"),
         sa.UniqueConstraint("record_hash", name="uq_evidence_record_record_hash"),
@@ -196,3 +205,24 @@ approval_table: sa.Table = ApprovalRow.__table__  # type: ignore[attr-defined]
 approval_decision_table: sa.Table = ApprovalDecisionRow.__table__  # type: ignore[attr-defined]
 api_token_table: sa.Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
 kv_state_table: sa.Table = StateEntryRow.__table__  # type: ignore[attr-defined]
+
+
+# --- sla ---
+
+#: the SLA history (append-only, ``ringward.store.sla.ledger``): one row per event, in order; a
+#: unique ``event_key`` makes each send claim, outcome, acknowledgement and silence happen once
+sla_event_table = sa.Table(
+    "sla_event",
+    SQLModel.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("scope", sa.String(128), nullable=False),
+    sa.Column("event_key", sa.String(200), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("group_key", sa.String(300), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+    sa.Column("evidence_id", sa.Integer(), nullable=True),
+    sa.Column("document", sa.Text(), nullable=False),
+    sa.UniqueConstraint("event_key", name="uq_sla_event_event_key"),
+    sa.Index("ix_sla_event_scope_id", "scope", "id"),
+)

@@ -1,0 +1,1 @@
+"""Endpoint remediation: handoffs to providers and their status records (pure models)."""

@@ -1,0 +1,1 @@
+"""SLA operations: what ``ringward sla ...`` and the SLA tasks run (no Prefect here)."""

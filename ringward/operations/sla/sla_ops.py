@@ -1,0 +1,573 @@
+"""SLA operations: build the report from handoff files, run one notification cycle (plan -> claim
+-> deliver through the connector platform -> record), acknowledge, silence.
+
+No Prefect here; the SLA tasks wrap these. Every decision leaves evidence: the report
+(``endpoint-remediation-sla-report``), each cycle's plan with every suppression and wait and the
+open incidents (``endpoint-remediation-sla-notification-plan``), each send (the connector
+platform's ``release-connector-delivery`` record, linked from the history row), each
+acknowledgement (``endpoint-remediation-sla-notification-ack``), refused acknowledgement
+(``endpoint-remediation-sla-notification-ack-refused``) and silence (``endpoint-remediation-sla-silence``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from ringward.core.common.jsonio import dumps_document, loads_strict
+from ringward.core.delivery.config import ConnectorConfig
+from ringward.core.delivery.event import ConnectorEvent
+from ringward.core.delivery.event import Severity as EventSeverity
+from ringward.core.errors import ConfigError, InputError, validation_problem
+from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
+from ringward.core.remediation.handoff import (
+    HANDOFF_SCHEMA,
+    HANDOFF_STATUS_SCHEMA,
+    RemediationHandoff,
+    RemediationHandoffStatus,
+    status_sequence_problems,
+)
+from ringward.core.sla import acks
+from ringward.core.sla.engine import Notification, Outcome, Plan, iso, outcome_event, plan
+from ringward.core.sla.history import HistoryEvent, NotificationKind, SilenceAdded, SilenceExpired
+from ringward.core.sla.policy import Matcher, SlaPolicy, parse_policy
+from ringward.core.sla.report import Severity, SlaReport, build_report
+from ringward.operations.common.files import atomic_write, read_capped
+
+if TYPE_CHECKING:
+    from connectors.secrets import SecretLookup
+    from ringward.operations.delivery.delivery_ops import DeliveryHooks
+    from ringward.store import Store
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+MAX_FILES = 100_000
+KIND_REPORT = "endpoint-remediation-sla-report"
+KIND_PLAN = "endpoint-remediation-sla-notification-plan"
+KIND_ACK = "endpoint-remediation-sla-notification-ack"
+KIND_ACK_REFUSED = "endpoint-remediation-sla-notification-ack-refused"
+KIND_SILENCE = "endpoint-remediation-sla-silence"
+SOURCE_GROUP = "endpoint_remediation_sla_notification"
+SOURCE_ESCALATION = "endpoint_remediation_sla_escalation_delivery"
+DEFAULT_SCHEDULE = timedelta(minutes=5)
+
+
+def _wall() -> datetime:
+    """When a record is written (evidence time); decisions carry their own (virtual) ``at``."""
+    return datetime.now(UTC)
+
+
+def _ledger(store: Store) -> Any:
+    from ringward.store.sla.ledger import SlaLedger
+
+    return SlaLedger(store)
+
+
+# --- inputs --------------------------------------------------------------------------------------
+
+
+def _json_files(paths: Sequence[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*.json") if p.is_file() and not p.is_symlink()))
+        else:
+            files.append(path)
+        if len(files) > MAX_FILES:
+            raise InputError(f"handoffs: more than {MAX_FILES} files")
+    return files
+
+
+def load_handoffs(paths: Sequence[Path]) -> tuple[list[RemediationHandoff], list[RemediationHandoffStatus]]:
+    """Handoff and handoff-status documents from files and directories (``*.json``, by
+    ``schema_version``; other JSON files are skipped). Parsed once, strictly.
+
+    Raises:
+        InputError: ``<file>: <field>: <problem>``; duplicate ids; a status for an unknown handoff
+        or provider; a status sequence the transition table forbids.
+    """
+    handoffs: dict[str, RemediationHandoff] = {}
+    statuses: dict[str, RemediationHandoffStatus] = {}
+    for path in _json_files(paths):
+        document = loads_strict(read_capped(path, MAX_FILE_BYTES, source=str(path)), source=str(path))
+        if not isinstance(document, dict):
+            continue
+        # a metadata record wraps the document (reference ``handoff`` / ``status_record``)
+        for wrapper in ("handoff", "status_record"):
+            if isinstance(document.get(wrapper), dict) and "schema_version" not in document:
+                document = document[wrapper]
+        schema = document.get("schema_version")
+        try:
+            if schema == HANDOFF_SCHEMA:
+                h = RemediationHandoff.model_validate(document)
+                h.check_id()
+                if h.handoff_id in handoffs:
+                    raise InputError(f"handoff_id: {h.handoff_id} appears twice")
+                handoffs[h.handoff_id] = h
+            elif schema == HANDOFF_STATUS_SCHEMA:
+                s = RemediationHandoffStatus.model_validate(document)
+                s.check_id()
+                statuses.setdefault(s.status_id, s)
+        except ValidationError as exc:
+            raise InputError(f"{path}: {validation_problem(exc)}") from None
+        except InputError as exc:
+            raise InputError(f"{path}: {exc.message}") from None
+    for s in statuses.values():
+        owner = handoffs.get(s.handoff_id)
+        if owner is None:
+            raise InputError(f"status {s.status_id}: handoff {s.handoff_id} is not among the inputs")
+        if s.provider not in owner.providers:
+            raise InputError(f"status {s.status_id}: provider is not present in the handoff package")
+    problems = status_sequence_problems(list(statuses.values()))
+    if problems:
+        raise InputError(f"handoff status: {problems[0]}")
+    return list(handoffs.values()), list(statuses.values())
+
+
+def load_policy(path: Path) -> SlaPolicy:
+    return parse_policy(read_capped(path, MAX_FILE_BYTES, source=str(path)), source=str(path))
+
+
+def load_report(path: Path) -> SlaReport:
+    document = loads_strict(read_capped(path, MAX_FILE_BYTES, source=str(path)), source=str(path))
+    if isinstance(document, dict) and isinstance(document.get("report"), dict):
+        document = document["report"]
+    try:
+        return SlaReport.model_validate(document)
+    except ValidationError as exc:
+        raise InputError(f"{path}: {validation_problem(exc)}") from None
+
+
+def report_document(report: SlaReport) -> dict[str, Any]:
+    return report.model_dump(mode="json")
+
+
+def _record_report(store: Store, report: SlaReport, actor: str, flow_run_id: str | None) -> int:
+    s = report.executive_summary
+    payload = {
+        "report_id": report.report_id,
+        "alert_level": report.alert_level.value,
+        "warning_hours": report.warning_hours,
+        "critical_hours": report.critical_hours,
+        "tracked_work_item_count": s.tracked_work_item_count,
+        "completed_count": s.completed_count,
+        "at_risk_count": s.at_risk_count,
+        "breached_count": s.breached_count,
+        "completion_rate": s.completion_rate,
+        "critical_provider_count": s.critical_provider_count,
+        "release_channels": list(s.release_channels),
+        "escalation_count": len(report.escalations),
+        "report": report_document(report),
+        "evidence_refs": list(report.evidence_refs),
+    }
+    record = store.append(
+        EvidenceDraft(
+            kind=KIND_REPORT,
+            actor=actor,
+            subject=EvidenceSubject(status=report.alert_level.value),
+            flow_run_id=flow_run_id,
+            payload=payload,
+        )
+    )
+    return record.id
+
+
+def make_report(
+    paths: Sequence[Path],
+    *,
+    now: datetime,
+    warning_hours: float = 24,
+    critical_hours: float = 48,
+    generated_by: str = "release-manager",
+    store: Store | None = None,
+    output: Path | None = None,
+    flow_run_id: str | None = None,
+) -> SlaReport:
+    """Build the §9.5 report at ``now``; write it atomically to ``output``; record its evidence."""
+    handoffs, statuses = load_handoffs(paths)
+    report = build_report(
+        handoffs,
+        [s for s in statuses if s.recorded_at <= now],
+        now=now,
+        warning_hours=warning_hours,
+        critical_hours=critical_hours,
+        generated_by=generated_by,
+    )
+    if output is not None:
+        atomic_write(output, dumps_document(report_document(report)))
+    if store is not None:
+        _record_report(store, report, generated_by, flow_run_id)
+    return report
+
+
+# --- one cycle ------------------------------------------------------------------------------------
+
+
+def window_start(now: datetime, interval: timedelta = DEFAULT_SCHEDULE) -> datetime:
+    """``now`` floored to the schedule interval (UTC epoch based)."""
+    seconds = int(interval.total_seconds())
+    if seconds <= 0:
+        raise InputError("schedule interval: expected a positive duration")
+    epoch = int(now.astimezone(UTC).timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
+@dataclass
+class CycleResult:
+    """What one cycle did (``--json`` output of notify/escalate, the flow's artifact)."""
+
+    scope: str
+    now: datetime
+    window: datetime
+    run_id: str
+    plan: Plan
+    skipped_window: bool = False
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
+    claimed_elsewhere: list[str] = field(default_factory=list)
+    plan_evidence_id: int | None = None
+
+    def summary(self) -> dict[str, Any]:
+        suppressed = [s.model_dump(mode="json") for s in self.plan.suppressions]
+        by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for incident in self.plan.incidents:
+            by_owner[incident.owner].append(incident.model_dump(mode="json"))
+        return {
+            "scope": self.scope,
+            "at": iso(self.now),
+            "window": iso(self.window),
+            "run_id": self.run_id,
+            "skipped_window": self.skipped_window,
+            "report_id": self.plan.report_id,
+            "sent": self.sent,
+            "failed": self.failed,
+            "claimed_elsewhere": self.claimed_elsewhere,
+            "suppressed": suppressed,
+            "waiting": [w.model_dump(mode="json") for w in self.plan.waiting],
+            "open_incidents_by_owner": dict(by_owner),
+            "plan_evidence_id": self.plan_evidence_id,
+        }
+
+
+def check_receivers(policy: SlaPolicy, config: ConnectorConfig) -> None:
+    """Every receiver the policy names must be a configured, enabled destination."""
+    configured = {d.name for d in config.providers if d.enabled}
+    named = {r for route in policy.routes.values() for r in route.receivers}
+    named |= {r for spec in policy.owners.values() for r in spec.receivers}
+    for pol in policy.escalation_policies.values():
+        named |= {t.receiver for rung in pol.rungs for t in rung.targets if t.receiver}
+    missing = sorted(named - configured)
+    if missing:
+        raise ConfigError(
+            f"routing policy names receivers not configured (or disabled) in the connector config: "
+            f"{', '.join(missing)} (configured: {', '.join(sorted(configured)) or 'none'})"
+        )
+
+
+_EVENT_SEVERITY = {Severity.CRITICAL: EventSeverity.CRITICAL, Severity.WARNING: EventSeverity.WARNING}
+
+
+def notification_event(n: Notification, report: SlaReport, now: datetime) -> ConnectorEvent:
+    """The connector event of one notification (§9.7 / §9.10 titles and messages)."""
+    s = report.executive_summary
+    level = n.severity.value if n.reason.value != "all_alerts_resolved" else "resolved"
+    message = (
+        f"{s.breached_count} breached and {s.at_risk_count} at-risk endpoint remediation handoffs "
+        f"across {s.tracked_work_item_count} tracked work items."
+    )
+    escalation = n.notification is NotificationKind.ESCALATION
+    if escalation:
+        title = f"CAVRA endpoint remediation SLA escalation ({n.level}) to {n.receiver}: {n.group_key}"
+        event_type = "cavra.endpoint_remediation_sla.escalation_delivery"
+    else:
+        title = f"CAVRA endpoint remediation SLA {level}: {report.report_id}"
+        event_type = "cavra.endpoint_remediation_sla.notification"
+    wanted = set(n.items)
+    items = [e.model_dump(mode="json") for e in report.escalations if f"{e.handoff_id}/{e.provider}" in wanted]
+    return ConnectorEvent(
+        event_id=n.key,
+        event_type=event_type,
+        created_at=now,
+        severity=_EVENT_SEVERITY.get(n.severity, EventSeverity.INFO),
+        title=title[:250],
+        summary=(n.action + " " if n.action else "") + message,
+        source="ringward-sla",
+        session_id=report.report_id,
+        attributes={
+            "notification_reason": n.reason.value,
+            "group_key": n.group_key,
+            "route_id": n.route_id,
+            "owner": n.owner,
+            "receiver": n.receiver,
+            "attempt": n.attempt,
+            "escalation_level": n.level,
+            "items": list(n.items)[:50],
+            "omitted_item_count": max(0, len(n.items) - 50),
+            "escalations": items[:10],
+            "report_id": report.report_id,
+        },
+    )
+
+
+def run_cycle(
+    store: Store,
+    policy: SlaPolicy,
+    report: SlaReport,
+    config: ConnectorConfig,
+    *,
+    now: datetime,
+    kinds: Iterable[NotificationKind] = (NotificationKind.GROUP, NotificationKind.ESCALATION),
+    interval: timedelta = DEFAULT_SCHEDULE,
+    run_id: str | None = None,
+    actor: str = "ringward-sla",
+    flow_run_id: str | None = None,
+    lookups: Mapping[str, SecretLookup] | None = None,
+    hooks: DeliveryHooks | None = None,
+    claim_window: bool = True,
+) -> CycleResult:
+    """Evaluate -> route -> deliver -> escalate -> record, once for ``now``'s schedule window.
+
+    With ``claim_window`` (the scheduled flow) the window's run key is taken first by CAS; a
+    second run of the same window does nothing. Each send is also claimed by its decision key
+    before delivery, so a manual run racing the schedule cannot send it twice either.
+
+    Raises:
+        ConfigError: the policy names receivers the connector config lacks.
+        InputError: the report is from after ``now``.
+    """
+    if now.tzinfo is None:
+        raise InputError("at: expected a time with a UTC offset")
+    now = now.astimezone(UTC)
+    if report.generated_at > now:
+        raise InputError(f"report: generated at {iso(report.generated_at)}, after --at {iso(now)}")
+    # imported on use: reading files and building reports must not pay for the connector engine
+    from ringward.operations.delivery.delivery_ops import deliver_events
+
+    check_receivers(policy, config)
+    ledger = _ledger(store)
+    window = window_start(now, interval)
+    run_id = run_id or f"sla-{uuid.uuid4().hex[:12]}"
+    wanted = set(kinds)
+    if claim_window and not ledger.claim_window(policy.scope, window, run_id=run_id, now=now):
+        empty = Plan(
+            scope=policy.scope,
+            generated_at=now,
+            report_id=report.report_id,
+            notifications=(),
+            suppressions=(),
+            waiting=(),
+            incidents=(),
+        )
+        return CycleResult(policy.scope, now, window, run_id, empty, skipped_window=True)
+    history = ledger.history(policy.scope)
+    result = plan(history, policy, report, now)
+    cycle = CycleResult(policy.scope, now, window, run_id, result)
+    todo: dict[str, list[Notification]] = defaultdict(list)
+    for n in result.notifications:
+        if n.notification not in wanted:
+            continue
+        if not ledger.claim_send(policy.scope, iso(window), n.key, group_key=n.group_key, at=now, now=now):
+            cycle.claimed_elsewhere.append(n.key)
+            continue
+        todo[n.receiver].append(n)
+    events: list[HistoryEvent] = []
+    evidence_ids: list[int | None] = []
+    for receiver, notifications in sorted(todo.items()):
+        by_kind: dict[NotificationKind, list[Notification]] = defaultdict(list)
+        for n in notifications:
+            by_kind[n.notification].append(n)
+        for kind, batch in by_kind.items():
+            source = SOURCE_ESCALATION if kind is NotificationKind.ESCALATION else SOURCE_GROUP
+            runs = deliver_events(
+                [notification_event(n, report, now) for n in batch],
+                config,
+                store=store,
+                providers=receiver,
+                lookups=lookups,
+                run_id=run_id,
+                actor=actor,
+                flow_run_id=flow_run_id,
+                source=source,
+                hooks=hooks,
+            )
+            for n, run in zip(batch, runs, strict=True):
+                error = "; ".join(r.error or r.status.value for r in run.failed)
+                outcome = Outcome(
+                    notification=n, ok=run.success, at=now, error=error, delivery_ref=str(run.evidence_id)
+                )
+                events.append(outcome_event(outcome))
+                evidence_ids.append(run.evidence_id)
+                row = {
+                    "key": n.key,
+                    "receiver": receiver,
+                    "reason": n.reason.value,
+                    "kind": kind.value,
+                    "group_key": n.group_key,
+                    "level": n.level,
+                    "evidence_id": run.evidence_id,
+                }
+                (cycle.sent if run.success else cycle.failed).append(row if run.success else {**row, "error": error})
+    plan_draft = EvidenceDraft(
+        kind=KIND_PLAN,
+        actor=actor,
+        subject=EvidenceSubject(status="sent" if cycle.sent else "nothing-sent", success=not cycle.failed),
+        flow_run_id=flow_run_id,
+        payload=_plan_payload(cycle),
+    )
+    # the plan record and the outcomes in one transaction: a cycle is recorded whole or not at all
+    records = ledger.record(policy.scope, events, [plan_draft], now=_wall(), evidence_ids=evidence_ids)
+    cycle.plan_evidence_id = records[0].id if records else None
+    return cycle
+
+
+def _plan_payload(cycle: CycleResult) -> dict[str, Any]:
+    body = cycle.summary()
+    body.pop("plan_evidence_id", None)
+    body["schema_version"] = cycle.plan.schema_version
+    body["suppressed_count"] = len(cycle.plan.suppressions)
+    body["suppressed"] = body["suppressed"][:1000]
+    body["omitted_suppressed_count"] = max(0, len(cycle.plan.suppressions) - 1000)
+    return body
+
+
+def load_config(path: Path) -> ConnectorConfig:
+    from ringward.operations.delivery.delivery_ops import load_connector_config
+
+    return load_connector_config(path)
+
+
+# --- acknowledgements and silences ---------------------------------------------------------------
+
+
+def acknowledge(
+    store: Store,
+    policy: SlaPolicy,
+    report: SlaReport,
+    *,
+    group: str,
+    state: str,
+    by: str,
+    at: datetime,
+    comment: str | None = None,
+) -> dict[str, Any]:
+    """Record an acknowledgement (checked against the state table and the route's owner).
+
+    Raises:
+        acks.AcknowledgementRefused: recorded first (auditable), then raised.
+        StateError: no open incident. InputError: bad state or group.
+    """
+    ledger = _ledger(store)
+    current = plan(ledger.history(policy.scope), policy, report, at)
+    try:
+        event = acks.acknowledge(current, policy, group=group, state=state, by=by, at=at, comment=comment)
+    except acks.AcknowledgementRefused as refused:
+        draft = EvidenceDraft(
+            kind=KIND_ACK_REFUSED,
+            actor=by,
+            subject=EvidenceSubject(status="refused", success=False),
+            payload=refused.event.model_dump(mode="json"),
+        )
+        ledger.record(policy.scope, [refused.event], [draft], now=_wall())
+        raise
+    payload = {
+        "schema_version": "cavra.endpoint_remediation_sla.notification_ack.v1",
+        "acknowledgement_id": event.acknowledgement_id,
+        "report_id": report.report_id,
+        "group_key": event.group_key,
+        "acknowledgement_state": event.state.value,
+        "acknowledged_by": event.by,
+        "acknowledged_at": iso(event.at),
+        "notes": comment,
+        "fingerprints": list(event.fingerprints),
+        "controls": [
+            "acknowledgement-records-review-only",
+            "no-provider-token-or-secret-stored",
+            "endpoint-mutation-remains-private-connector-responsibility",
+            "acknowledger-is-route-owner-member-or-admin",
+        ],
+    }
+    draft = EvidenceDraft(kind=KIND_ACK, actor=by, subject=EvidenceSubject(status=event.state.value), payload=payload)
+    ledger.record(policy.scope, [event], [draft], now=_wall())
+    return payload
+
+
+def parse_matchers(texts: Sequence[str]) -> list[Matcher]:
+    """``name=value``, ``name!=value``, ``name=~regex``, ``name!~regex`` (Alertmanager syntax)."""
+    out: list[Matcher] = []
+    for text in texts:
+        for op, is_regex, is_equal in (
+            ("=~", True, True),
+            ("!~", True, False),
+            ("!=", False, False),
+            ("=", False, True),
+        ):
+            if op in text:
+                name, _, value = text.partition(op)
+                try:
+                    out.append(
+                        Matcher.model_validate(
+                            {"name": name.strip(), "value": value.strip(), "is_regex": is_regex, "is_equal": is_equal}
+                        )
+                    )
+                except ValidationError as exc:
+                    raise InputError(f"matcher {text!r}: {validation_problem(exc)}") from None
+                break
+        else:
+            raise InputError(f"matcher {text!r}: expected name=value, name!=value, name=~regex or name!~regex")
+    return out
+
+
+def add_silence(
+    store: Store,
+    scope: str,
+    matchers: Sequence[str],
+    *,
+    starts_at: datetime,
+    ends_at: datetime,
+    by: str,
+    comment: str,
+    at: datetime,
+) -> SilenceAdded:
+    event = acks.add_silence(
+        parse_matchers(matchers), starts_at=starts_at, ends_at=ends_at, created_by=by, comment=comment, at=at
+    )
+    draft = EvidenceDraft(
+        kind=KIND_SILENCE, actor=by, subject=EvidenceSubject(status="created"), payload=event.model_dump(mode="json")
+    )
+    _ledger(store).record(scope, [event], [draft], now=_wall())
+    return event
+
+
+def list_silences(store: Store, scope: str, *, now: datetime) -> list[dict[str, Any]]:
+    history = _ledger(store).history(scope)
+    rows = []
+    for event in history:
+        if isinstance(event, SilenceAdded):
+            rows.append(
+                {
+                    "silence_id": event.silence_id,
+                    "state": acks.silence_state(history, event.silence_id, now),
+                    "matchers": [m.describe() for m in event.matchers],
+                    "starts_at": iso(event.starts_at),
+                    "ends_at": iso(event.ends_at),
+                    "created_by": event.created_by,
+                    "comment": event.comment,
+                }
+            )
+    return rows
+
+
+def expire_silence(store: Store, scope: str, silence_id: str, *, by: str, at: datetime) -> SilenceExpired:
+    ledger = _ledger(store)
+    event = acks.expire_silence(ledger.history(scope), silence_id, by=by, at=at)
+    draft = EvidenceDraft(
+        kind=KIND_SILENCE, actor=by, subject=EvidenceSubject(status="expired"), payload=event.model_dump(mode="json")
+    )
+    ledger.record(scope, [event], [draft], now=_wall())
+    return event

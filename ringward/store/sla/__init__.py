@@ -1,0 +1,1 @@
+"""SLA persistence: the append-only history ledger and the per-window run key."""
