@@ -1,0 +1,1 @@
+"""Advisory operations: advisories (create, gate, publish), OpenVEX and KEV. No Prefect here."""

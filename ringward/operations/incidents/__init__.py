@@ -1,0 +1,1 @@
+"""Incident operations: open / ack / update / close, listing, the breach report and its delivery."""
