@@ -68,8 +68,16 @@ def final_state(result: dict[str, Any], title: str) -> State:
 def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
     """Call a flow and return its result dict even when it ends Failed (invalid package). A refused
     step (a run that ended Failed carrying ``{"refused": true, ...}``) is re-raised as its own error
-    class -- the same one-line error and exit code as in-process."""
-    result = dict(unwrap(flow(**parameters, return_state=True)))
+    class -- the same one-line error and exit code as in-process. No reachable Prefect API is one
+    line naming PREFECT_API_URL within seconds; the engine's console tracebacks stay off the
+    terminal (the run's logs still reach the UI)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from ringward.operations.common.prefect_cli import quiet_prefect_console, require_prefect_api
+
+    require_prefect_api(PREFECT_API_URL.value())
+    with quiet_prefect_console():
+        result = dict(unwrap(flow(**parameters, return_state=True)))
     if result.get("refused"):
         from tasks.promotion_channel import raise_refusal
 

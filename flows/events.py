@@ -12,6 +12,11 @@ Event names (a contract with the deployments in ``prefect.yaml``):
 - ``ringward.approval.decided``     resource ``ringward.approval.<approval_id>``
 - ``ringward.promotion.executed``   resource ``ringward.rollout.<rollout_id>``
 - ``ringward.rollback.executed``    resource ``ringward.rollout.<rollout_id>``
+- ``ringward.package.published``    resource ``ringward.package.<runtime>.<version>`` (sent by the
+  package-release flow; payload: absolute ``package_dir``/``zip_path`` and the ``trust_root`` or null)
+
+Prefect's outbound telemetry is off in this process unless the caller decided otherwise
+(``DO_NOT_TRACK`` and friends, ``ringward.operations.common.prefect_rest.TELEMETRY_OFF``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import functools
 import os
 from typing import Any
 
+PACKAGE_PUBLISHED = "ringward.package.published"
 PROMOTION_REQUESTED = "ringward.promotion.requested"
 APPROVAL_DECIDED = "ringward.approval.decided"
 PROMOTION_EXECUTED = "ringward.promotion.executed"
@@ -60,6 +66,10 @@ def emit_if_configured(name: str, resource_id: str, payload: dict[str, Any]) -> 
         problem = _unreachable(api_url)
         if problem is not None:
             return f"event {name} not sent: Prefect API {api_url} unreachable ({problem})"
+    from ringward.operations.common.prefect_rest import TELEMETRY_OFF
+
+    for variable, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(variable, value)  # before Prefect's import-time analytics
     try:
         from prefect.events import emit_event
 

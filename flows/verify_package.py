@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 
 from prefect import State, flow
 from prefect.utilities.annotations import quote
 
 from flows._common import current_flow_run_id, final_state, publish_result, unwrap, utc_now
+from ringward import settings
 from ringward.core.errors import InputError
 from ringward.core.release.package_rules import FAMILY_NAMES
 from ringward.operations.release.verify import prefetch_spdx, summarize
@@ -25,15 +25,22 @@ def verify_package_flow(
     profile: str = "ringward",
 ) -> State:
     """Ends Completed when the package verifies, Failed (carrying the same result) when not.
-    ``trust_root`` defaults to ``$RINGWARD_TRUST_ROOT`` on the worker (event triggers pass null
-    when the publisher did not know one). ``profile``: ringward (default), reference or auto, as
+    ``trust_root`` defaults to the settings of the process running the flow (event triggers pass
+    null when the publisher did not know one): ``$RINGWARD_TRUST_ROOT`` or
+    ``$RINGWARD_HOME/trust-root.json``. ``profile``: ringward (default), reference or auto, as
     ``ringward release verify-package --profile``."""
-    trust_root = trust_root or os.environ.get("RINGWARD_TRUST_ROOT", "").strip() or None
-    if trust_root is None:
-        raise InputError("trust_root: required (parameter or RINGWARD_TRUST_ROOT on the worker)")
+    if not trust_root:
+        configured = settings.configured_trust_root()
+        if configured is None:
+            raise InputError(f"trust_root: required (a parameter, or {settings.trust_root_path()} "
+                             f"from ${settings.TRUST_ROOT_ENV} / $RINGWARD_HOME where the flow runs)")
+        trust_root = str(configured)
     prefetch_spdx()
     moment = now or utc_now()
-    integrity, choice = verify_integrity(package_dir, trust_root, moment, allow_unsigned, profile)
+    # a failed integrity family is a Failed task that still carries its scan: the run goes on to
+    # report every family, as the in-process path does
+    integrity, choice = unwrap(verify_integrity(package_dir, trust_root, moment, allow_unsigned, profile,
+                                                return_state=True))
     # quote(): the verified content holds raw document bytes and the trust root; Prefect should pass
     # it through as-is instead of walking it for futures
     content = quote(integrity.content)

@@ -23,3 +23,83 @@ def evidence_root() -> Path:
     """Root of evidence bundles: ``$RINGWARD_EVIDENCE_ROOT`` or ``<home>/evidence``."""
     value = os.environ.get("RINGWARD_EVIDENCE_ROOT")
     return Path(value) if value else ringward_home() / "evidence"
+
+
+#: Prefect 3.9's outbound telemetry switches: the server's startup analytics
+#: (``server.analytics_enabled``), the SDK's import-time analytics (``DO_NOT_TRACK``, read by
+#: ``prefect._internal.analytics``) and Cloud orchestration telemetry (inert without Cloud, off anyway).
+#: Forced in every process Ringward runs or starts: Ringward never phones home.
+PREFECT_TELEMETRY_OFF: dict[str, str] = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+    "PREFECT_CLOUD_ENABLE_ORCHESTRATION_TELEMETRY": "false",
+}
+
+#: environment variables naming the files a deployment needs before it can run unattended
+TRUST_ROOT_ENV = "RINGWARD_TRUST_ROOT"
+CONNECTORS_ENV = "RINGWARD_CONNECTORS"
+SLA_HANDOFFS_ENV = "RINGWARD_SLA_HANDOFFS"
+SLA_POLICY_ENV = "RINGWARD_SLA_POLICY"
+PACKAGES_ENV = "RINGWARD_PACKAGES"
+
+
+def _from_env_or_home(variable: str, file_name: str) -> Path:
+    value = os.environ.get(variable, "").strip()
+    return Path(value).expanduser().absolute() if value else ringward_home().absolute() / file_name
+
+
+def trust_root_path() -> Path:
+    """The pinned trust root unattended runs use: ``$RINGWARD_TRUST_ROOT`` or ``<home>/trust-root.json``
+    (it may not exist yet: see :func:`configured_trust_root`)."""
+    return _from_env_or_home(TRUST_ROOT_ENV, "trust-root.json")
+
+
+def configured_trust_root() -> Path | None:
+    """:func:`trust_root_path` when that file exists, else None."""
+    path = trust_root_path()
+    return path if path.is_file() else None
+
+
+def connectors_path() -> Path:
+    """The connector configuration unattended runs use: ``$RINGWARD_CONNECTORS`` or
+    ``<home>/connectors.yaml`` (it may not exist yet: see :func:`configured_connectors`)."""
+    return _from_env_or_home(CONNECTORS_ENV, "connectors.yaml")
+
+
+def configured_connectors() -> Path | None:
+    """:func:`connectors_path` when that file exists, else None."""
+    path = connectors_path()
+    return path if path.is_file() else None
+
+
+def sla_handoffs_path() -> Path:
+    """Remediation handoff records the scheduled SLA run reads: ``$RINGWARD_SLA_HANDOFFS`` or
+    ``<home>/remediation-handoffs``."""
+    return _from_env_or_home(SLA_HANDOFFS_ENV, "remediation-handoffs")
+
+
+def sla_policy_path() -> Path:
+    """The SLA routing/escalation policy: ``$RINGWARD_SLA_POLICY`` or ``<home>/sla-routing.yaml``."""
+    return _from_env_or_home(SLA_POLICY_ENV, "sla-routing.yaml")
+
+
+def packages_path() -> Path:
+    """Where released packages are kept for scheduled re-checks (KEV): ``$RINGWARD_PACKAGES`` or
+    ``<home>/packages``."""
+    return _from_env_or_home(PACKAGES_ENV, "packages")
+
+
+def prefect_home() -> Path:
+    """Where ``ringward up`` keeps its embedded Prefect server (SQLite database, profiles):
+    ``<home>/prefect``."""
+    return ringward_home().absolute() / "prefect"
+
+
+def logs_dir() -> Path:
+    """Log files of the processes ``ringward up`` supervises: ``<home>/logs``."""
+    return ringward_home().absolute() / "logs"
+
+
+def up_state_path() -> Path:
+    """What a running ``ringward up`` publishes about itself (URLs, process ids) for ``ringward status``."""
+    return ringward_home().absolute() / "up.json"

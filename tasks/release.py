@@ -29,13 +29,17 @@ from ringward.operations.trust.keys import load_trust_root
 @task(name="integrity-and-signatures", cache_policy=NO_CACHE)
 def verify_integrity(
     package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool, profile: str = "ringward"
-) -> tuple[IntegrityScan, ProfileChoice]:
+) -> tuple[IntegrityScan, ProfileChoice] | State:
     """Choose the profile (ringward / reference / auto), then read, hash and signature-check every
-    byte of the package against the pinned trust root: the same steps as the in-process path."""
+    byte of the package against the pinned trust root: the same steps as the in-process path.
+    A failing integrity family ends in a Failed state (red in the UI) that still carries the scan."""
     root = load_trust_root(Path(trust_root))
     source = DirectorySource(Path(package_dir))
     choice = resolve_profile(source, profile)
     integrity = scan_integrity(source, root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile)
+    if integrity.result.status == "failed":
+        return Failed(message=f"{integrity.result.family}: {integrity.result.errors[0].message}"[:500],
+                      data=(integrity, choice))
     return integrity, choice
 
 
@@ -62,16 +66,25 @@ def package_release(params: dict[str, Any], flow_run_id: str | None) -> dict[str
     return release_ops.run_package(**params, flow_run_id=flow_run_id)
 
 
+def red_when_invalid(result: dict[str, Any], check: str) -> dict[str, Any] | State:
+    """A verified-and-invalid result as a Failed task state (red in the UI) carrying the same data
+    (the flow reads it with ``unwrap``); a valid one as is."""
+    if result.get("valid", True):
+        return result
+    first = (result.get("errors") or [{"message": "invalid"}])[0]["message"]
+    return Failed(message=f"{check}: {first}"[:500], data=result)
+
+
 @task(name="verify-airgap-bundle", cache_policy=NO_CACHE)
-def verify_airgap(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
-    return release_ops.run_verify_airgap(**params, flow_run_id=flow_run_id)
+def verify_airgap(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any] | State:
+    return red_when_invalid(release_ops.run_verify_airgap(**params, flow_run_id=flow_run_id), "verify-airgap-bundle")
 
 
 @task(name="validate-upgrade", cache_policy=NO_CACHE)
-def validate_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
-    return release_ops.run_validate_upgrade(**params, flow_run_id=flow_run_id)
+def validate_upgrade(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any] | State:
+    return red_when_invalid(release_ops.run_validate_upgrade(**params, flow_run_id=flow_run_id), "validate-upgrade")
 
 
 @task(name="smoke-installers", cache_policy=NO_CACHE)
-def smoke_installers(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any]:
-    return release_ops.run_smoke_installers(**params, flow_run_id=flow_run_id)
+def smoke_installers(params: dict[str, Any], flow_run_id: str | None) -> dict[str, Any] | State:
+    return red_when_invalid(release_ops.run_smoke_installers(**params, flow_run_id=flow_run_id), "smoke-installers")

@@ -30,17 +30,34 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "endpoint": ("ringward.cli.endpoint_cmd", "Export approved releases for Jamf, Intune, Linux; publish them."),
     "rollout": ("ringward.cli.rollout_cmd", "Capture, promote, roll back and audit rollouts across rings."),
     "window": ("ringward.cli.window_cmd", "Explain promotion windows and freezes."),
+    "db": ("ringward.cli.db_cmd", "Show and upgrade the store's schema revision."),
+    "inventory": ("ringward.cli.inventory_cmd", "Ingest fleet inventory, reconcile it against releases, freshness."),
+    "sla": ("ringward.cli.sla_cmd", "Remediation SLA: report, notify, escalate, acknowledge, silence."),
     "demo": ("ringward.cli.demo_cmd", "End-to-end demo: build, package, sign, verify."),
     "run": ("ringward.cli.run_cmd", "Run a pipeline as a tracked Prefect flow run."),
+    "advisory": ("ringward.cli.advisory_cmd", "Security advisories: create, completeness gate, sign and publish."),
+    "vex": ("ringward.cli.vex_cmd", "OpenVEX v0.2.0 documents: create, validate, merge."),
+    "kev": ("ringward.cli.kev_cmd", "CISA KEV catalog import; hold releases that carry a KEV match."),
+    "incident": ("ringward.cli.incident_cmd", "Security incidents: open, ack, update, close; SLA breaches."),
+    "up": ("ringward.cli.up_cmd", "Run Ringward: Prefect server + UI, the API and every deployment."),
+    "status": ("ringward.cli.status_cmd", "Health of a running `ringward up`, deployments, failed runs."),
+    "migrate": ("ringward.cli.migrate_cmd", "Import a CAVRA installation: evidence, approvals, connectors."),
 }
 
 
 #: groups whose app has exactly one command that *is* the top-level command (`ringward demo`)
-LEAF_COMMANDS = frozenset({"demo", "run"})
+LEAF_COMMANDS = frozenset({"demo", "run", "up", "status"})
 
 
 def _load(name: str) -> click.Command:
+    import typer.core
     import typer.main
+
+    # one help style for every group (click's plain one): typer switches to rich panels whenever
+    # rich is installed (a dependency for progress bars), which single-command groups never get;
+    # it also keeps rich off the import path of every command
+    typer.core.HAS_RICH = False
+    setattr(typer.main, "HAS_RICH", False)  # noqa: B010 (re-exported name, not declared public)
 
     module_name, _ = COMMAND_GROUPS[name]
     module = importlib.import_module(module_name)
@@ -78,6 +95,10 @@ def cli() -> None:
 
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    from ringward.settings import PREFECT_TELEMETRY_OFF
+
+    # before any command can import Prefect (its SDK reads DO_NOT_TRACK at import time)
+    os.environ.update(PREFECT_TELEMETRY_OFF)
     try:
         # with standalone_mode=False click returns the code of `raise typer.Exit(n)`
         code = cli.main(args=argv, prog_name="ringward", standalone_mode=False)

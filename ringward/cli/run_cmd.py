@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
+import os
+from typing import Any
 
 import typer
 
@@ -54,12 +57,39 @@ def run(
         raise InputError(f"--params: invalid JSON ({exc.msg} at position {exc.pos})") from exc
     if not isinstance(parameters, dict):
         raise InputError("--params: expected a JSON object")
+    if os.environ.get("PREFECT_API_URL"):
+        # before importing Prefect and the flow (seconds): an unreachable server is one line, fast
+        from ringward.operations.common.prefect_cli import require_prefect_api
+
+        require_prefect_api(os.environ["PREFECT_API_URL"])
+    from ringward.operations.common.prefect_rest import TELEMETRY_OFF
+
+    for variable, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(variable, value)  # before Prefect's import-time analytics
     module_name, function = FLOWS[flow_name].split(":")
     from flows._common import run_flow
 
     flow = getattr(importlib.import_module(module_name), function)
-    result = run_flow(flow, **parameters)  # a refused step is re-raised as its one-line error
+    _check_parameters(flow, parameters)
+    from prefect.exceptions import ParameterBindError, ParameterTypeError
+
+    try:
+        result = run_flow(flow, **parameters)  # a refused step is re-raised as its one-line error
+    except (ParameterBindError, ParameterTypeError) as exc:  # Prefect validates the types: still --params
+        raise InputError(f"--params: {' '.join(str(exc).split())}") from None
     print_json(result)
     # release flows report `valid`, delivery flows `success`
     ok = result.get("valid", result.get("success", True))
     raise typer.Exit(0 if ok else 1)
+
+
+def _check_parameters(flow: Any, parameters: dict[str, Any]) -> None:
+    """Unknown or missing parameters are bad input, named before any flow run is created."""
+    signature = inspect.signature(flow.fn)
+    unknown = sorted(set(parameters) - set(signature.parameters))
+    if unknown:
+        raise InputError(f"--params: {flow.name} takes no {', '.join(unknown)}; expected some of "
+                         f"{', '.join(signature.parameters)}")
+    missing = [name for name, p in signature.parameters.items() if p.default is p.empty and name not in parameters]
+    if missing:
+        raise InputError(f"--params: {flow.name} needs {', '.join(missing)}")

@@ -8,7 +8,6 @@ import asyncio
 import json
 import random
 import threading
-import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any

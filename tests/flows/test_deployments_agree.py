@@ -1,7 +1,8 @@
-"""prefect.yaml (`prefect deploy --all`) and deployments/serve.py (`python -m deployments.serve`)
-declare the same deployments: names, flows, tags, parameters, concurrency limits, schedules and
-event triggers; every trigger template is a plain ``{{ event.payload.<field> }}`` naming a field
-the emitted event carries and a parameter the flow takes."""
+"""One source of deployments: ``deployments/catalog.py``. The committed ``prefect.yaml`` is its rendering
+(``python -m deployments.render``), ``deployments/serve.py`` (and so ``ringward up``) serves the same
+deployments: names, flows, tags, parameters, concurrency limits, schedules and event triggers. Every
+trigger template is a plain ``{{ event.payload.<field> }}`` naming a field the emitted event carries
+and a parameter the flow takes; no path is a literal."""
 
 from __future__ import annotations
 
@@ -24,18 +25,49 @@ def _yaml_deployments() -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def served() -> dict[str, Any]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The served deployments of a fresh home (nothing configured yet)."""
     from deployments.serve import build_deployments
 
-    deployments = build_deployments(environ={})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RINGWARD_HOME", str(tmp_path_factory.mktemp("fresh-home")))
+        patch.delenv("RINGWARD_CONNECTORS", raising=False)
+        patch.delenv("RINGWARD_TRUST_ROOT", raising=False)
+        deployments = build_deployments(environ={})
     names = [d.name for d in deployments]
     assert len(names) == len(set(names)), names
     return {d.name: d for d in deployments}
 
 
-def _module_path(entrypoint: str) -> str:
-    path, function = entrypoint.split(":")
-    return f"{path.removesuffix('.py').replace('/', '.')}.{function}"
+def test_prefect_yaml_is_the_rendered_catalog() -> None:
+    from deployments import render
+
+    assert (ROOT / "prefect.yaml").read_text() == render.render(), "run `python -m deployments.render`"
+    assert render.main(["--check"]) == 0
+
+
+def test_render_check_fails_on_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from deployments import render
+
+    stale = tmp_path / "prefect.yaml"
+    stale.write_text(render.render().replace("verify-package-on-publish", "verify-on-publish"))
+    monkeypatch.setattr(render, "PREFECT_YAML", stale)
+    assert render.main(["--check"]) == 1
+    assert "python -m deployments.render" in capsys.readouterr().err
+    assert render.main(["--bogus"]) == 2
+    assert render.main([]) == 0
+    assert stale.read_text() == render.render()
+
+
+def test_prefect_yaml_deploys_without_a_checkout_and_names_no_path() -> None:
+    document = yaml.safe_load((ROOT / "prefect.yaml").read_text())
+    assert document["pull"] == []  # module entrypoints: workers import the installed package
+    text = (ROOT / "prefect.yaml").read_text() + (ROOT / "deployments" / "catalog.py").read_text()
+    assert "/etc/" not in text and "/var/" not in text and "RINGWARD_CHECKOUT }}" not in text
+    for spec in document["deployments"]:
+        assert ":" not in spec["entrypoint"] and "/" not in spec["entrypoint"], spec["name"]
+        assert spec["work_pool"]["name"] == "ringward-local"
 
 
 def _yaml_schedules(spec: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -74,12 +106,25 @@ def test_same_deployments(served: dict[str, Any]) -> None:
     assert list(declared) == list(served)
     for name, spec in declared.items():
         deployment = served[name]
-        assert _module_path(spec["entrypoint"]) == deployment.entrypoint, name
+        assert spec["entrypoint"] == deployment.entrypoint, name
         assert sorted(spec.get("tags") or []) == sorted(deployment.tags), name
-        assert (spec.get("parameters") or {}) == (deployment.parameters or {}), name
+        assert spec["description"] == deployment.description, name
+        # a settings-valued parameter is resolved where runs execute (served) and left to the worker
+        # (prefect.yaml); every other parameter is identical
+        resolved = _settings_parameters(name)
+        assert (spec.get("parameters") or {}) == {k: v for k, v in (deployment.parameters or {}).items()
+                                                  if k not in resolved}, name
+        for key in resolved:
+            assert Path(deployment.parameters[key]).is_absolute(), (name, key)
         assert spec.get("concurrency_limit") == deployment.concurrency_limit, name
         assert _yaml_schedules(spec) == _served_schedules(deployment), name
         assert _yaml_triggers(spec) == _served_triggers(deployment), name
+
+
+def _settings_parameters(name: str) -> set[str]:
+    from deployments.catalog import Setting, by_name
+
+    return {k for k, v in by_name()[name].parameters.items() if isinstance(v, Setting)}
 
 
 def test_every_promotion_flow_is_deployed_and_runnable(served: dict[str, Any]) -> None:
@@ -160,3 +205,74 @@ def _import(entrypoint: str) -> Any:
 
     module, _, name = entrypoint.rpartition(".")
     return getattr(importlib.import_module(module), name)
+
+
+def test_unconfigured_deployments_are_off_until_their_file_exists(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from deployments.catalog import by_name
+    from deployments.catalog import unconfigured_lines as describe_unconfigured
+    from deployments.serve import build
+
+    monkeypatch.setenv("RINGWARD_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RINGWARD_CONNECTORS", raising=False)
+    spec = by_name()["redeliver-failed"]
+    off = build(spec, {})
+    assert off.parameters["config_path"] == str(tmp_path / "home" / "connectors.yaml")
+    assert [s.active for s in off.schedules] == [False]
+    monkeypatch.delenv("RINGWARD_SLA_HANDOFFS", raising=False)
+    monkeypatch.delenv("RINGWARD_SLA_POLICY", raising=False)
+    monkeypatch.delenv("RINGWARD_PACKAGES", raising=False)
+    monkeypatch.delenv("RINGWARD_TRUST_ROOT", raising=False)
+    home = tmp_path / "home"
+    kev = f"kev-recheck: off until {home / 'packages'}, {home / 'trust-root.json'} exists"
+    assert describe_unconfigured() == [
+        f"redeliver-failed: off until {home / 'connectors.yaml'} exists",
+        f"sla-escalation: off until {home / 'remediation-handoffs'}, {home / 'sla-routing.yaml'}, "
+        f"{home / 'connectors.yaml'} exists",
+        kev,
+    ]
+    home.mkdir()
+    (home / "connectors.yaml").write_text("destinations: []\n")
+    on = build(spec, {})
+    assert [s.active for s in on.schedules] == [True]
+    assert describe_unconfigured() == [
+        f"sla-escalation: off until {home / 'remediation-handoffs'}, {home / 'sla-routing.yaml'} exists", kev]
+    (home / "remediation-handoffs").mkdir()
+    (home / "sla-routing.yaml").write_text("routes: []\n")
+    sla = build(by_name()["sla-escalation"], {})
+    assert [s.active for s in sla.schedules] == [True]
+    assert sla.parameters["handoffs"] == str(home / "remediation-handoffs")
+    assert describe_unconfigured() == [kev]
+    # an explicit $RINGWARD_CONNECTORS wins over the home's file, and is made absolute
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RINGWARD_CONNECTORS", "elsewhere.yaml")
+    moved = build(spec, {})
+    assert moved.parameters["config_path"] == str(tmp_path / "elsewhere.yaml")
+    assert [s.active for s in moved.schedules] == [False]
+
+
+def test_scheduled_and_triggered_runs_get_every_required_parameter(served: dict[str, Any]) -> None:
+    """A run nobody starts by hand (schedule, trigger) must not need a parameter nobody gives it."""
+    for deployment in served.values():
+        flow = _import(deployment.entrypoint)
+        required = {n for n, p in inspect.signature(flow.fn).parameters.items() if p.default is p.empty}
+        if deployment.schedules:
+            assert required <= set(deployment.parameters or {}), deployment.name
+        for trigger in deployment.triggers:
+            assert required <= set(trigger.parameters) | set(deployment.parameters or {}), deployment.name
+        # a default parameter names a parameter the flow takes
+        assert set(deployment.parameters or {}) <= set(inspect.signature(flow.fn).parameters), deployment.name
+
+
+def test_adding_a_deployment_is_one_catalog_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deployments import catalog, render, serve
+
+    extra = catalog.Deployment("verify-package-hourly", "flows.verify_package:verify_package_flow",
+                               "Hourly re-verification.", ("release",), schedules=(catalog.Interval(3600),))
+    monkeypatch.setattr(catalog, "CATALOG", (*catalog.CATALOG, extra))
+    monkeypatch.setattr(render, "CATALOG", catalog.CATALOG)
+    monkeypatch.setattr(serve, "CATALOG", catalog.CATALOG)
+    rendered = {d["name"]: d for d in yaml.safe_load(render.render())["deployments"]}
+    assert rendered["verify-package-hourly"]["schedules"] == [{"interval": 3600, "active": True}]
+    (served,) = [d for d in serve.build_deployments({}) if d.name == "verify-package-hourly"]
+    assert served.entrypoint == "flows.verify_package.verify_package_flow"
