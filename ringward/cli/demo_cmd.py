@@ -1,5 +1,8 @@
 """`ringward demo`: the whole release path on sample data, in one command: build, package, sign,
-verify, then promote through a channel and a rollout ring behind approvals and roll back."""
+verify, then promote through a channel and a rollout ring behind approvals and roll back; then the
+governance around the promoted release: a KEV match holding its channels until a VEX statement
+releases them, a fleet with drift, and a breached remediation SLA escalating from the owner to
+release governance until the owner acknowledges; a signed checkpoint covers all of it."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ import typer
 from ringward.core.errors import InputError, OutputExistsError, RingwardError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                  help="End-to-end demo: build, package, sign, verify, promote, roll back.")
+                  help="End-to-end demo: build, package, sign, verify, promote, roll back, KEV hold, fleet drift, "
+                       "SLA escalation.")
 
 COMMIT_1 = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 COMMIT_2 = "9c3f1e0a7d2b4c6e8f0a1b3c5d7e9f1a2b4c6d8e"
@@ -29,8 +33,13 @@ def demo(
     force: bool = typer.Option(False, "--force", help="Delete --output first if it exists."),
 ) -> None:
     """Build sample binaries, package and sign them, verify package and air-gap bundle, smoke-test the
-    host binary, validate an upgrade, show that tampering and rollback are refused, promote the release
-    to a channel and a rollout ring behind approvals, roll it back, and record evidence."""
+    host binary, validate an upgrade, show that tampering and rollback are refused, verify a package in the
+    reference system's (CAVRA) own format signed with the pinned key (--profile reference, and auto), promote
+    the release to a channel and a rollout ring behind approvals, roll it back; then import a KEV catalog that
+    holds the release's channels (critical kev-match incident, promotion refused) until a VEX not_affected
+    statement releases them, reconcile a Fleet inventory with drift against the release, escalate a breached
+    remediation handoff from its owner to release governance through the in-house queue until the owner
+    acknowledges; sign a checkpoint of the evidence chain."""
     from ringward.operations.demo import build_sample_dist
     from ringward.operations.release import release_ops
     from ringward.operations.trust.keys import (
@@ -115,10 +124,14 @@ def demo(
     typer.echo(f"8. rollback 1.1.0 -> 1.0.0: {'REFUSED' if rollback_errors else 'ALLOWED?!'}"
                + (f" ({rollback_errors[0]['message']})" if rollback_errors else ""))
 
+    reference_ok = _reference_package(output, keys / "release.pem", trust, now, step)
+
     config_path, delivered = _deliver(output, checks[0][1], now)
     promotion_demo = _PromotionDemo(output, trust, keys / "promotion.pem", Path(latest["package_dir"]), config_path,
-                                    use_prefect, first=10)
+                                    use_prefect, first=11)
     promoted = promotion_demo.run()
+    governance = _GovernanceDemo(promotion_demo, Path(packages["1.0.0"]["package_dir"]))
+    governed = governance.run()
     chain_ok = _checkpoint(output, keys / "release.pem", trust, promotion_demo.number)
 
     home = Path(os.environ["RINGWARD_HOME"])
@@ -131,6 +144,9 @@ def demo(
     typer.echo(f"Try:  {program} release verify-package {latest['package_dir']} --trust-root {trust}")
     if promotion_demo.execution_id:
         typer.echo(f"      RINGWARD_HOME={home} {program} rollout show {promotion_demo.execution_id}")
+    if governance.observations:
+        typer.echo(f"      RINGWARD_HOME={home} {program} inventory reconcile {latest['package_dir']} "
+                   f"{governance.observations} --trust-root {trust}  # exit 1: drift")
     if use_prefect:
         api = os.environ.get("PREFECT_API_URL")
         where = api.removesuffix("/api") + "/runs" if api else "(ephemeral server: start `prefect server start` " \
@@ -138,13 +154,40 @@ def demo(
         typer.echo(f"Prefect flow runs and artifacts: {where}")
     else:
         typer.echo("Re-run with --prefect (and PREFECT_API_URL set) to see each step as a flow run in the Prefect UI.")
-    ok = (all(r["valid"] for _, r in checks) and not bad["valid"] and bool(rollback_errors) and delivered
-          and promoted and chain_ok)
+    ok = (all(r["valid"] for _, r in checks) and not bad["valid"] and bool(rollback_errors) and reference_ok
+          and delivered and promoted and governed and chain_ok)
     raise typer.Exit(0 if ok else 1)
 
 
+def _reference_package(output: Path, signing_key: Path, trust: Path, now: datetime, step: _Stepper) -> bool:
+    """Step 9: a package in the reference system's (CAVRA) own format -- what its packager writes,
+    quirks included (v-prefixed version, unsigned release-evidence.md, 5 CI-runner controls,
+    ``+00:00`` SPDX time, bootstrap without generated_at) -- signed with the demo's release key, which
+    the trust root pins. ``--profile reference`` verifies it; ``--profile auto`` detects the format."""
+    from ringward.operations.migration.reference_package import ReferenceGenerator
+    from ringward.operations.trust.keys import load_signing_key
+
+    key = load_signing_key(signing_key)
+    if key is None:  # cannot happen: the demo generated it a moment ago
+        raise InputError(f"{signing_key}: the demo's release key is missing")
+    package = ReferenceGenerator(output / "reference", key=key).package("v1.2.5", created=now)
+    explicit = step.verify(package_dir=str(package), trust_root=str(trust), now=now, allow_unsigned=False,
+                           record=True, profile="reference")
+    detected = step.verify(package_dir=str(package), trust_root=str(trust), now=now, allow_unsigned=False,
+                           record=True, profile="auto")
+    ignored = [w for w in explicit["warnings"] if "not covered by any signature" in w]
+    typer.echo(f"9. reference-format (CAVRA) package {package.name} signed with the pinned release key: "
+               f"--profile reference {'VALID' if explicit['valid'] else 'INVALID'}"
+               f" (evidence {explicit['evidence']['evidence_id']}; {len(ignored)} unsigned file(s) ignored); "
+               f"--profile auto {'VALID' if detected['valid'] else 'INVALID'}, "
+               f"{detected['profile_announcement']}")
+    for problem in [*explicit["errors"], *detected["errors"]][:3]:
+        typer.echo(f"    [{problem['code']}] {problem['message']}")
+    return bool(explicit["valid"] and detected["valid"] and detected["profile"]["name"] == "reference")
+
+
 def _deliver(output: Path, verified: dict[str, Any], now: Any) -> tuple[Path, bool]:
-    """Step 9: hand the verification to an in-house queue through the connector platform; returns
+    """Step 10: hand the verification to an in-house queue through the connector platform; returns
     the connector configuration (the rollout audit is delivered through it too)."""
     import yaml
 
@@ -172,7 +215,7 @@ def _deliver(output: Path, verified: dict[str, Any], now: Any) -> tuple[Path, bo
         run = delivery_ops.deliver_event(event, delivery_ops.load_connector_config(config_path), store=store)
     (row,) = run.summary_rows()
     typer.echo(
-        f"9. delivered event {event.event_id} to {row['destination']} ({row['provider']}): {row['status']}"
+        f"10. delivered event {event.event_id} to {row['destination']} ({row['provider']}): {row['status']}"
         f" -> {queue}/{row['external_ref']}  (evidence {run.evidence_id})"
     )
     return config_path, run.success
@@ -482,6 +525,221 @@ class _PromotionDemo:
         refusals = view["refusals"]
         typer.echo("    refused: " + ("; ".join(f"{r['step']} [{r['code']}] by {r['actor']}" for r in refusals) or "-"))
         self.expect(view["current_status"] == "rolled_back" and len(refusals) >= 2)
+
+
+class _GovernanceDemo:
+    """After the rollout: the governance domains on the same release, numbered on from the promotion
+    steps (so the final checkpoint covers their evidence too).
+
+    - KEV hold and VEX release (advisories): import a KEV catalog naming the release's Go dependency,
+      ``kev check`` holds the release's channels and opens a critical ``kev-match`` incident, a
+      promotion request is refused by the hold, a VEX ``not_affected`` statement is stored with the
+      release and the next ``kev check`` lifts the holds.
+    - A fleet with drift (inventory): a Fleet host export where most hosts run the release, one the
+      previous version, one a binary the release does not contain, one not seen for days; ingest and
+      reconcile against the signed deployment manifest -- drift reported (the expected outcome).
+    - SLA escalation (remediation SLA, virtual time via ``at``): the remediation handoff for that drift
+      breaches; the owner is paged, then release governance, through the in-house queue; the owner's
+      acknowledgement stops the ladder and the next evaluation sends nothing.
+
+    With ``--prefect`` the inventory ingestion and reconciliation run as their flow runs
+    (``inventory-ingest``, ``inventory-reconcile``); the KEV, VEX and SLA steps always run in-process,
+    as their CLI commands do (``kev check``, ``vex create``, ``sla notify|escalate|ack`` have no flow
+    run; the scheduled ``sla-escalation`` flow evaluates one schedule window at wall-clock time, while
+    this step walks virtual time).
+    """
+
+    def __init__(self, promotion: _PromotionDemo, previous_dir: Path) -> None:
+        self.p = promotion
+        self.previous_dir = previous_dir
+        self.work = promotion.output / "governance"
+        self.reconciliation: dict[str, Any] | None = None
+        self.observations: str | None = None
+
+    def run(self) -> bool:
+        from ringward.store import open_store
+
+        self.work.mkdir()
+        with open_store() as store:
+            self._kev(store)
+            self._fleet(store)
+            self._sla(store)
+        return self.p.ok
+
+    # --- KEV hold, refused promotion, VEX release ----------------------------------------------
+
+    def _kev(self, store: Any) -> None:
+        from ringward.operations import demo_fleet as fx
+        from ringward.operations.advisories.kev_ops import check_release, import_catalog
+        from ringward.operations.advisories.vex_ops import create_vex
+        from ringward.operations.promotion.channel_ops import request_channel_promotion
+
+        p, work = self.p, self.work / "kev"
+        now = _utc_now()
+        catalog = fx.write_json(work / "known_exploited_vulnerabilities.json", fx.kev_catalog(now - timedelta(days=1)))
+        products = fx.write_json(work / "kev-product-map.json", fx.kev_product_map())
+        imported = import_catalog(store, catalog, actor="secops", now=_utc_now())
+        check: dict[str, Any] = dict(package=p.package_dir, trust_root=p.trust, actor="secops", product_map=products)
+        held = check_release(store, **check, now=_utc_now())
+        incidents = held.get("incident", {}).get("incidents", [])
+        p.expect(held["held"] and bool(held["held_channels"]) and bool(incidents))
+        match = "; ".join(f"{f['component']} {f['vulnerability']} (rule {f['rule']})" for f in held["findings"])
+        opened = ", ".join(f"{i['incident_id']} ({'opened' if i['opened'] else 'reused'})" for i in incidents)
+        p.say(f"kev import {catalog.name}: {'IMPORTED' if imported['imported'] else 'UNCHANGED'} catalog "
+              f"{imported['catalog_version']} (evidence {imported.get('evidence_id', '-')}); kev check {p.runtime} "
+              f"{held['release_version']}: MATCH {match} -> {'HELD' if held['held'] else 'CLEAR?!'} "
+              f"{', '.join(held['held_channels']) or '-'}; critical kev-match incident {opened or '-'} "
+              f"(evidence {held['evidence_id']})")
+
+        blocked = p.refused(lambda: request_channel_promotion(
+            store, package_dir=p.package_dir, channel="stable", target_ring="enterprise", requester="alice",
+            signing_key=p.key, trust_root=p.trust, output=work / "request-while-held", now=_utc_now()))
+        p.expect(blocked.startswith("REFUSED") and not (work / "request-while-held").exists())
+        p.say(f"channel request-promotion {held['release_version']} -> stable while held: {blocked}")
+
+        vex = create_vex(store, vulnerability=fx.DEMO_CVE, products=[fx.DEMO_COMPONENT], status="not_affected",
+                         justification="vulnerable_code_not_in_execute_path", author="security@example.com",
+                         output=work / "not-affected.openvex.json", now=_utc_now(), actor="secops",
+                         status_notes="the runtime never calls the affected x/sys syscall wrapper",
+                         package=p.package_dir, trust_root=p.trust)
+        released = check_release(store, **check, now=_utc_now())
+        p.expect(not released["held"] and set(released["released_channels"]) == set(held["held_channels"]))
+        stored = vex.get("release") or {}
+        p.say(f"vex create {fx.DEMO_CVE} not_affected (vulnerable_code_not_in_execute_path) stored with release "
+              f"{str(stored.get('release_digest', '-'))[:19]} (evidence {stored.get('evidence_id', '-')}); kev check "
+              f"again: {'HELD?!' if released['held'] else 'CLEAR'}, released "
+              f"{', '.join(released['released_channels']) or '-'} (evidence {released['evidence_id']})")
+
+    # --- a fleet with drift ----------------------------------------------------------------------
+
+    def _fleet(self, store: Any) -> None:
+        from ringward.operations import demo_fleet as fx
+
+        p, work = self.p, self.work / "fleet"
+        version = _release_version(p.package_dir)
+        export, drift = fx.fleet_hosts_export(p.package_dir, self.previous_dir, runtime=p.runtime, version=version,
+                                              previous=_release_version(self.previous_dir), now=_utc_now())
+        source = fx.write_json(work / "fleet-hosts.json", export)
+        ingest = dict(source=source, provider="fleet", channel="stable", software=[p.runtime],
+                      output=work / "inventory", actor="inventory-bot")
+        ingested = self._flow_or_call(store, "flows.inventory_ingest", "inventory_ingest_flow",
+                                      "ringward.operations.inventory.ingest", "ingest_inventory", ingest)
+        p.expect(ingested["status"] == "ingested")
+        p.say(f"inventory ingest {source.name} (Fleet hosts export) --provider fleet --channel stable: INGESTED "
+              f"{ingested['inventory_id']} ({ingested['endpoint_count']} endpoints, "
+              f"{len(ingested['deployment_targets'])} targets; evidence {ingested['evidence']['evidence_id']})")
+        self.observations = ingested["observations"]
+        reconcile = dict(package_dir=p.package_dir, observations=Path(ingested["observations"]), trust_root=p.trust,
+                         output=work / "reconciliation", actor="inventory-bot")
+        result = self._flow_or_call(store, "flows.inventory_reconcile", "inventory_reconcile_flow",
+                                    "ringward.operations.inventory.reconcile", "reconcile_inventory", reconcile)
+        self.reconciliation = result
+        s = result["summary"]
+        versions = sum(t["version_drift_count"] for t in s["targets"])
+        binaries = sum(t["binary_drift_count"] for t in s["targets"])
+        # a drifted fleet is what this step shows: drift found is the expected outcome, not a failure.
+        # The host still on the previous version runs that version's binary too: version and binary drift.
+        p.expect(result["drift_status"] == "drift_detected" and s["drifted_endpoint_count"] == len(drift.hosts) - 1
+                 and versions == 1 and binaries == 2 and s["stale_endpoint_count"] == 1
+                 and s["missing_target_count"] == 0 and s["unknown_target_count"] == 0)
+        p.say(f"inventory reconcile {version} against its signed deployment manifest: "
+              f"{result['drift_status'].upper()} ({result['alert_level']}): {s['observed_endpoint_count']} endpoints: "
+              f"{s['compliant_endpoint_count']} compliant, {s['drifted_endpoint_count']} drifted ({versions} version "
+              f"drift, {binaries} binary drift), {s['stale_endpoint_count']} stale; {s['missing_target_count']} "
+              f"missing / {s['unknown_target_count']} unknown targets (evidence "
+              f"{result['evidence']['evidence_id']}) -> {result['report']}")
+
+    def _flow_or_call(self, store: Any, flow_module: str, flow_name: str, op_module: str, op_name: str,
+                      params: dict[str, Any]) -> dict[str, Any]:
+        """A flow run with ``--prefect`` (it sends its own event), else the operation in-process
+        sending the event the CLI sends (only when a Prefect API is configured)."""
+        import importlib
+
+        from ringward.operations.inventory.events import drift_event, ingested_event
+
+        now = _utc_now()
+        if self.p.use_prefect:
+            from flows._common import run_flow
+
+            plain = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
+            return run_flow(getattr(importlib.import_module(flow_module), flow_name), **plain, now=now)
+        call = getattr(importlib.import_module(op_module), op_name)
+        if "software" in params:
+            params = {**params, "software": tuple(params["software"])}
+        result: dict[str, Any] = call(store, **params, now=now)
+        event = ingested_event(result) if op_name == "ingest_inventory" else drift_event(result)
+        if event is not None:
+            self.p.emit(event)
+        return result
+
+    # --- SLA escalation stopping at an acknowledgement -------------------------------------------
+
+    def _sla(self, store: Any) -> None:
+        from ringward.core.sla.history import NotificationKind
+        from ringward.operations import demo_fleet as fx
+        from ringward.operations.sla import sla_ops
+
+        p, work = self.p, self.work / "sla"
+        assert self.reconciliation is not None
+        # virtual time, all in the past: the handoff breached five hours ago; each step runs "at" its minute
+        breach = _utc_now().replace(second=0, microsecond=0) - timedelta(hours=5)
+        drift = self.reconciliation
+        handoff, started = fx.remediation_handoff(
+            reconciliation_id=drift["reconciliation_id"], release=drift["release"]["version"], channel="stable",
+            breach_at=breach, action_count=drift["summary"]["drifted_endpoint_count"], queue="private_queue")
+        handoffs = work / "handoffs"
+        fx.write_json(handoffs / f"{handoff.handoff_id}.json", handoff.model_dump(mode="json"))
+        fx.write_json(handoffs / f"{handoff.handoff_id}-status-1.json", started.model_dump(mode="json"))
+        receiver = "inhouse-queue"
+        policy_path = fx.write_json(work / "routing.json", fx.sla_routing_policy(receiver))
+        policy = sla_ops.load_policy(policy_path)
+        config = sla_ops.load_config(p.connectors)
+        report_path = work / "sla-report.json"
+        report = sla_ops.make_report([handoffs], now=breach + timedelta(minutes=1), generated_by="ringward-demo",
+                                     store=store, output=report_path)
+
+        def at(minutes: int) -> datetime:
+            return breach + timedelta(minutes=minutes)
+
+        def cycle(minutes: int, kind: NotificationKind) -> Any:
+            return sla_ops.run_cycle(store, policy, report, config, now=at(minutes), kinds=(kind,), claim_window=False,
+                                     actor="ringward-demo")
+
+        def sent(result: Any) -> str:
+            return ", ".join(f"{r.get('level') or r['reason']} -> {r['receiver']}" for r in result.sent) or "nothing"
+
+        notified = cycle(2, NotificationKind.GROUP)
+        owner = cycle(3, NotificationKind.ESCALATION)
+        governance = cycle(62, NotificationKind.ESCALATION)
+        s = report.executive_summary
+        p.expect(report.alert_level.value == "critical" and s.breached_count == 1 and len(notified.sent) == 1
+                 and [r.get("level") for r in owner.sent] == ["owner"]
+                 and [r.get("level") for r in governance.sent] == ["governance"] and not governance.failed)
+        p.say(f"sla report (--at {_minute(at(1))}): {report.alert_level.value.upper()} {report.report_id}: handoff "
+              f"{handoff.handoff_id} for {drift['reconciliation_id']} breached; notify +2m: {sent(notified)}; "
+              f"escalate +3m: rung {sent(owner)} ({fx.SLA_OWNER}); +62m unacknowledged: rung {sent(governance)} "
+              f"({fx.SLA_GOVERNANCE})")
+
+        acked = sla_ops.acknowledge(store, policy, report, group=fx.SLA_ROUTE, state="acknowledged",
+                                    by=fx.SLA_OWNER_MEMBER, at=at(70), comment="reinstalling on the drifted hosts")
+        after = cycle(4 * 60 + 5, NotificationKind.ESCALATION)
+        reminder = cycle(4 * 60 + 6, NotificationKind.GROUP)
+        quiet = not after.sent and not reminder.sent and not after.failed and not reminder.failed
+        codes = sorted({x.code.value for x in [*after.plan.suppressions, *reminder.plan.suppressions]})
+        p.expect(acked["acknowledgement_state"] == "acknowledged" and quiet and "acknowledged" in codes)
+        p.say(f"sla ack {fx.SLA_ROUTE} by {acked['acknowledged_by']} ({fx.SLA_OWNER}) at +70m: "
+              f"{acked['acknowledgement_state'].upper()} {acked['acknowledgement_id']}; escalate +4h05m and notify "
+              f"+4h06m: {'nothing sent' if quiet else 'SENT?!'} (suppressed: {', '.join(codes) or '-'})")
+
+
+def _release_version(package_dir: Path) -> str:
+    import json
+
+    return str(json.loads((package_dir / "release-evidence.json").read_bytes())["version"])
+
+
+def _minute(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%MZ")
 
 
 def _approval_text(approval: dict[str, Any] | None) -> str:
