@@ -42,6 +42,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "up": ("ringward.cli.up_cmd", "Run Ringward: Prefect server + UI, the API and every deployment."),
     "status": ("ringward.cli.status_cmd", "Health of a running `ringward up`, deployments, failed runs."),
     "migrate": ("ringward.cli.migrate_cmd", "Import a CAVRA installation: evidence, approvals, connectors."),
+    "remediation": ("ringward.cli.remediation_cmd", "Endpoint drift remediation: request, execute, hand off, status."),
 }
 
 

@@ -61,6 +61,8 @@ class HandoffProvider(StrEnum):
     SLACK = "slack"
     TEAMS = "teams"
     PRIVATE_QUEUE = "private_queue"
+    #: a generic signed webhook receiver (Standard Webhooks); Ringward's addition to the reference's five
+    WEBHOOK = "webhook"
 
 
 class HandoffStatus(StrEnum):
@@ -103,7 +105,7 @@ def normalise_provider(value: object) -> HandoffProvider:
     try:
         return HandoffProvider(text)
     except ValueError:
-        raise ValueError("provider must be one of: jira, servicenow, slack, teams, private_queue") from None
+        raise ValueError("provider must be one of: jira, servicenow, slack, teams, private_queue, webhook") from None
 
 
 def normalise_status(value: object) -> HandoffStatus:

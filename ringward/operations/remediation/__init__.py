@@ -1,0 +1,1 @@
+"""Remediation operations (request, execute, handoff, status); no Prefect here."""
