@@ -32,9 +32,9 @@ def step(state: State, title: str) -> tuple[Any, State | None]:
 @flow(name="inventory-ingest", log_prints=True)
 def inventory_ingest_flow(source: str, provider: str, channel: str | None = None,
                           software: list[str] | None = None, output: str | None = None, actor: str | None = None,
-                          now: datetime | None = None) -> State:
+                          now: datetime | None = None, receipt_id: str | None = None) -> State:
     params = {"source": source, "provider": provider, "channel": channel, "software": software, "output": output,
-              "actor": actor}
+              "actor": actor, "receipt_id": receipt_id}
     result, refused = step(ingest_inventory(params, now or utc_now(), current_flow_run_id(), return_state=True),
                            "inventory-ingest")
     if refused is not None:

@@ -505,6 +505,9 @@ def create_app(
         return _decide(approval_id, Decision.REVOKE, body, caller)
 
     add_promotion_routes(app, auth=auth, get_store=get_store, clock=clock, bodies=bodies, confine=confine)
+    from ringward.api.webhooks import add_webhook_routes  # API9: signed inventory webhooks (no bearer token)
+
+    add_webhook_routes(app, get_store=get_store, clock=clock)
     return app
 
 

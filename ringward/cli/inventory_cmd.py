@@ -185,3 +185,37 @@ def freshness(
     for change in result["changes"]:
         typer.echo(f"state change: {change['state']} {change['from']} -> {change['to']}")
     typer.echo(f"evidence {result['evidence']['evidence_id']}")
+
+
+@app.command("recover-webhooks")
+def recover_webhooks(
+    config: Path | None = typer.Option(None, "--config", envvar="RINGWARD_WEBHOOKS",
+                                       help="Webhook receiver configuration (default <RINGWARD_HOME>/webhooks.yaml): "
+                                       "its output_root and per-source software names."),
+    include_dispatched: bool = typer.Option(False, "--include-dispatched",
+                                            help="Also re-ingest receipts handed to Prefect whose flow run never "
+                                            "finished them (harmless: ingestion is content-addressed)."),
+    limit: int = typer.Option(1000, "--limit", min=1, max=100000, help="Most receipts handled in one run."),
+    at: str | None = AT,
+    json_output: bool = JSON,
+) -> None:
+    """Ingest signed-webhook bodies a crash left un-ingested, from the stored raw body (re-running is a no-op).
+
+    Exit 1 when a receipt's stored body is missing or altered (it stays open and is listed)."""
+    from ringward.operations.inventory.webhook_ops import load_receiver
+    from ringward.operations.inventory.webhook_ops import recover_webhooks as recover
+
+    receiver = load_receiver(config)
+    with _store() as store:
+        result = recover(store, receiver, now=_now(at), include_dispatched=include_dispatched, limit=limit)
+    if json_output:
+        print_json(result)
+        raise typer.Exit(1 if result["error"] else 0)
+    typer.echo(f"RECOVERED: {result['recovered']} receipts ({result['ingested']} ingested, {result['rejected']} "
+               f"rejected, {result['error']} errors)")
+    if result["receipts"]:
+        print_table(["receipt", "status", "inventory / reason"],
+                    [[r["receipt_id"], r["status"], r.get("inventory_id") or r.get("reason", "")[:100]]
+                     for r in result["receipts"]])
+    if result["error"]:
+        raise typer.Exit(1)

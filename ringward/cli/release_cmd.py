@@ -156,9 +156,11 @@ def package(
 
         result = run_flow(package_release_flow, **params)
     else:
+        from ringward.cli.progress import byte_progress
         from ringward.operations.release.release_ops import run_package
 
-        result = run_package(**params)
+        with byte_progress(json_output=json_output) as progress:
+            result = run_package(**params, progress=progress)
     if json_output:
         print_json(result)
         return
@@ -220,9 +222,11 @@ def verify_package(
         return run_flow(verify_package_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
+        from ringward.cli.progress import byte_progress
         from ringward.operations.release.release_ops import run_verify_package
 
-        return run_verify_package(**kwargs)
+        with byte_progress(json_output=json_output) as progress:
+            return run_verify_package(**kwargs, progress=progress)
 
     _emit(_run(in_process, flow, use_prefect), json_output=json_output, title=str(package_dir))
 
@@ -260,9 +264,11 @@ def verify_airgap_bundle(
         return run_flow(verify_airgap_flow, **kwargs)
 
     def in_process() -> dict[str, Any]:
+        from ringward.cli.progress import byte_progress
         from ringward.operations.release.release_ops import run_verify_airgap
 
-        return run_verify_airgap(**kwargs)
+        with byte_progress(json_output=json_output) as progress:
+            return run_verify_airgap(**kwargs, progress=progress)
 
     _emit(_run(in_process, flow, use_prefect), json_output=json_output, title=str(bundle))
 

@@ -8,19 +8,22 @@ from pathlib import Path
 import typer
 
 from ringward.cli.output import print_json, print_table
-from ringward.core.errors import InputError
+from ringward.core.errors import InputError, TrustRootRotationError
 from ringward.core.trust.root import DEFAULT_TRUSTED_BUILDERS, KeyStatus, Role, TrustRoot
-from ringward.operations.release.release_ops import utc_now
+from ringward.operations.release.release_ops import default_actor, utc_now
 from ringward.operations.trust.keys import (
     add_key,
     change_key_status,
+    edited,
     key_selector,
     load_public_key_file,
     load_trust_root,
     new_trusted_key,
+    next_version,
     parse_role_assignment,
     save_trust_root,
 )
+from ringward.operations.trust.rotation import chain_summary, sign_trust_root_file, update_trust_root
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Create and edit the pinned trust root.")
@@ -126,8 +129,8 @@ def add_key_command(
     for public, roles in loaded:
         trusted = new_trusted_key(public, roles, label or f"{roles[0].value}-{public.key_id[:8]}", *valid)
         updated = add_key(updated, trusted, utc_now())
-    # one new version however many keys
-    updated = updated.model_copy(update={"version": root.version + 1})
+    # one new version however many keys (an unsigned draft of a chained root keeps its N+1)
+    updated = updated.model_copy(update={"version": next_version(root)})
     save_trust_root(trust_root, updated, overwrite=True)
     for public, roles in loaded:
         typer.echo(f"pinned {public.key_id[:16]} for {', '.join(r.value for r in roles)} "
@@ -193,7 +196,7 @@ def set_threshold(
         changes[role] = int(value)
     root = load_trust_root(trust_root)
     thresholds = {**root.thresholds, **changes}
-    updated = root.model_copy(update={"thresholds": thresholds, "version": root.version + 1, "updated_at": utc_now()})
+    updated = edited(root, utc_now(), thresholds=thresholds)
     for role in changes:
         _check_thresholds(updated, role)
     save_trust_root(trust_root, updated, overwrite=True)
@@ -208,7 +211,9 @@ def show(trust_root: Path = TRUST_ROOT_OPTION, json_output: bool = typer.Option(
     if json_output:
         print_json(root.model_dump(mode="json", exclude_none=True))
         return
-    typer.echo(f"trust root v{root.version} (updated {root.updated_at.isoformat()})")
+    expires = f", expires {root.expires.isoformat()}" if root.expires else ""
+    signed = f", {len(root.signatures)} root signature(s)" if root.signatures else ", unsigned"
+    typer.echo(f"trust root v{root.version} (updated {root.updated_at.isoformat()}{expires}{signed})")
     print_table(
         ["key_id", "label", "roles", "status", "valid_from", "valid_until"],
         [[k.key_id[:16], k.label, ",".join(r.value for r in k.roles), k.status.value,
@@ -217,6 +222,62 @@ def show(trust_root: Path = TRUST_ROOT_OPTION, json_output: bool = typer.Option(
     )
     typer.echo("thresholds: " + ", ".join(f"{r.value}={n}" for r, n in sorted(root.thresholds.items())))
     typer.echo("trusted builders: " + ", ".join(root.trusted_builders))
+
+
+@app.command("set-expiry")
+def set_expiry(
+    trust_root: Path = TRUST_ROOT_OPTION,
+    expires: str = typer.Option(..., "--expires", help="ISO-8601 UTC time after which this version may not be "
+                                                       "rotated to."),
+) -> None:
+    """Set when this trust-root version expires (a chain's newest version must be unexpired)."""
+    when = _time(expires, "--expires")
+    root = load_trust_root(trust_root)
+    updated = edited(root, utc_now(), expires=when)
+    save_trust_root(trust_root, updated, overwrite=True)
+    typer.echo(f"expires {expires} (trust root v{updated.version}, unsigned)")
+
+
+@app.command("sign-root")
+def sign_root_command(
+    trust_root: Path = TRUST_ROOT_OPTION,
+    signing_key: Path = typer.Option(..., "--signing-key", help="Root-role private key (PKCS#8 PEM)."),
+    signer: str | None = typer.Option(None, "--signer", help="Who signs (default: $RINGWARD_ACTOR or the user)."),
+) -> None:
+    """Add a root signature to this trust-root version. Version N+1 needs a threshold of version N's root
+    keys and of its own root keys; each key holder runs this once. Upgrading a legacy trust root in place:
+    `trust add-key --key root=PUBLIC_KEY`, `trust set-threshold --threshold root=N`, then sign."""
+    outcome = sign_trust_root_file(trust_root, signing_key, signer=signer or default_actor(), now=utc_now())
+    root = outcome.root
+    note = "" if outcome.own_root_key else " (not a root key of this version: counts only as a previous-version key)"
+    typer.echo(f"signed trust root v{root.version} with {outcome.key_id[:16]}{note}; "
+               f"{len(root.signatures)} root signature(s)")
+
+
+@app.command("update")
+def update(
+    new: list[Path] = typer.Argument(..., help="New trust-root version(s) N+1..M, or a directory of versions."),
+    trust_root: Path = TRUST_ROOT_OPTION,
+    at: str | None = typer.Option(None, "--at", help="Verify as of this ISO-8601 UTC time (default: now)."),
+    no_evidence: bool = typer.Option(False, "--no-evidence", help="Do not record an evidence record."),
+    json_output: bool = typer.Option(False, "--json"),
+) -> None:
+    """Follow a trust-root rotation: verify every version N+1..M against its predecessor (threshold of the
+    previous and of its own root keys, exact versions, no fork, newest unexpired), then replace the trust
+    root atomically. On any refusal the trust root is left untouched (exit 1)."""
+    now = _time(at, "--at") or utc_now()
+    try:
+        outcome = update_trust_root(trust_root, list(new), now=now, actor=default_actor(), record=not no_evidence)
+    except TrustRootRotationError as exc:
+        if json_output:
+            print_json({"decision": "refused", "reason_code": exc.code, "reason": exc.message})
+        raise
+    summary = chain_summary(outcome.chain)
+    if json_output:
+        print_json({"decision": "accepted", "trust_root": str(trust_root), **summary})
+        return
+    typer.echo(f"trust root {trust_root}: v{summary['previous_version']} -> v{summary['version']} "
+               f"({len(summary['steps'])} rotation(s) verified)")
 
 
 __all__ = ["Role", "app"]

@@ -368,3 +368,47 @@ def validation_problem(exc: ValidationError, *, default_location: str = "(docume
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or default_location
     return f"{where}: {first['msg']}"
+
+
+# --- trust-root rotation ---
+
+
+class TrustRootRotationError(VerificationError):
+    """A new trust root does not chain from the current one (TUF-style root rotation)."""
+
+    code = "trust-root-rotation"
+
+
+class RootVersionError(TrustRootRotationError):
+    """The new trust root's version is not exactly the current version + 1 (a skipped version)."""
+
+    code = "trust-root-version"
+
+
+class RootRollbackError(RootVersionError, RollbackError):
+    """The new trust root's version is lower than (or equal to) the current one."""
+
+    code = "trust-root-rollback"
+
+
+class RootForkError(TrustRootRotationError):
+    """Two trust roots claim the same version with different bodies."""
+
+    code = "trust-root-fork"
+
+
+class RootExpiredError(TrustRootRotationError):
+    """The newest trust root of a chain has expired."""
+
+    code = "trust-root-expired"
+
+
+class RootThresholdError(TrustRootRotationError, ThresholdNotMetError):
+    """Too few distinct root keys signed the new trust root; ``signers`` says whose keys
+    (``previous``: the current version's root keys, ``new``: the new version's own root keys)."""
+
+    code = "trust-root-threshold"
+
+    def __init__(self, message: str, signers: str) -> None:
+        super().__init__(message)
+        self.signers = signers

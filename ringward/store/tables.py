@@ -226,3 +226,31 @@ sla_event_table = sa.Table(
     sa.UniqueConstraint("event_key", name="uq_sla_event_event_key"),
     sa.Index("ix_sla_event_scope_id", "scope", "id"),
 )
+
+
+# --- inventory ---
+
+#: signed inventory webhooks accepted by ``POST /webhooks/inventory/{source}``
+#: (``ringward.store.inventory.receipts``): one row per ``webhook-id`` per source, so a replay is
+#: refused after a restart too; ``status`` received -> dispatched | ingested | rejected, and a row
+#: still ``received`` after a crash is re-ingested from ``raw_path`` (``ringward inventory recover-webhooks``)
+webhook_receipt_table = sa.Table(
+    "webhook_receipt",
+    SQLModel.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+    sa.Column("source", sa.String(64), nullable=False),
+    sa.Column("webhook_id", sa.String(256), nullable=False),
+    sa.Column("provider", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(256), nullable=True),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("body_bytes", sa.Integer(), nullable=False),
+    sa.Column("raw_path", sa.Text(), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("evidence_id", sa.Integer(), nullable=True),
+    sa.Column("inventory_id", sa.String(128), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("source", "webhook_id", name="uq_webhook_receipt_source_webhook_id"),
+    sa.Index("ix_webhook_receipt_status_id", "status", "id"),
+)

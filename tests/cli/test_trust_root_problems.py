@@ -54,7 +54,7 @@ def test_every_schema_problem_is_listed_in_one_line(tmp_path: Path) -> None:
         "version: Input should be greater than or equal to 1, found 0",
         "keys.0.key_id: String should match pattern '^[0-9a-f]{64}$', found 'xyz'",
         "keys.0.label: Field required",
-        "keys.0.roles.1: Input should be 'release', 'promotion', 'remediation' or 'advisory', found 'janitor'",
+        "keys.0.roles.1: Input should be 'release', 'promotion', 'remediation', 'advisory' or 'root', found 'janitor'",
         "colour: Extra inputs are not permitted, found 'blue'",
     ):
         assert fragment in message, (fragment, message)

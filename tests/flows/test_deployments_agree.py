@@ -157,8 +157,15 @@ def _sample_events() -> dict[str, dict[str, Any]]:
     decided = automation.approval_decided_event(approval, decided_by="bob", decision="approve")
     published = published_payload({"package_dir": "out/rt-1.2.3", "version": "1.2.3", "runtime": "rt",
                                    "signed": True})
+    from ringward.operations.inventory.webhook_ops import received_event
+    from ringward.store.inventory.receipts import WebhookReceipt
+
+    receipt = WebhookReceipt(receipt_id=1, source="jamf-prod", webhook_id="m1", provider="jamf", channel="stable",
+                             received_at=now, body_sha256="0" * 64, body_bytes=2, raw_path="/srv/x/webhook-body.json",
+                             status="received", reason=None, evidence_id=7, inventory_id=None)
+    received = received_event(receipt, Path("/srv/out/receipt-1"), ("rt",))
     return {executed[0]: executed[2], rolled[0]: rolled[2], decided[0]: decided[2],
-            "ringward.package.published": published}
+            "ringward.package.published": published, received[0]: received[2]}
 
 
 def test_trigger_templates_are_plain_and_complete(served: dict[str, Any]) -> None:
@@ -183,7 +190,7 @@ def test_trigger_templates_are_plain_and_complete(served: dict[str, Any]) -> Non
             required = {n for n, p in inspect.signature(flow.fn).parameters.items() if p.default is p.empty}
             assert required <= set(trigger.parameters), deployment.name
             triggered += 1
-    assert triggered == 4
+    assert triggered == 5
 
 
 def test_execute_on_approval_is_opt_in() -> None:

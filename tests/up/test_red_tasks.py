@@ -26,7 +26,8 @@ def _task_states(flow_run_id: str) -> dict[str, str]:
     with PrefectRest(str(PREFECT_API_URL.value())) as client:
         while True:
             # default task run names end in a 3-hex suffix (`validate-upgrade-cc0`); check-<family> names do not
-            states = {re.sub(r"-[0-9a-f]{3}$", "", t["name"]): t["state"]["type"]
+            # a task run whose first state has not been recorded yet has state null: still pending
+            states = {re.sub(r"-[0-9a-f]{3}$", "", t["name"]): (t.get("state") or {}).get("type", "PENDING")
                       for t in client.task_runs(flow_run_id)}
             if (states and set(states.values()) <= {"COMPLETED", "FAILED", "CRASHED"}) or time.monotonic() > deadline:
                 return states

@@ -116,10 +116,10 @@ def _wait_run(client: PrefectRest, flow_run_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while time.monotonic() < deadline:
         run = client.flow_run(flow_run_id)
-        if run["state"]["type"] in TERMINAL:
+        if (run.get("state") or {}).get("type") in TERMINAL:
             return run
         time.sleep(1)
-    raise AssertionError(f"flow run {flow_run_id} still {run['state']['type']} after {RUN_TIMEOUT_S}s")
+    raise AssertionError(f"flow run {flow_run_id} still {run.get('state')} after {RUN_TIMEOUT_S}s")
 
 
 def _settled_tasks(client: PrefectRest, flow_run_id: str) -> dict[str, str]:
@@ -127,7 +127,8 @@ def _settled_tasks(client: PrefectRest, flow_run_id: str) -> dict[str, str]:
     asynchronously)."""
     deadline = time.monotonic() + RUN_TIMEOUT_S
     while True:
-        states = {t["name"]: t["state"]["type"] for t in client.task_runs(flow_run_id)}
+        # a task run whose first state has not been recorded yet has state null: still pending
+        states = {t["name"]: (t.get("state") or {}).get("type", "PENDING") for t in client.task_runs(flow_run_id)}
         if (states and set(states.values()) <= TERMINAL) or time.monotonic() > deadline:
             return states
         time.sleep(1)

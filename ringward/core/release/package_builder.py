@@ -506,7 +506,10 @@ def build_sbom(info: ReleaseInfo, binaries: Sequence[BinaryFact], deps: Sequence
 
 
 def build_bootstrap(info: ReleaseInfo, files: RuntimeFiles, required: Sequence[str],
-                    keys: Sequence[dict[str, str]], thresholds: dict[str, int]) -> dict[str, Any]:
+                    keys: Sequence[dict[str, str]], thresholds: dict[str, int],
+                    root_section: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``root_section`` (``core.trust.rotation.bootstrap_root_section`` of the pinned trust root) adds
+    the trust-root version and root keys an air-gapped endpoint needs to follow a rotation."""
     return {
         **info.header(),
         "schema_version": BOOTSTRAP_SCHEMA,
@@ -529,6 +532,7 @@ def build_bootstrap(info: ReleaseInfo, files: RuntimeFiles, required: Sequence[s
         ],
         "trusted_keys": list(keys),
         "thresholds": dict(thresholds),
+        **(root_section or {}),
     }
 
 

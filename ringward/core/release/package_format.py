@@ -331,6 +331,13 @@ class BootstrapKey(_Strict):
     signer: str
 
 
+class BootstrapRootKey(_Strict):
+    key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    public_key_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    public_key_pem: str = Field(min_length=1, max_length=4096)
+    label: str = Field(min_length=1, max_length=128)
+
+
 class BootstrapDocument(ManifestHeader):
     schema_version: Literal["cavra.offline-trust-bootstrap.v1"]
     mode: Literal["air_gapped"]
@@ -343,6 +350,13 @@ class BootstrapDocument(ManifestHeader):
     # Ringward additions: the key material that must sign this package, and thresholds
     trusted_keys: list[BootstrapKey] = []
     thresholds: dict[str, int] = {}
+    # trust-root rotation: the version of the pinned trust root the package was built under and its
+    # root-role keys (with key material), so an air-gapped endpoint can check which trust root it
+    # holds and verify the next signed version offline (``ringward trust update``); absent when the
+    # packager was given no chained trust root
+    trust_root_version: int | None = Field(default=None, ge=1)
+    root_keys: list[BootstrapRootKey] = []
+    root_threshold: int | None = Field(default=None, ge=1)
 
 
 class ReferenceBootstrapDocument(BootstrapDocument):

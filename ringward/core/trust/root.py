@@ -31,6 +31,8 @@ class Role(StrEnum):
     PROMOTION = "promotion"
     REMEDIATION = "remediation"
     ADVISORY = "advisory"
+    #: signs new versions of the trust root itself (TUF-style root rotation, core/trust/rotation.py)
+    ROOT = "root"
 
 
 class KeyStatus(StrEnum):
@@ -87,6 +89,21 @@ class TrustedKey(BaseModel):
         return not (self.valid_until is not None and now >= self.valid_until)
 
 
+class RootSignature(BaseModel):
+    """One root-role signature embedded in the trust root (TUF's ``signatures`` list).
+
+    It covers the canonical body (the document without ``signatures``, see
+    ``core/trust/rotation.py``); ``key_id`` is only a hint naming the pinned key to try."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    signer: str = Field(min_length=1, max_length=256)
+    algorithm: Literal["Ed25519"] = "Ed25519"
+    body_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    value: str = Field(min_length=1, max_length=256)
+
+
 class TrustRoot(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -96,6 +113,17 @@ class TrustRoot(BaseModel):
     keys: tuple[TrustedKey, ...] = ()
     thresholds: dict[Role, int] = Field(default_factory=lambda: {role: 1 for role in Role})
     trusted_builders: tuple[str, ...] = DEFAULT_TRUSTED_BUILDERS
+    #: a chained (signed) trust root stops being accepted as a rotation target after this time
+    expires: datetime | None = None
+    #: root-role signatures over the canonical body; empty for a legacy (unsigned) trust root
+    signatures: tuple[RootSignature, ...] = ()
+
+    @field_validator("expires")
+    @classmethod
+    def _aware_time(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError("must include a UTC offset")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> TrustRoot:

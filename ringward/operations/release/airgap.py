@@ -41,6 +41,7 @@ from ringward.core.errors import (
 from ringward.core.release.package_format import BOOTSTRAP
 from ringward.core.release.verification import FamilyCollector, PackageVerification
 from ringward.core.trust.root import TrustRoot
+from ringward.operations.release.progress import Progress
 from ringward.operations.release.verify import (
     DirectorySource,
     prefetch_spdx,
@@ -388,6 +389,7 @@ def verify_airgap_bundle(
     require_bootstrap: bool = True,
     limits: ZipLimits = ZipLimits(),
     profile: str = "ringward",
+    progress: Progress | None = None,
 ) -> AirgapVerification:
     prefetch_spdx()
     archive_family = FamilyCollector("archive")
@@ -406,7 +408,7 @@ def verify_airgap_bundle(
         archive_family.checked.extend(sorted(inspected.members))
         source = ZipSource(inspected)
         choice = resolve_profile(source, profile)
-        integrity = scan_integrity(source, trust_root, now=now, profile=choice.profile)
+        integrity = scan_integrity(source, trust_root, now=now, profile=choice.profile, progress=progress)
         families = run_families(integrity.content)
         bootstrap = FamilyCollector("airgap-bootstrap")
         if require_bootstrap:

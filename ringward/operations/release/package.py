@@ -8,7 +8,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from ringward.core.common.jsonio import dumps_document
 from ringward.core.common.versions import same_version
-from ringward.core.errors import InputError, OutputExistsError
+from ringward.core.errors import DigestMismatchError, InputError, OutputExistsError
 from ringward.core.release.package_builder import (
     BinaryFact,
     Dependency,
@@ -44,15 +44,65 @@ from ringward.core.release.package_format import (
     binary_name_problem,
     parse_binary_name,
 )
+from ringward.core.release.streaming_signature import ed25519_sign_chunks, signature_document
 from ringward.core.trust.keys import public_key_of
 from ringward.core.trust.root import Role
 from ringward.core.trust.signatures import cosignature_path_for, sign_bytes, signature_path_for
-from ringward.operations.common.files import atomic_write, copy_and_hash, mapped, read_capped
+from ringward.operations.common.files import CHUNK, atomic_write, read_capped
+from ringward.operations.release.progress import PHASE_HASH, PHASE_SIGN, PHASE_ZIP, ByteMeter, Progress
 
 MAX_DEPENDENCY_FILE = 64 * 1024 * 1024
 MAX_WRAPPER_BYTES = 1024 * 1024
 #: fixed zip timestamp (the earliest DOS date) so archives are byte-for-byte reproducible
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def _file_chunks(path: Path, meter: ByteMeter | None = None) -> Iterator[bytes]:
+    """``path``'s bytes in CHUNK-sized pieces (never the whole file at once)."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            if meter is not None:
+                meter.add(len(chunk))
+            yield chunk
+
+
+def _sign_file(path: Path, subject: str, keys: Sequence[Ed25519PrivateKey], *, expected_sha256: str | None,
+               meter: ByteMeter | None = None) -> tuple[str, list[bytes]]:
+    """Sign ``path``'s exact bytes with every key from two streamed passes (pure Ed25519 reads
+    the message twice), hashing SHA-256 on both: the file's digest and the signatures. Both
+    passes, and ``expected_sha256`` when given (the digest recorded while copying), must agree,
+    so a signature never covers bytes other than the digest it names."""
+    passes: list[Any] = []
+
+    def chunks() -> Iterator[bytes]:
+        digest = hashlib.sha256()
+        passes.append(digest)
+        for chunk in _file_chunks(path, meter):
+            digest.update(chunk)
+            yield chunk
+
+    try:
+        signatures = ed25519_sign_chunks(keys, chunks)
+    except ValueError as exc:  # the length changed between the passes
+        raise DigestMismatchError(f"{subject}: changed while it was being signed ({exc})") from exc
+    seen = {d.hexdigest() for d in passes} | ({expected_sha256} if expected_sha256 else set())
+    if len(seen) != 1:
+        raise DigestMismatchError(f"{subject}: changed while it was being packaged (sha256 {sorted(seen)})")
+    return seen.pop(), signatures
+
+
+def _copy_and_hash(source: Path, target: Path, *, mode: int, meter: ByteMeter) -> tuple[str, int]:
+    """Copy ``source`` to a new ``target`` (never overwriting), hashing the bytes on the way."""
+    digest = hashlib.sha256()
+    size = 0
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    with os.fdopen(fd, "wb") as dst:
+        for chunk in _file_chunks(source, meter):
+            digest.update(chunk)
+            dst.write(chunk)
+            size += len(chunk)
+    os.chmod(target, mode)
+    return digest.hexdigest(), size
 
 
 @dataclass(frozen=True)
@@ -171,11 +221,14 @@ def package_release(
     extra_signing_keys: Sequence[Ed25519PrivateKey] = (),
     thresholds: dict[str, int] | None = None,
     ci_wrappers: tuple[bytes, bytes] | None = None,
+    progress: Progress | None = None,
 ) -> PackageResult:
     """Build the package directory ``output_dir/<runtime>-<version>`` (and zip) — with
     ``info.layout == "reference"`` ``go-runtime-<version>`` and ``cavra-go-runtime-<version>.zip``,
     which needs the CI-runner wrappers (``ci_wrappers``). The directory is assembled under a
-    temporary name and renamed into place only when complete."""
+    temporary name and renamed into place only when complete. Binaries are streamed (hashed,
+    signed and zipped chunk by chunk), so memory stays flat whatever their size; ``progress``
+    receives the byte counts of each phase."""
     info.validate()
     if info.layout == "reference" and ci_wrappers is None:
         raise InputError("--layout reference: the reference verifier requires a CI-runner bundle; pass "
@@ -199,7 +252,7 @@ def package_release(
     staging = Path(tempfile.mkdtemp(prefix=f".{info.package_name}.partial-", dir=output_dir))
     try:
         result = _assemble(staging, dist_dir, names, dep_path, info, signing_key, extra_signing_keys,
-                           thresholds or {}, ci_wrappers)
+                           thresholds or {}, ci_wrappers, progress)
         os.chmod(staging, 0o755)  # noqa: S103 - a package directory is world-readable by design
         try:
             os.rename(staging, final)  # atomic; fails if `final` appeared meanwhile
@@ -210,7 +263,7 @@ def package_release(
         raise
     written_zip = None
     if make_zip:
-        write_reproducible_zip(final, zip_path, top=info.package_name)
+        write_reproducible_zip(final, zip_path, top=info.package_name, progress=progress)
         written_zip = zip_path
     return PackageResult(final, written_zip, info.version, runtime, signing_key is not None,
                          tuple(result[0]), tuple(result[1]))
@@ -226,13 +279,18 @@ def _assemble(
     extra_keys: Sequence[Ed25519PrivateKey],
     thresholds: dict[str, int],
     ci_wrappers: tuple[bytes, bytes] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     (root / BIN_DIR).mkdir()
     facts: list[BinaryFact] = []
     source = binary_source_dir(dist_dir)
-    for binary in sorted(names, key=lambda n: n.filename):
-        digest, size = copy_and_hash(source / binary.filename, root / BIN_DIR / binary.filename, mode=0o755)
+    ordered = sorted(names, key=lambda n: n.filename)
+    hashing = ByteMeter(progress, PHASE_HASH, sum(os.lstat(source / b.filename).st_size for b in ordered))
+    for binary in ordered:
+        digest, size = _copy_and_hash(source / binary.filename, root / BIN_DIR / binary.filename, mode=0o755,
+                                      meter=hashing)
         facts.append(BinaryFact(binary, digest, size))
+    hashing.finish()
     deps: list[Dependency] = []
     dep_file: tuple[str, str, bytes] | None = None
     if dep_path is not None:
@@ -262,24 +320,33 @@ def _assemble(
     signature_files: list[str] = []
     subjects = list(plan.kinds)
 
-    def sign_subject(subject: str, data: bytes | memoryview, digest: str) -> None:
+    def sign_subject(subject: str, data: bytes | None, digest: str, meter: ByteMeter | None = None) -> None:
+        # documents are small and signed from memory; binaries from two streamed passes over
+        # the file (same signature bytes, flat memory)
+        streamed = [] if data is not None else _sign_file(root / subject, subject, keys, expected_sha256=digest,
+                                                          meter=meter)[1]
         for index, key in enumerate(keys):
             public = public_key_of(key)
             sig_name = signature_path_for(subject) if index == 0 else cosignature_path_for(subject, public.key_id)
             (root / sig_name).write_bytes(
                 sign_bytes(data, subject=subject, private_key=key, signer=info.signer, subject_sha256=digest)
+                if data is not None else
+                signature_document(streamed[index], subject=subject, subject_sha256=digest, private_key=key,
+                                   signer=info.signer)
             )
             signature_files.append(sig_name)
             signature_entries.append({"subject": subject, "signature": sig_name, "algorithm": "Ed25519",
                                       "key_id": public.key_id, "public_key_sha256": public.pem_sha256})
 
     if keys:
+        # two passes over every binary (pure Ed25519 hashes the message twice)
+        signing = ByteMeter(progress, PHASE_SIGN, 2 * sum(f.size_bytes for f in facts))
         for subject in subjects:
             if subject in plan.documents:
                 sign_subject(subject, plan.documents[subject], digests[subject][0])
             else:
-                with mapped(root / subject) as view:
-                    sign_subject(subject, view, digests[subject][0])
+                sign_subject(subject, None, digests[subject][0], signing)
+        signing.finish()
     else:
         (root / UNSIGNED_NOTICE).write_bytes(unsigned_notice())
     evidence = build_release_evidence(info, artifacts, signature_entries)
@@ -298,10 +365,12 @@ def _assemble(
     return artifacts, signature_files
 
 
-def write_reproducible_zip(package_dir: Path, zip_path: Path, *, top: str) -> None:
+def write_reproducible_zip(package_dir: Path, zip_path: Path, *, top: str, progress: Progress | None = None) -> None:
     """Zip ``package_dir`` under one top-level folder ``top/``: sorted members, fixed
-    timestamps, fixed modes, fixed compression level, no directory entries."""
+    timestamps, fixed modes, fixed compression level, no directory entries. Members are
+    streamed from their files chunk by chunk."""
     files = sorted(p.relative_to(package_dir).as_posix() for p in package_dir.rglob("*") if p.is_file())
+    zipping = ByteMeter(progress, PHASE_ZIP, sum((package_dir / rel).stat().st_size for rel in files))
     fd, tmp = tempfile.mkstemp(prefix=f".{zip_path.name}.", suffix=".tmp", dir=zip_path.parent)
     os.close(fd)
     try:
@@ -314,8 +383,10 @@ def write_reproducible_zip(package_dir: Path, zip_path: Path, *, top: str) -> No
                 member.create_system = 3  # unix, so the mode bits below are meaningful
                 member.external_attr = ((0o100755 if executable else 0o100644) & 0xFFFF) << 16
                 size = source.stat().st_size
-                with open(source, "rb") as src, archive.open(member, "w", force_zip64=size > 0x7FFFFFFF) as dst:
-                    shutil.copyfileobj(src, dst, 1024 * 1024)
+                with archive.open(member, "w", force_zip64=size > 0x7FFFFFFF) as dst:
+                    for chunk in _file_chunks(source, zipping):
+                        dst.write(chunk)
+        zipping.finish()
         os.chmod(tmp, 0o644)
         try:
             os.link(tmp, zip_path)
@@ -338,8 +409,8 @@ def cosign_package(package_dir: Path, key: Ed25519PrivateKey, signer: str) -> li
         if not (package_dir / subject).is_file():  # co-signature files name no existing subject
             continue
         target = package_dir / cosignature_path_for(subject, public.key_id)
-        with mapped(package_dir / subject) as view:
-            body = sign_bytes(view, subject=subject, private_key=key, signer=signer)
+        digest, [signature] = _sign_file(package_dir / subject, subject, [key], expected_sha256=None)
+        body = signature_document(signature, subject=subject, subject_sha256=digest, private_key=key, signer=signer)
         atomic_write(target, body, overwrite=False)
         written.append(target.relative_to(package_dir).as_posix())
     if not written:

@@ -16,6 +16,7 @@ from typing import Any
 from ringward.core.common.jsonio import dumps_document
 from ringward.core.evidence.records import EvidenceSubject
 from ringward.operations.common.background import Background
+from ringward.operations.release.progress import Progress
 from ringward.settings import database_url
 
 KIND_PACKAGE = "release-package"
@@ -158,6 +159,7 @@ def run_package(
     layout: str = "ringward",
     ci_runner_script: str | None = None,
     github_action: str | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     from ringward.operations.release.package import (
         package_release,
@@ -179,7 +181,8 @@ def run_package(
     info = release_info_from_environment(runtime=runtime, version=version, commit=commit, ref=ref,
                                          repository=repository, signer=signer, dry_run=key is None, event=event,
                                          layout=layout)
-    packaged = package_release(Path(dist_dir), Path(output), info, key, make_zip=make_zip, ci_wrappers=wrappers)
+    packaged = package_release(Path(dist_dir), Path(output), info, key, make_zip=make_zip, ci_wrappers=wrappers,
+                               progress=progress)
     result = packaged.to_dict()
     result["valid"] = True
     return _maybe_record(KIND_PACKAGE, result, record=record, valid=True, version=version, runtime=runtime,
@@ -196,13 +199,14 @@ def _load_root(trust_root: str) -> Any:
 
 def run_verify_package(*, package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool = False,
                        record: bool = True, flow_run_id: str | None = None, actor: str | None = None,
-                       profile: str = "ringward") -> dict[str, Any]:
+                       profile: str = "ringward", progress: Progress | None = None) -> dict[str, Any]:
     from ringward.operations.release.verify import verify_package
 
     if record:
         prefetch_store()
     root = _load_root(trust_root)
-    verification = verify_package(Path(package_dir), root, now=now, allow_unsigned=allow_unsigned, profile=profile)
+    verification = verify_package(Path(package_dir), root, now=now, allow_unsigned=allow_unsigned, profile=profile,
+                                  progress=progress)
     return finish_verification(verification, package_dir=package_dir, record=record, flow_run_id=flow_run_id,
                                actor=actor)
 
@@ -219,7 +223,8 @@ def finish_verification(verification: Any, *, package_dir: str, record: bool, fl
 
 def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_dir: str | None = None,
                       require_bootstrap: bool = True, record: bool = True, flow_run_id: str | None = None,
-                      actor: str | None = None, profile: str = "ringward") -> dict[str, Any]:
+                      actor: str | None = None, profile: str = "ringward", progress: Progress | None = None) \
+        -> dict[str, Any]:
     from ringward.operations.release.airgap import verify_airgap_bundle
 
     if record:
@@ -227,7 +232,7 @@ def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_di
     root = _load_root(trust_root)
     verification = verify_airgap_bundle(Path(bundle), root, now=now,
                                         extract_dir=Path(extract_dir) if extract_dir else None,
-                                        require_bootstrap=require_bootstrap, profile=profile)
+                                        require_bootstrap=require_bootstrap, profile=profile, progress=progress)
     result = verification.to_dict()
     return _maybe_record(KIND_AIRGAP, result, record=record, valid=verification.valid,
                          version=verification.package.version, runtime=verification.package.runtime,

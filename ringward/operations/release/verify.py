@@ -54,6 +54,7 @@ from ringward.core.trust.signatures import (
 )
 from ringward.operations.common.background import Background
 from ringward.operations.common.files import mapped, read_capped, walk_regular_files
+from ringward.operations.release.progress import PHASE_VERIFY, ByteMeter, Progress
 
 INTEGRITY_FAMILY = "integrity-and-signatures"
 #: files up to this size are read into memory (documents); larger ones are mapped
@@ -155,6 +156,7 @@ def scan_integrity(
     allow_unsigned: bool = False,
     pool: ThreadPoolExecutor | None = None,
     profile: Profile = Profile.RINGWARD,
+    progress: Progress | None = None,
 ) -> IntegrityScan:
     """Integrity and signatures: the signed manifest, every listed file's size and digest,
     every signature against the pinned trust root and its threshold, unlisted files.
@@ -295,10 +297,11 @@ def scan_integrity(
     # (4) every listed file: size, digest, signatures (each byte hashed once)
     own_pool = pool is None
     workers = pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="ringward-hash")
+    pending = [n for n in sorted(listed, key=lambda n: (n.startswith(f"{BIN_DIR}/"), n))
+               if n in listing and n not in digests]
+    meter = ByteMeter(progress, PHASE_VERIFY, sum(listing[n] for n in pending))
     try:
-        for name in sorted(listed, key=lambda n: (n.startswith(f"{BIN_DIR}/"), n)):
-            if name not in listing or name in digests:
-                continue
+        for name in pending:
             size = listing[name]
             is_document = not name.startswith(f"{BIN_DIR}/") and size <= MAX_DOCUMENT_BYTES
             if size > SMALL_FILE and not is_document and name not in expected_sizes:
@@ -316,12 +319,13 @@ def scan_integrity(
                 if size <= SMALL_FILE or is_document:
                     data = source.read_small(name, max(SMALL_FILE, MAX_DOCUMENT_BYTES))
                     digest = _sha256(data)
+                    meter.add(size)
                     _compare(name, digest, listed[name])
                     verify_signatures(name, data, listed[name])
                     if not name.startswith(f"{BIN_DIR}/"):
                         documents[name] = data
                 else:
-                    digest = _verify_large(source, name, size, listed[name], verify_signatures, workers)
+                    digest = _verify_large(source, name, size, listed[name], verify_signatures, workers, meter)
                 digests[name] = digest
             except VerificationError as exc:
                 c.fail(exc)
@@ -331,6 +335,7 @@ def scan_integrity(
     finally:
         if own_pool:
             workers.shutdown()
+    meter.finish()
     if ignored:
         c.warn(f"ignored {len(ignored)} co-signature file(s) by pinned keys that are not active")
     content = VerifiedContent(
@@ -362,12 +367,13 @@ def _verify_large(
     expected: str,
     verify_signatures: Callable[[str, bytes | memoryview, str], None],
     workers: ThreadPoolExecutor,
+    meter: ByteMeter | None = None,
 ) -> str:
     # SHA-256 on the worker and Ed25519 on this thread, over the same mapped bytes. The
     # signature check is bound to the *signed* digest; the hash comparison below decides
     # whether those bytes are the signed ones, so the two can run concurrently.
     with source.whole(name, size) as view:
-        future = workers.submit(_sha256, view)
+        future = workers.submit(_sha256_metered, view, meter) if meter is not None else workers.submit(_sha256, view)
         signature_error: SignatureError | None = None
         try:
             verify_signatures(name, view, expected)
@@ -379,6 +385,19 @@ def _verify_large(
     if signature_error is not None:
         raise signature_error
     return actual
+
+
+#: slice size for metered hashing (large enough that per-slice overhead is negligible)
+_METER_SLICE = 8 * 1024 * 1024
+
+
+def _sha256_metered(view: memoryview, meter: ByteMeter) -> str:
+    digest = hashlib.sha256()
+    for start in range(0, len(view), _METER_SLICE):
+        piece = view[start:start + _METER_SLICE]
+        digest.update(piece)
+        meter.add(len(piece))
+    return digest.hexdigest()
 
 
 def _load_spdx_validator() -> SpdxValidator:
@@ -480,6 +499,7 @@ def verify_directory(
     now: datetime,
     allow_unsigned: bool = False,
     profile: str = Profile.RINGWARD.value,
+    progress: Progress | None = None,
 ) -> tuple[IntegrityScan, PackageVerification]:
     """Verify a package directory (all check families); also returns the verified content for
     callers that go on to use the documents (upgrade, smoke, views). ``profile`` is ``ringward``,
@@ -487,7 +507,8 @@ def verify_directory(
     prefetch_spdx()
     source = DirectorySource(package_dir)
     choice = resolve_profile(source, profile)
-    integrity = scan_integrity(source, trust_root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile)
+    integrity = scan_integrity(source, trust_root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile,
+                               progress=progress)
     return integrity, summarize(str(package_dir), integrity, run_families(integrity.content), choice)
 
 
@@ -498,6 +519,9 @@ def verify_package(
     now: datetime,
     allow_unsigned: bool = False,
     profile: str = Profile.RINGWARD.value,
+    progress: Progress | None = None,
 ) -> PackageVerification:
-    """Verify a package directory against the pinned trust root (all check families)."""
-    return verify_directory(package_dir, trust_root, now=now, allow_unsigned=allow_unsigned, profile=profile)[1]
+    """Verify a package directory against the pinned trust root (all check families);
+    ``progress`` receives the bytes verified."""
+    return verify_directory(package_dir, trust_root, now=now, allow_unsigned=allow_unsigned, profile=profile,
+                            progress=progress)[1]

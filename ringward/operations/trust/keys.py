@@ -27,6 +27,7 @@ from ringward.core.trust.root import (
     TrustRoot,
     parse_trust_root,
 )
+from ringward.core.trust.rotation import is_chained
 from ringward.operations.common.files import atomic_write, read_capped
 
 #: environment variable holding the release signing key as PEM text (literal "\n" allowed)
@@ -77,6 +78,23 @@ def save_trust_root(path: Path, root: TrustRoot, *, overwrite: bool) -> None:
     atomic_write(path, dumps_document(root.model_dump(mode="json", exclude_none=True)), overwrite=overwrite)
 
 
+def next_version(root: TrustRoot) -> int:
+    """The version an edit of ``root`` produces.
+
+    Editing a signed trust root starts its successor N+1 (unsigned until ``trust sign-root``);
+    further edits of that unsigned draft of a chained root keep N+1, so the next signed version
+    is exactly N+1 however many edits it took. A legacy (unchained) root bumps on every edit, as
+    it always did."""
+    if root.signatures or not is_chained(root):
+        return root.version + 1
+    return root.version
+
+
+def edited(root: TrustRoot, now: datetime, **changes: object) -> TrustRoot:
+    """``root`` with ``changes``, the next version and no signatures (they covered the old body)."""
+    return root.model_copy(update={**changes, "version": next_version(root), "updated_at": now, "signatures": ()})
+
+
 def _role(value: str) -> Role:
     try:
         return Role(value)
@@ -117,7 +135,7 @@ def add_key(root: TrustRoot, key: TrustedKey, now: datetime) -> TrustRoot:
         if any(k.label == key.label for k in root.keys):
             raise InputError(f"--label: a key labelled {key.label!r} already exists")
         keys = (*root.keys, key)
-    return root.model_copy(update={"keys": keys, "version": root.version + 1, "updated_at": now})
+    return edited(root, now, keys=keys)
 
 
 def key_selector(selector: str | None, public_key: Path | None) -> str:
@@ -153,4 +171,4 @@ def change_key_status(root: TrustRoot, selector: str, status: KeyStatus, reason:
         raise InputError(f"key {target.label!r} is already revoked")
     updated = target.model_copy(update={"status": status, "status_changed_at": now, "status_reason": reason})
     keys = tuple(updated if k.key_id == target.key_id else k for k in root.keys)
-    return root.model_copy(update={"keys": keys, "version": root.version + 1, "updated_at": now})
+    return edited(root, now, keys=keys)

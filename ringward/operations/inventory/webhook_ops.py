@@ -1,0 +1,486 @@
+"""Signed inventory webhooks: configuration, intake, ingestion of receipts, crash recovery.
+
+The receiver configuration is its own file, ``$RINGWARD_WEBHOOKS`` or ``<RINGWARD_HOME>/webhooks.yaml``
+(the connectors' ``webhooks:`` section describes *outgoing* deliveries and stays theirs)::
+
+    schema_version: ringward.inventory-webhooks.v1
+    max_body_bytes: 16777216        # 413 above this (read while streaming, never buffered past it)
+    tolerance_seconds: 300          # webhook-timestamp must be within ±5 minutes of the server clock
+    output_root: /srv/ringward/endpoint-inventory/webhooks   # default <home>/endpoint-inventory/webhooks
+    sources:
+      jamf-prod:                    # POST /webhooks/inventory/jamf-prod
+        provider: jamf              # jamf | intune | fleet | linux | edr
+        channel: stable             # optional: the release channel these endpoints follow
+        software: [cavra-runtime]   # optional: the runtime's name as the provider lists it
+        secrets:                    # HMAC (v1) secrets, whsec_<base64>: two while rotating
+          - env:JAMF_WEBHOOK_SECRET
+          - file:/etc/ringward/jamf-webhook.previous
+        public_keys:                # Ed25519 (v1a) keys pinned as whpk_<base64>, literal or referenced
+          - whpk_...
+
+Secrets are references only (``env:NAME`` or ``file:PATH``), resolved once when the API starts;
+neither they nor their values reach logs, evidence or errors (errors name the reference).
+
+Intake order (:func:`accept_webhook`): the body is already capped by the caller (413); the
+signature and timestamp are verified (401); a ``webhook-id`` already accepted for the source is a
+replay (409); refusals are evidence records without the body. An accepted body is written as an
+evidence bundle (raw bytes + digest) and its receipt row is inserted in the same transaction
+before the 202 is sent. Then the API (``ringward.api.webhooks``) either emits ``ringward.inventory.received``
+(a deployment trigger runs the ingestion flow on the stored body's absolute path) or, without a
+Prefect API, ingests in-process (:func:`ingest_receipt`); events are sent by the API layer.
+``ringward inventory recover-webhooks`` re-ingests receipts a crash left ``received``; ingestion is
+content-addressed, so re-ingesting a body is never a second ingestion record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ringward.core.delivery.webhook_signing import (
+    DEFAULT_TOLERANCE_SECONDS,
+    VerifiedWebhook,
+    load_public_key,
+    secret_bytes,
+    verify_webhook,
+)
+from ringward.core.errors import ConfigError, InputError, NotFoundError, RingwardError
+from ringward.core.evidence.records import EvidenceRecord, EvidenceSubject
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from ringward.store import Store
+    from ringward.store.inventory.receipts import WebhookReceipt
+
+CONFIG_SCHEMA = "ringward.inventory-webhooks.v1"
+WEBHOOKS_ENV = "RINGWARD_WEBHOOKS"
+#: evidence kind of receipts and refusals (the ingestion itself is ``endpoint-inventory-ingestion``)
+KIND_WEBHOOK = "endpoint-inventory-webhook"
+RECEIVED_EVENT = "ringward.inventory.received"
+RAW_BODY_FILE = "webhook-body.json"
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+#: the ingestion reads payloads up to 512 MiB; a webhook body is never allowed past that
+MAX_BODY_BYTES_LIMIT = 512 * 1024 * 1024
+MAX_CONFIG_BYTES = 1024 * 1024
+SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_REF = re.compile(r"^(env|file):(.+)$")
+MAX_WEBHOOK_ID = 256
+
+
+def webhooks_path() -> Path:
+    """``$RINGWARD_WEBHOOKS`` or ``<RINGWARD_HOME>/webhooks.yaml`` (absent: no source is accepted)."""
+    from ringward.settings import ringward_home
+
+    value = os.environ.get(WEBHOOKS_ENV, "").strip()
+    return Path(value).expanduser().absolute() if value else ringward_home().absolute() / "webhooks.yaml"
+
+
+def _check_ref(value: str) -> str:
+    if not _REF.match(value):
+        raise ValueError("must be a secret reference env:NAME or file:PATH (secrets are never inline)")
+    return value
+
+
+class WebhookSourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: Literal["jamf", "intune", "fleet", "linux", "edr"]
+    channel: str | None = Field(default=None, max_length=128)
+    software: tuple[str, ...] = Field(default=("cavra-runtime",), min_length=1, max_length=16)
+    secrets: tuple[str, ...] = Field(default=(), max_length=2)
+    public_keys: tuple[str, ...] = Field(default=(), max_length=2)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_ref(v) for v in value)
+
+    @field_validator("public_keys")
+    @classmethod
+    def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if not (item.startswith("whpk_") or _REF.match(item)):
+                raise ValueError("must be a whpk_<base64> Ed25519 public key or a reference env:NAME / file:PATH")
+        return value
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str | None) -> str | None:
+        if value is not None:
+            from ringward.core.promotion.channels import check_channel_name
+
+            try:
+                check_channel_name(value)
+            except InputError as exc:
+                raise ValueError(exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _some_key(self) -> WebhookSourceConfig:
+        if not self.secrets and not self.public_keys:
+            raise ValueError("expected at least one of secrets (v1 HMAC) or public_keys (v1a Ed25519)")
+        return self
+
+
+class WebhooksConfig(BaseModel):
+    """The file's model (the single source of its format)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal["ringward.inventory-webhooks.v1"] = "ringward.inventory-webhooks.v1"
+    max_body_bytes: int = Field(default=DEFAULT_MAX_BODY_BYTES, ge=1024, le=MAX_BODY_BYTES_LIMIT)
+    tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE_SECONDS, ge=1, le=3600)
+    output_root: str | None = Field(default=None, max_length=4096)
+    sources: dict[str, WebhookSourceConfig] = Field(default_factory=dict)
+
+    @field_validator("sources")
+    @classmethod
+    def _names(cls, value: dict[str, WebhookSourceConfig]) -> dict[str, WebhookSourceConfig]:
+        for name in value:
+            if not re.match(SOURCE_PATTERN, name):
+                raise ValueError(f"source name {name[:80]!r}: expected lowercase letters, digits, - or _ (1-64)")
+        return value
+
+
+@dataclass(frozen=True)
+class WebhookSource:
+    """A configured source with its secrets resolved (never printed: ``repr=False``)."""
+
+    name: str
+    provider: str
+    channel: str | None
+    software: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)
+    public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class WebhookReceiver:
+    """What the API needs at runtime: limits, output root and the resolved sources."""
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS
+    output_root: Path | None = None
+    sources: Mapping[str, WebhookSource] = field(default_factory=dict)
+    path: Path | None = None
+
+    def source(self, name: str) -> WebhookSource:
+        found = self.sources.get(name)
+        if found is None:
+            raise NotFoundError(f"webhook source {name[:64]!r} is not configured")
+        return found
+
+    def outputs(self) -> Path:
+        from ringward.settings import ringward_home
+
+        return self.output_root or ringward_home().absolute() / "endpoint-inventory" / "webhooks"
+
+
+def _resolve(ref: str, *, where: str, environ: Mapping[str, str]) -> str:
+    scheme, _, name = ref.partition(":")
+    if scheme == "env":
+        value = environ.get(name, "")
+        if not value.strip():
+            raise ConfigError(f"{where}: environment variable {name} (from {ref}) is not set")
+        return value.strip()
+    path = Path(name).expanduser()
+    try:
+        data = path.read_bytes()[:8192]
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read {ref} ({type(exc).__name__})") from None
+    text = data.decode("utf-8", errors="replace").strip()
+    if not text:
+        raise ConfigError(f"{where}: {ref} is empty")
+    return text
+
+
+def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str, str] | None = None,
+                   base: Path | None = None) -> WebhookReceiver:
+    """Resolve every reference and parse every key now, so a bad secret fails at startup, not per request.
+
+    Raises:
+        ConfigError: ``<file>: sources.<name>.<field>[i]: <problem>`` (the reference, never a value).
+    """
+    env = os.environ if environ is None else environ
+    resolved: dict[str, WebhookSource] = {}
+    for name, item in config.sources.items():
+        secrets: list[str] = []
+        for i, ref in enumerate(item.secrets):
+            where = f"{source}: sources.{name}.secrets[{i}]"
+            value = _resolve(ref, where=where, environ=env)
+            try:
+                secret_bytes(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{where} ({ref}): {exc.message}") from None
+            secrets.append(value)
+        keys: list[Ed25519PublicKey] = []
+        for i, ref in enumerate(item.public_keys):
+            where = f"{source}: sources.{name}.public_keys[{i}]"
+            text = ref if ref.startswith("whpk_") else _resolve(ref, where=where, environ=env)
+            keys.append(load_public_key(text, source=where))
+        resolved[name] = WebhookSource(name=name, provider=item.provider, channel=item.channel,
+                                       software=item.software, secrets=tuple(secrets), public_keys=tuple(keys))
+    output = None
+    if config.output_root:
+        output = Path(config.output_root).expanduser()
+        if not output.is_absolute():
+            output = (base or Path.cwd()).absolute() / output
+    return WebhookReceiver(max_body_bytes=config.max_body_bytes, tolerance_seconds=config.tolerance_seconds,
+                           output_root=output, sources=resolved)
+
+
+def parse_config(data: bytes, *, source: str) -> WebhooksConfig:
+    """Parse ``webhooks.yaml`` (YAML or JSON).
+
+    Raises:
+        ConfigError: one line naming the file and field.
+    """
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        document = yaml.safe_load(data.decode("utf-8")) if data.strip() else {}
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(document).__name__}")
+    try:
+        return WebhooksConfig.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{source}: {where}: {message}") from None
+
+
+def load_receiver(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> WebhookReceiver:
+    """The receiver from ``path`` (default :func:`webhooks_path`); an absent file accepts no source."""
+    target = path or webhooks_path()
+    if not target.exists():
+        return WebhookReceiver(path=target)
+    try:
+        data = target.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{target}: cannot read ({type(exc).__name__})") from None
+    receiver = resolve_config(parse_config(data, source=str(target)), source=str(target), environ=environ,
+                              base=target.parent)
+    return WebhookReceiver(max_body_bytes=receiver.max_body_bytes, tolerance_seconds=receiver.tolerance_seconds,
+                           output_root=receiver.output_root, sources=receiver.sources, path=target)
+
+
+# --- intake ----------------------------------------------------------------------------------------
+
+
+def _actor(source: str) -> str:
+    return f"webhook:{source}"
+
+
+def record_refusal(store: Store, *, source: str, provider: str | None, status_code: int, error: str, reason: str,
+                   webhook_id: str | None, body_sha256: str | None, body_bytes: int, now: datetime) -> EvidenceRecord:
+    """Evidence of a refused delivery, without its body (an attacker's bytes are not kept)."""
+    from ringward.core.evidence.records import EvidenceDraft
+
+    payload = {
+        "schema_version": "ringward.refusal.v1",
+        "metadata_kind": KIND_WEBHOOK,
+        "refused": True,
+        "error": {"code": error, "http_status": status_code, "message": reason[:500]},
+        "source": source,
+        "webhook_id": None if webhook_id is None else webhook_id[:MAX_WEBHOOK_ID],
+        "body_sha256": body_sha256,
+        "body_bytes": body_bytes,
+    }
+    draft = EvidenceDraft(kind=KIND_WEBHOOK, actor=_actor(source), payload=payload,
+                          subject=EvidenceSubject(provider=provider, status="refused", success=False))
+    return store.append(draft, now=now)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    receipt: WebhookReceipt
+    evidence: EvidenceRecord
+    verified: VerifiedWebhook
+
+
+def accept_webhook(store: Store, receiver: WebhookReceiver, source: str, headers: Mapping[str, str], body: bytes,
+                   *, now: datetime) -> Accepted:
+    """Verify, refuse replays, then keep the body as evidence with its receipt (see the module docstring).
+
+    Raises:
+        NotFoundError: unknown source (not recorded: anyone can guess names).
+        WebhookSignatureError: missing header, bad signature, stale or future timestamp (recorded).
+        WebhookReplayError: the ``webhook-id`` was accepted before for this source (recorded).
+    """
+    from ringward.core.errors import WebhookSignatureError
+    from ringward.operations.inventory.common import write_bundle
+    from ringward.store.inventory.receipts import WebhookReceiptRepository, WebhookReplayError
+
+    config = receiver.source(source)
+    digest = hashlib.sha256(body).hexdigest()
+    lowered = {k.lower(): v for k, v in headers.items()}
+    claimed_id = lowered.get("webhook-id")
+    try:
+        if claimed_id is not None and not 0 < len(claimed_id) <= MAX_WEBHOOK_ID:
+            raise WebhookSignatureError(f"webhook-id: expected 1-{MAX_WEBHOOK_ID} characters, found {len(claimed_id)}")
+        verified = verify_webhook(dict(lowered), body, now=int(now.timestamp()), secrets=config.secrets,
+                                  public_keys=config.public_keys, tolerance_seconds=receiver.tolerance_seconds)
+    except WebhookSignatureError as exc:
+        record_refusal(store, source=source, provider=config.provider, status_code=401, error=exc.code,
+                       reason=exc.message, webhook_id=claimed_id, body_sha256=digest, body_bytes=len(body), now=now)
+        raise
+    repo = WebhookReceiptRepository(store)
+
+    def replay(exc: WebhookReplayError) -> WebhookReplayError:
+        record_refusal(store, source=source, provider=config.provider, status_code=409, error=exc.code,
+                       reason=exc.message, webhook_id=verified.msg_id, body_sha256=digest, body_bytes=len(body),
+                       now=now)
+        return exc
+
+    if repo.seen(source, verified.msg_id):
+        raise replay(WebhookReplayError(f"webhook-id {verified.msg_id[:80]!r} was already accepted for source "
+                                        f"{source}"))
+    payload = {
+        "schema_version": "ringward.inventory-webhook-receipt.v1",
+        "metadata_kind": KIND_WEBHOOK,
+        "source": source,
+        "provider": config.provider,
+        "channel": config.channel,
+        "webhook_id": verified.msg_id,
+        "webhook_timestamp": verified.timestamp,
+        "signature_version": verified.version,
+        "body_sha256": digest,
+        "body_bytes": len(body),
+        "body_file": RAW_BODY_FILE,
+    }
+    draft, bundle = write_bundle(KIND_WEBHOOK, actor=_actor(source), payload=payload, files={RAW_BODY_FILE: body},
+                                 subject=EvidenceSubject(provider=config.provider, channel=config.channel,
+                                                         status="received", success=True),
+                                 flow_run_id=None, now=now)
+    try:
+        receipt, record = repo.accept(draft, source=source, webhook_id=verified.msg_id, provider=config.provider,
+                                      channel=config.channel, body_sha256=digest, body_bytes=len(body),
+                                      raw_path=str((bundle / RAW_BODY_FILE).absolute()), now=now)
+    except WebhookReplayError as exc:  # a concurrent delivery of the same id won the unique key
+        import shutil
+
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise replay(exc) from None
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    return Accepted(receipt=receipt, evidence=record, verified=verified)
+
+
+# --- after the 202 ---------------------------------------------------------------------------------
+
+
+def output_dir(receiver: WebhookReceiver, receipt: WebhookReceipt) -> Path:
+    """Where a receipt's observations are written (one directory per receipt)."""
+    return receiver.outputs() / receipt.source / f"receipt-{receipt.receipt_id}"
+
+
+def received_event(receipt: WebhookReceipt, output: Path,
+                   software: tuple[str, ...] = ("cavra-runtime",)) -> tuple[str, str, dict[str, Any]]:
+    """``ringward.inventory.received``: the ``inventory-ingest-on-receive`` trigger maps ``source``
+    (the stored body's absolute path), ``provider``, ``channel``, ``software``, ``output`` and
+    ``actor`` onto the ingestion flow's parameters."""
+    return (RECEIVED_EVENT, f"ringward.inventory.webhook.{receipt.source}",
+            {"receipt_id": str(receipt.receipt_id), "webhook_source": receipt.source, "source": receipt.raw_path,
+             "provider": receipt.provider, "channel": receipt.channel, "output": str(output.absolute()),
+             "software": list(software), "actor": _actor(receipt.source),
+             "body_sha256": receipt.body_sha256,
+             "evidence_id": None if receipt.evidence_id is None else str(receipt.evidence_id)})
+
+
+def _check_stored_body(receipt: WebhookReceipt) -> None:
+    """The stored body must still be the bytes that were accepted: a missing or altered file is
+    broken evidence (the receipt stays open), never a malformed payload to reject."""
+    from ringward.core.errors import EvidenceIntegrityError
+    from ringward.operations.common.files import sha256_file
+
+    path = Path(receipt.raw_path)
+    try:
+        digest = sha256_file(path)
+    except OSError as exc:
+        raise EvidenceIntegrityError(f"webhook receipt {receipt.receipt_id}: stored body {path} cannot be read "
+                                     f"({type(exc).__name__}: file not found or unreadable)") from None
+    if digest != receipt.body_sha256:
+        raise EvidenceIntegrityError(f"webhook receipt {receipt.receipt_id}: stored body {path} has sha256 "
+                                     f"{digest}, expected {receipt.body_sha256}")
+
+
+def ingest_receipt(store: Store, receiver: WebhookReceiver, receipt: WebhookReceipt, *, now: datetime,
+                   software: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Ingest a receipt's stored body (re-hashed first) and record the outcome on the receipt.
+
+    A malformed payload is not an error here: the receipt becomes ``rejected`` with the one-line
+    reason (the ingestion already kept the raw payload and the refusal as evidence).
+
+    Raises:
+        EvidenceIntegrityError: the stored body is gone or no longer has the accepted digest.
+    """
+    from ringward.operations.inventory.ingest import DEFAULT_SOFTWARE, ingest_inventory
+    from ringward.store.inventory.receipts import INGESTED, REJECTED, WebhookReceiptRepository
+
+    repo = WebhookReceiptRepository(store)
+    _check_stored_body(receipt)
+    configured = receiver.sources.get(receipt.source)
+    chosen = software or (configured.software if configured else DEFAULT_SOFTWARE)
+    try:
+        result = ingest_inventory(store, source=Path(receipt.raw_path), provider=receipt.provider,
+                                  channel=receipt.channel, software=chosen, output=output_dir(receiver, receipt),
+                                  actor=_actor(receipt.source), now=now)
+    except InputError as exc:
+        changed = repo.finish(receipt.receipt_id, REJECTED, reason=exc.message, now=now)
+        return {"receipt_id": receipt.receipt_id, "status": REJECTED, "reason": exc.message, "changed": changed}
+    changed = repo.finish(receipt.receipt_id, INGESTED, inventory_id=result["inventory_id"], now=now)
+    return {"receipt_id": receipt.receipt_id, "status": INGESTED, "ingestion": result["status"],
+            "inventory_id": result["inventory_id"], "changed": changed, "result": result}
+
+
+def finish_dispatched_receipt(store: Store, receipt_id: int, *, now: datetime, inventory_id: str | None = None,
+                              rejected_reason: str | None = None) -> bool:
+    """Record the outcome of the flow run a ``ringward.inventory.received`` event triggered on its
+    receipt (``ingested`` with the inventory id, or ``rejected`` with the one-line reason). False when
+    the receipt was already finished (e.g. by ``recover-webhooks``): the first outcome stands."""
+    from ringward.store.inventory.receipts import INGESTED, REJECTED, WebhookReceiptRepository
+
+    repo = WebhookReceiptRepository(store)
+    if rejected_reason is not None:
+        return repo.finish(receipt_id, REJECTED, reason=rejected_reason, now=now)
+    return repo.finish(receipt_id, INGESTED, inventory_id=inventory_id, now=now)
+
+
+def recover_webhooks(store: Store, receiver: WebhookReceiver, *, now: datetime, include_dispatched: bool = False,
+                     limit: int = 1000) -> dict[str, Any]:
+    """Re-ingest receipts a crash left ``received`` (and, on request, ``dispatched`` ones whose flow
+    run never finished them) from their stored raw body. Running it again is a no-op."""
+    from ringward.store.inventory.receipts import DISPATCHED, RECEIVED, WebhookReceiptRepository
+
+    statuses = (RECEIVED, DISPATCHED) if include_dispatched else (RECEIVED,)
+    outcomes: list[dict[str, Any]] = []
+    for receipt in WebhookReceiptRepository(store).open_receipts(statuses, limit=limit):
+        try:
+            outcome = ingest_receipt(store, receiver, receipt, now=now)
+        except RingwardError as exc:  # e.g. the stored body's bundle is gone: report, keep going
+            outcome = {"receipt_id": receipt.receipt_id, "status": "error", "reason": exc.message}
+        outcome.pop("result", None)
+        outcomes.append(outcome)
+    counts = {s: sum(1 for o in outcomes if o["status"] == s) for s in ("ingested", "rejected", "error")}
+    return {"schema_version": "ringward.inventory-webhook-recovery.v1", "recovered": len(outcomes), **counts,
+            "receipts": outcomes}
+
+
+__all__ = ["Accepted", "WebhookReceiver", "WebhookSource", "WebhooksConfig", "accept_webhook", "ingest_receipt",
+           "load_receiver", "received_event", "recover_webhooks", "webhooks_path"]
