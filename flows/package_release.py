@@ -28,11 +28,12 @@ def package_release_flow(
     record: bool = True,
     trust_root: str | None = None,
 ) -> dict[str, Any]:
-    """``trust_root`` (default ``$RINGWARD_TRUST_ROOT``) is only announced in the event, so the
-    ``verify-package-on-publish`` deployment verifies against it."""
+    """``trust_root``: its version and root keys go into the offline bootstrap, and it is announced in
+    the event, so the ``verify-package-on-publish`` deployment verifies against it."""
     params = {"dist_dir": dist_dir, "output": output, "version": version, "commit": commit, "ref": ref,
               "repository": repository, "signing_key": signing_key, "runtime_name": runtime_name,
-              "make_zip": make_zip, "dry_run": dry_run, "signer": signer, "event": event, "record": record}
+              "make_zip": make_zip, "dry_run": dry_run, "signer": signer, "event": event, "record": record,
+              "trust_root": trust_root}
     result = package_release(params, current_flow_run_id())
     publish_result("release-package", f"package {result['runtime']} {result['version']}", result)
     emit("ringward.package.published", f"ringward.package.{result['runtime']}.{result['version']}",

@@ -163,9 +163,11 @@ def validate_channel_upgrade_flow(
     allow_same_version: bool = False,
     now: datetime | None = None,
     record: bool = True,
+    profile: str = "ringward",
 ) -> State:
     params = {"previous_dir": previous_dir, "candidate_dir": candidate_dir, "trust_root": trust_root,
-              "channel": channel, "allow_same_version": allow_same_version, "now": now or utc_now(), "record": record}
+              "channel": channel, "allow_same_version": allow_same_version, "now": now or utc_now(), "record": record,
+              "profile": profile}
     result, refused = _step(validate_channel_upgrade(params, current_flow_run_id(), return_state=True),
                             "validate-channel-upgrade")
     if refused is not None:

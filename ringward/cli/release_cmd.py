@@ -33,14 +33,11 @@ PROFILE = typer.Option("ringward", "--profile", metavar="ringward|reference|auto
 VIEW_NO_EVIDENCE = typer.Option(False, "--no-evidence", help="Accepted for symmetry: this view writes no evidence.")
 
 
-def _profile(value: str, use_prefect: bool = False, *, flow_takes_profile: bool = False,
-             why: str = "the flows verify under the ringward profile") -> str:
+def _profile(value: str) -> str:
+    """The --profile choice (every verifying flow takes it too, so it works with --prefect)."""
     from ringward.core.release.profiles import parse_profile_choice
 
-    choice = parse_profile_choice(value)
-    if use_prefect and choice != "ringward" and not flow_takes_profile:
-        raise InputError(f"--profile {choice}: not available with --prefect yet ({why}); run it in-process")
-    return choice
+    return parse_profile_choice(value)
 
 
 def _refuse_link_loop(path: Path, what: str) -> None:
@@ -129,6 +126,9 @@ def package(
                                                  help="Your CI-runner wrapper script (CI-runner bundle)."),
     github_action: Path | None = typer.Option(None, "--github-action",
                                               help="Your GitHub Actions action.yml (CI-runner bundle)."),
+    package_trust_root: Path | None = typer.Option(
+        None, "--trust-root", help="Pinned trust root: its version and root keys go into the offline bootstrap "
+                                   "(air-gapped endpoints can then follow a signed rotation)."),
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
@@ -142,7 +142,8 @@ def package(
               "dist_dir": str(dist_dir), "output": str(output), "version": version, "commit": commit, "ref": ref,
               "repository": repository, "signing_key": str(signing_key) if signing_key else None,
               "runtime_name": runtime_name, "make_zip": make_zip, "dry_run": dry_run, "signer": signer,
-              "event": event, "record": not no_evidence}
+              "event": event, "record": not no_evidence,
+              "trust_root": str(package_trust_root) if package_trust_root else None}
     extra = {"layout": layout, "ci_runner_script": str(ci_runner_script) if ci_runner_script else None,
              "github_action": str(github_action) if github_action else None}
     if layout != "ringward" or ci_runner_script or github_action:
@@ -205,7 +206,7 @@ def verify_package(
 ) -> None:
     """Verify every file, signature, threshold and document binding against the trust root."""
     _refuse_link_loop(package_dir, "PACKAGE_DIR")
-    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
+    chosen = _profile(profile)
     if allow_unsigned:
         typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
                    err=True)
@@ -250,7 +251,7 @@ def verify_airgap_bundle(
         from ringward.operations.common.files import check_output_parent
 
         check_output_parent(extract_dir, option="--extract-dir")
-    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
+    chosen = _profile(profile)
     kwargs = {"bundle": str(bundle), "trust_root": str(trust_root),
               "extract_dir": str(extract_dir) if extract_dir else None,
               "require_bootstrap": not allow_missing_bootstrap, "now": _parse_now(at), "record": not no_evidence}
@@ -291,8 +292,7 @@ def validate_upgrade(
     """Verify both packages and refuse rollbacks, re-published versions and removed controls."""
     _refuse_link_loop(previous_dir, "PREVIOUS_DIR")
     _refuse_link_loop(candidate_dir, "CANDIDATE_DIR")
-    chosen = _profile(profile, use_prefect, flow_takes_profile=channel is None,
-                      why="the --channel upgrade flow verifies under the ringward profile only")
+    chosen = _profile(profile)
     kwargs = {"previous_dir": str(previous_dir), "candidate_dir": str(candidate_dir), "trust_root": str(trust_root),
               "allow_same_version": allow_same_version, "now": _parse_now(at), "record": not no_evidence}
     if chosen != "ringward":
@@ -353,7 +353,7 @@ def smoke_installers(
 ) -> None:
     """Check installer metadata and run this platform's binary with a version probe."""
     _refuse_link_loop(package_dir, "PACKAGE_DIR")
-    chosen = _profile(profile, use_prefect, flow_takes_profile=True)
+    chosen = _profile(profile)
     kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
               "timeout_seconds": timeout_seconds, "probe_args": list(probe_arg),
               "expect_version": not no_expect_version, "now": _parse_now(at), "record": not no_evidence}

@@ -1,5 +1,5 @@
-"""`--profile` with `--prefect` beyond verify-package: validate-upgrade, verify-airgap-bundle and
-smoke-installers run their flows under the profile asked for (two flow runs on the shared server)."""
+"""`--profile` with `--prefect` beyond verify-package: validate-upgrade (with and without --channel)
+and verify-airgap-bundle run their flows under the profile asked for (flow runs on the shared server)."""
 
 from __future__ import annotations
 
@@ -76,13 +76,16 @@ def test_airgap_flow_detects_the_reference_format_with_auto(
     assert result["profile"]["name"] == "reference" and result["profile"]["source"] == "detected"
 
 
-def test_channel_upgrade_flow_still_refuses_a_profile_in_one_line(
-    ws: dict[str, Any], capsys: pytest.CaptureFixture[str]
+def test_channel_upgrade_flow_runs_under_the_reference_profile(
+    prefect_server: None, ws: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pkg = str(ws["gen"].package("v1.2.5"))
-    code, _, err = _ringward(capsys, "release", "validate-upgrade", pkg, pkg, "--trust-root", ws["trust"],
-                             "--profile", "reference", "--prefect", "--channel", "stable")
-    lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1
-    assert lines[0] == ("error: --profile reference: not available with --prefect yet (the --channel upgrade flow "
-                        "verifies under the ringward profile only); run it in-process")
+    old = str(ws["gen"].package("v1.2.5"))
+    new = str(ws["gen"].package("v1.2.6"))
+
+    code, out, err = _ringward(capsys, "release", "validate-upgrade", old, new, "--trust-root", ws["trust"],
+                               "--at", AT, "--profile", "reference", "--prefect", "--channel", "stable", "--json")
+
+    result = json.loads(out)
+    assert code == 0, (out, err)
+    assert result["valid"] is True and result["channel"] == "stable" and result["channel_check"]["passed"]
+    assert result["candidate"]["profile"]["name"] == "reference"

@@ -66,10 +66,6 @@ def test_bad_profile_is_bad_input(ws, capsys) -> None:
     code, _, err = ringward(capsys, "release", "verify-package", pkg, "--trust-root", ws["trust"], "--profile",
                             "cavra")
     assert code == 2 and err.strip().startswith("error: --profile: expected one of ringward, reference, auto")
-    # validate-upgrade --channel runs the channel flow, which has no profile parameter yet: one line
-    code, _, err = ringward(capsys, "release", "validate-upgrade", pkg, pkg, "--trust-root", ws["trust"],
-                            "--channel", "stable", "--profile", "reference", "--prefect")
-    assert code == 2 and "--prefect" in err and len(err.strip().splitlines()) == 1
 
 
 def test_views_airgap_smoke_and_upgrade(ws, capsys) -> None:

@@ -3,6 +3,8 @@ follow a rotation); without a chained trust root it is unchanged."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ringward.core.release.package_builder import ReleaseInfo, build_bootstrap
 from ringward.core.release.package_format import BootstrapDocument, RuntimeFiles
 from ringward.core.trust.keys import load_public_key_pem, public_key_of
@@ -63,3 +65,38 @@ def trusted_from(pem: str, label: str) -> TrustedKey:
     public = load_public_key_pem(pem.encode("ascii"), source=label)
     return TrustedKey(key_id=public.key_id, label=label, roles=(Role.ROOT,), public_key_pem=public.pem,
                       public_key_sha256=public.pem_sha256)
+
+
+def test_release_package_with_a_chained_trust_root_carries_it_in_the_bootstrap(tmp_path, ringward_home) -> None:  # type: ignore[no-untyped-def]
+    """`release package --trust-root T` (run_package) writes T's version and root keys into the
+    signed bootstrap; the package verifies under T; without --trust-root the bootstrap has neither."""
+    import json
+
+    from cryptography.hazmat.primitives import serialization
+
+    from ringward.core.release.package_format import BOOTSTRAP
+    from ringward.operations.release.release_ops import run_package
+    from ringward.operations.release.verify import verify_package
+    from ringward.operations.trust.keys import save_trust_root
+    from tests.release.simulator import NOW as SIM_NOW
+    from tests.release.simulator import ReleaseSimulator
+
+    sim = ReleaseSimulator(tmp_path / "sim")
+    (holder,) = new_keys(1)
+    root = signed(make_root(3, [holder], release=sim.key), holder)
+    trust = tmp_path / "trust-root.json"
+    save_trust_root(trust, root, overwrite=False)
+    key_file = tmp_path / "release.pem"
+    key_file.write_bytes(sim.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+    common = {"version": "1.4.0", "commit": "c" * 40, "ref": "refs/tags/v1.4.0", "repository": "acme/rt",
+              "signing_key": str(key_file), "record": False}
+    with_root = run_package(dist_dir=str(sim.dist("1.4.0", name="d1")), output=str(tmp_path / "a"),
+                            trust_root=str(trust), **common)
+    without = run_package(dist_dir=str(sim.dist("1.4.0", name="d2")), output=str(tmp_path / "b"), **common)
+
+    carried = json.loads((Path(with_root["package_dir"]) / BOOTSTRAP).read_text())
+    assert carried["trust_root_version"] == 3 and carried["root_threshold"] == 1
+    assert [k["key_id"] for k in carried["root_keys"]] == [public_key_of(holder).key_id]
+    assert "trust_root_version" not in json.loads((Path(without["package_dir"]) / BOOTSTRAP).read_text())
+    assert verify_package(Path(with_root["package_dir"]), root, now=SIM_NOW).valid

@@ -642,11 +642,13 @@ def plan_documents(
     thresholds: dict[str, int],
     sha256: Any,
     ci_wrappers: tuple[bytes, bytes] | None = None,
+    root_section: dict[str, Any] | None = None,
 ) -> PackagePlan:
     """All documents up to and including ``checksums.txt`` (release evidence comes after
     signing). ``sha256`` is the digest function (bytes -> hex); ``dependency_file`` is an
     optional (name, kind, bytes) copied into the package; ``ci_wrappers`` (runner script, GitHub
-    action bytes) adds the CI-runner bundle document and its wrappers (``--layout reference``)."""
+    action bytes) adds the CI-runner bundle document and its wrappers (``--layout reference``);
+    ``root_section`` puts the pinned trust root's version and root keys into the offline bootstrap."""
     info.validate()
     files = RuntimeFiles(info.runtime)
     plan = PackagePlan()
@@ -677,7 +679,8 @@ def plan_documents(
         required.insert(2, files.ci_runner_bundles)
     add(files.channels, KIND_CHANNELS, dumps_document(build_channels(info, endpoint)))
     add(files.updater_policy, KIND_UPDATER, dumps_document(build_updater_policy(info)))
-    add(BOOTSTRAP, KIND_BOOTSTRAP, dumps_document(build_bootstrap(info, files, required, keys, thresholds)))
+    add(BOOTSTRAP, KIND_BOOTSTRAP, dumps_document(build_bootstrap(info, files, required, keys, thresholds,
+                                                                         root_section)))
     targets = sorted(b.name.target for b in binaries)
     add(files.provenance, KIND_PROVENANCE, dumps_document(build_provenance(info, dict(digests), targets)))
     add(CHECKSUMS, KIND_CHECKSUMS, render_checksums(digests))

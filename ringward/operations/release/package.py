@@ -222,13 +222,15 @@ def package_release(
     thresholds: dict[str, int] | None = None,
     ci_wrappers: tuple[bytes, bytes] | None = None,
     progress: Progress | None = None,
+    root_section: dict[str, Any] | None = None,
 ) -> PackageResult:
     """Build the package directory ``output_dir/<runtime>-<version>`` (and zip) — with
     ``info.layout == "reference"`` ``go-runtime-<version>`` and ``cavra-go-runtime-<version>.zip``,
     which needs the CI-runner wrappers (``ci_wrappers``). The directory is assembled under a
     temporary name and renamed into place only when complete. Binaries are streamed (hashed,
     signed and zipped chunk by chunk), so memory stays flat whatever their size; ``progress``
-    receives the byte counts of each phase."""
+    receives the byte counts of each phase; ``root_section`` (the pinned trust root's version and
+    root keys) goes into the offline bootstrap."""
     info.validate()
     if info.layout == "reference" and ci_wrappers is None:
         raise InputError("--layout reference: the reference verifier requires a CI-runner bundle; pass "
@@ -252,7 +254,7 @@ def package_release(
     staging = Path(tempfile.mkdtemp(prefix=f".{info.package_name}.partial-", dir=output_dir))
     try:
         result = _assemble(staging, dist_dir, names, dep_path, info, signing_key, extra_signing_keys,
-                           thresholds or {}, ci_wrappers, progress)
+                           thresholds or {}, ci_wrappers, progress, root_section)
         os.chmod(staging, 0o755)  # noqa: S103 - a package directory is world-readable by design
         try:
             os.rename(staging, final)  # atomic; fails if `final` appeared meanwhile
@@ -280,6 +282,7 @@ def _assemble(
     thresholds: dict[str, int],
     ci_wrappers: tuple[bytes, bytes] | None = None,
     progress: Progress | None = None,
+    root_section: dict[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     (root / BIN_DIR).mkdir()
     facts: list[BinaryFact] = []
@@ -306,7 +309,8 @@ def _assemble(
         for p in (public_key_of(k) for k in keys)
     ]
     plan = plan_documents(info, facts, deps, dep_file, key_entries,
-                          thresholds or {Role.RELEASE.value: max(1, len(keys))}, _sha256, ci_wrappers)
+                          thresholds or {Role.RELEASE.value: max(1, len(keys))}, _sha256, ci_wrappers,
+                          root_section)
     for name, body in plan.documents.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(body)

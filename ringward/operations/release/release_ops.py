@@ -160,7 +160,10 @@ def run_package(
     ci_runner_script: str | None = None,
     github_action: str | None = None,
     progress: Progress | None = None,
+    trust_root: str | None = None,
 ) -> dict[str, Any]:
+    """``trust_root``: the pinned trust root whose version and root keys the offline bootstrap carries
+    (so air-gapped endpoints can follow a signed rotation); without it the bootstrap has neither."""
     from ringward.operations.release.package import (
         package_release,
         read_ci_wrappers,
@@ -181,8 +184,13 @@ def run_package(
     info = release_info_from_environment(runtime=runtime, version=version, commit=commit, ref=ref,
                                          repository=repository, signer=signer, dry_run=key is None, event=event,
                                          layout=layout)
+    root_section = None
+    if trust_root is not None:
+        from ringward.core.trust.rotation import bootstrap_root_section
+
+        root_section = bootstrap_root_section(_load_root(trust_root))
     packaged = package_release(Path(dist_dir), Path(output), info, key, make_zip=make_zip, ci_wrappers=wrappers,
-                               progress=progress)
+                               progress=progress, root_section=root_section)
     result = packaged.to_dict()
     result["valid"] = True
     return _maybe_record(KIND_PACKAGE, result, record=record, valid=True, version=version, runtime=runtime,
