@@ -508,6 +508,9 @@ def create_app(
     from ringward.api.webhooks import add_webhook_routes  # API9: signed inventory webhooks (no bearer token)
 
     add_webhook_routes(app, get_store=get_store, clock=clock)
+    from ringward.api.sla import add_sla_routes  # API10-API12: SLA acknowledgements, open escalations
+
+    add_sla_routes(app, auth=auth, get_store=get_store, clock=clock)
     return app
 
 

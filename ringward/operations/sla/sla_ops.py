@@ -11,6 +11,7 @@ acknowledgement (``endpoint-remediation-sla-notification-ack``), refused acknowl
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,7 +26,8 @@ from ringward.core.common.jsonio import dumps_document, loads_strict
 from ringward.core.delivery.config import ConnectorConfig
 from ringward.core.delivery.event import ConnectorEvent
 from ringward.core.delivery.event import Severity as EventSeverity
-from ringward.core.errors import ConfigError, InputError, validation_problem
+from ringward.core.errors import ConfigError, InputError, NotFoundError, StoreConflictError, validation_problem
+from ringward.core.evidence.query import EvidenceQuery
 from ringward.core.evidence.records import EvidenceDraft, EvidenceSubject
 from ringward.core.remediation.handoff import (
     HANDOFF_SCHEMA,
@@ -36,7 +38,16 @@ from ringward.core.remediation.handoff import (
 )
 from ringward.core.sla import acks
 from ringward.core.sla.engine import Notification, Outcome, Plan, iso, outcome_event, plan
-from ringward.core.sla.history import HistoryEvent, NotificationKind, SilenceAdded, SilenceExpired
+from ringward.core.sla.history import (
+    Acknowledged,
+    AckRefused,
+    AckState,
+    HistoryEvent,
+    NotificationKind,
+    SilenceAdded,
+    SilenceExpired,
+    acknowledgement_id_for,
+)
 from ringward.core.sla.policy import Matcher, SlaPolicy, parse_policy
 from ringward.core.sla.report import Severity, SlaReport, build_report
 from ringward.operations.common.files import atomic_write, read_capped
@@ -571,3 +582,147 @@ def expire_silence(store: Store, scope: str, silence_id: str, *, by: str, at: da
     )
     ledger.record(scope, [event], [draft], now=_wall())
     return event
+
+
+# --- the HTTP API's acknowledgements and open escalations -----------------------------------------
+
+#: how many recorded reports (newest first) are searched for a given report id
+MAX_REPORT_SCAN = 200
+#: how many acknowledgement records (newest first, the caller's) are searched to replay one
+MAX_ACK_SCAN = 200
+
+
+def recorded_report(store: Store, *, report_id: str | None = None, scan_limit: int = MAX_REPORT_SCAN) -> SlaReport:
+    """The newest recorded report (``endpoint-remediation-sla-report`` evidence, written by
+    ``ringward sla report`` and the scheduled run), or the newest one with ``report_id``.
+
+    The API resolves reports this way rather than from a client-named path: what a caller can
+    acknowledge is only ever what the server itself evaluated and recorded.
+
+    Raises:
+        NotFoundError: no recorded report (with that id among the newest ``scan_limit``).
+    """
+    before: int | None = None
+    seen = 0
+    while seen < scan_limit:
+        page = store.search_evidence(
+            EvidenceQuery(kind=KIND_REPORT, before_id=before, limit=min(50, scan_limit - seen), with_total=False)
+        )
+        for record in page.items:
+            seen += 1
+            document = record.payload.get("report")
+            if report_id is not None and record.payload.get("report_id") != report_id:
+                continue
+            if not isinstance(document, dict):
+                continue
+            try:
+                return SlaReport.model_validate(document)
+            except ValidationError as exc:
+                raise InputError(f"evidence record {record.id}: report: {validation_problem(exc)}") from None
+        if page.next_before_id is None or not page.items:
+            break
+        before = page.next_before_id
+    if report_id is None:
+        raise NotFoundError("no SLA report is recorded yet (run `ringward sla report` or the sla-escalation flow)")
+    raise NotFoundError(f"report_id: no recorded SLA report {report_id!r} among the newest {scan_limit}")
+
+
+def route_of(policy: SlaPolicy, group: str) -> tuple[str, str | None]:
+    """``route_id`` or ``<scope>/<route_id>`` -> (group key, the route's owner).
+
+    Raises:
+        NotFoundError: no such route in the policy (or another scope).
+    """
+    scope, _, route_id = group.rpartition("/")
+    if (scope and scope != policy.scope) or route_id not in policy.routes:
+        known = ", ".join(sorted(policy.routes)) or "none"
+        raise NotFoundError(f"group: no route {group!r} in scope {policy.scope} (routes: {known})")
+    return acks.resolve_group(policy, route_id), policy.routes[route_id].owner
+
+
+def refuse_acknowledgement(
+    store: Store, policy: SlaPolicy, *, group: str, state: str, by: str, at: datetime, reason: str
+) -> AckRefused:
+    """Record a refused acknowledgement (``ack-refused`` history row + evidence) and return it.
+    The same refusal twice at the same instant is recorded once."""
+    key, _ = route_of(policy, group)
+    try:
+        chosen = AckState(state)
+    except ValueError:
+        raise InputError(f"acknowledgement_state must be one of: {', '.join(s.value for s in AckState)}") from None
+    event = AckRefused(at=at.astimezone(UTC), group_key=key, state=chosen, by=by, reason=reason)
+    draft = EvidenceDraft(
+        kind=KIND_ACK_REFUSED,
+        actor=by,
+        subject=EvidenceSubject(status="refused", success=False),
+        payload=event.model_dump(mode="json"),
+    )
+    with contextlib.suppress(StoreConflictError):  # this very refusal is already on record
+        _ledger(store).record(policy.scope, [event], [draft], now=_wall())
+    return event
+
+
+def acknowledge_checked(
+    store: Store,
+    policy: SlaPolicy,
+    report: SlaReport,
+    *,
+    group: str,
+    state: str,
+    by: str,
+    at: datetime,
+    comment: str | None = None,
+    is_admin: bool = False,
+) -> tuple[dict[str, Any], bool]:
+    """:func:`acknowledge` as the API does it: the route's owner, a member of its group, the
+    policy's ``admins`` and (``is_admin``) an admin token may act; anyone else is refused and the
+    refusal recorded. Idempotent: the same decision by the same actor at the same instant returns
+    the recorded payload again (``replayed``) instead of failing on the duplicate. A later repeat
+    of ``acknowledged`` renews the acknowledgement (state table in :mod:`ringward.core.sla.acks`).
+    Returns (payload, replayed).
+
+    Raises:
+        NotFoundError: unknown group. AcknowledgementRefused: not owner/member/admin (recorded).
+        StateError: no open incident / acknowledgement not required. InputError: bad state.
+    """
+    key, owner = route_of(policy, group)
+    if is_admin and by not in policy.admins:
+        policy = policy.model_copy(update={"admins": (*policy.admins, by)})
+    try:
+        chosen = AckState(state)
+    except ValueError:
+        raise InputError(f"acknowledgement_state must be one of: {', '.join(s.value for s in AckState)}") from None
+    if not policy.may_act(owner or "", by):
+        reason = f"{by} is not {owner or 'the route owner'}, a member of it, or an admin"
+        refused = refuse_acknowledgement(store, policy, group=key, state=chosen.value, by=by, at=at, reason=reason)
+        raise acks.AcknowledgementRefused(f"acknowledgement refused: {reason}", refused)
+    wanted = acknowledgement_id_for(key, chosen.value, by, at)
+    history = _ledger(store).history(policy.scope)
+    if any(isinstance(e, Acknowledged) and e.acknowledgement_id == wanted for e in history):
+        before: int | None = None
+        for _ in range(max(1, MAX_ACK_SCAN // 50)):
+            query = EvidenceQuery(kind=KIND_ACK, actor=by, before_id=before, limit=50, with_total=False)
+            page = store.search_evidence(query)
+            for record in page.items:
+                if record.payload.get("acknowledgement_id") == wanted:
+                    return dict(record.payload), True
+            if page.next_before_id is None:
+                break
+            before = page.next_before_id
+    payload = acknowledge(store, policy, report, group=key, state=chosen.value, by=by, at=at, comment=comment)
+    return payload, False
+
+
+def open_escalations(store: Store, policy: SlaPolicy, report: SlaReport, *, now: datetime) -> dict[str, Any]:
+    """The open incidents at ``now`` (from the recorded history; nothing is written), per owner."""
+    current = plan(_ledger(store).history(policy.scope), policy, report, now)
+    by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for incident in current.incidents:
+        by_owner[incident.owner].append(incident.model_dump(mode="json"))
+    return {
+        "scope": policy.scope,
+        "at": iso(now),
+        "report_id": report.report_id,
+        "incident_count": len(current.incidents),
+        "owners": dict(sorted(by_owner.items())),
+    }
