@@ -176,6 +176,10 @@ CATALOG: tuple[Deployment, ...] = (
                note="with a signed checkpoint add parameters checkpoint + trust_root; to sign each intact head "
                     "($RINGWARD_SIGNING_KEY) and send it to the SIEM: checkpoint_dir, deliver_checkpoint_config, "
                     "checkpoint_provider"),
+    Deployment("console-refresh", "flows.console:console_refresh_flow",
+               "Operator console every 5 minutes: stable-key artifacts console-* (releases, channels, approvals, "
+               "rollouts, fleet, escalations, incidents, deliveries, evidence) and ringward-overview linking them.",
+               ("console", "scheduled"), concurrency_limit=1, schedules=(Interval(300),)),
     # --- fleet inventory -------------------------------------------------------------------------------
     Deployment("inventory-ingest", "flows.inventory_ingest:inventory_ingest_flow",
                "Normalise a Jamf / Intune / Fleet / Linux / EDR inventory export into cavra.endpoint-observations.v1 "
