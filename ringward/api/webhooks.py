@@ -19,6 +19,7 @@ carries a signature instead. Everything that is not under :data:`PREFIX` goes to
 
 # no `from __future__ import annotations`: FastAPI must see the route annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -56,8 +57,11 @@ class _TooLarge(Exception):
 
 async def _read_capped(request: Request, cap: int) -> bytes:
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > cap:
-        raise _TooLarge(int(declared))
+    # ASCII digits only (str.isdigit also accepts '²'), and no int() of thousands of digits
+    if declared is not None and declared.isascii() and declared.isdigit():
+        size = int(declared) if len(declared) <= 19 else cap + 1
+        if size > cap:
+            raise _TooLarge(size)
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -131,6 +135,15 @@ def build_receiver_app(*, get_store: Callable[[], Store], clock: Callable[[], da
                 error="body-too-large", reason=message, webhook_id=request.headers.get("webhook-id"),
                 body_sha256=None, body_bytes=exc.size, now=now)
             return _error(413, "body-too-large", message)
+        repeated = [(name, n) for name in webhook_ops.SIGNED_HEADERS if (n := len(request.headers.getlist(name))) > 1]
+        if repeated:
+            # ambiguous: a proxy or logger may keep another copy than the one the signature covers
+            refused = WebhookSignatureError(f"{repeated[0][0]} appears {repeated[0][1]} times, expected once")
+            await run_in_threadpool(
+                webhook_ops.record_refusal, store, source=source, provider=provider, status_code=401,
+                error=refused.code, reason=refused.message, webhook_id=None,
+                body_sha256=hashlib.sha256(body).hexdigest(), body_bytes=len(body), now=now)
+            return _error(401, refused.code, refused.message)
         try:
             accepted = await run_in_threadpool(webhook_ops.accept_webhook, store, receiver, source,
                                                dict(request.headers), body, now=now)

@@ -31,6 +31,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "rollout": ("ringward.cli.rollout_cmd", "Capture, promote, roll back and audit rollouts across rings."),
     "window": ("ringward.cli.window_cmd", "Explain promotion windows and freezes."),
     "db": ("ringward.cli.db_cmd", "Show and upgrade the store's schema revision."),
+    "backup": ("ringward.cli.backup_cmd", "Back up the whole store to a directory and restore it."),
     "inventory": ("ringward.cli.inventory_cmd", "Ingest fleet inventory, reconcile it against releases, freshness."),
     "sla": ("ringward.cli.sla_cmd", "Remediation SLA: report, notify, escalate, acknowledge, silence."),
     "demo": ("ringward.cli.demo_cmd", "End-to-end demo: build, package, sign, verify."),

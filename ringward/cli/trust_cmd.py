@@ -267,7 +267,8 @@ def update(
     root atomically. On any refusal the trust root is left untouched (exit 1)."""
     now = _time(at, "--at") or utc_now()
     try:
-        outcome = update_trust_root(trust_root, list(new), now=now, actor=default_actor(), record=not no_evidence)
+        outcome = update_trust_root(trust_root, list(new), now=now, actor=default_actor(), record=not no_evidence,
+                                    time_overridden=at is not None)
     except TrustRootRotationError as exc:
         if json_output:
             print_json({"decision": "refused", "reason_code": exc.code, "reason": exc.message})

@@ -36,6 +36,10 @@ SIGNING_KEY_PREFIX = "whsk_"
 PUBLIC_KEY_PREFIX = "whpk_"
 #: receivers refuse timestamps further than this from their clock (replays, stale retries)
 DEFAULT_TOLERANCE_SECONDS = 300
+#: items a ``webhook-signature`` may carry: each one costs a pass over the whole body, so an
+#: unauthenticated header of hundreds of items would be hundreds of passes (a sender rotating
+#: secrets and keys needs at most a handful)
+MAX_SIGNATURE_ITEMS = 8
 
 
 def _b64(value: str, *, what: str) -> bytes:
@@ -138,6 +142,16 @@ def signature_header(
     return " ".join(items)
 
 
+def _hmac_keys(secrets: Sequence[str]) -> list[bytes]:
+    keys: list[bytes] = []
+    for secret in secrets:
+        try:
+            keys.append(secret_bytes(secret))
+        except ConfigError:
+            continue
+    return keys
+
+
 @dataclass(frozen=True)
 class VerifiedWebhook:
     """Which item of the header verified (for the receiver's logs)."""
@@ -177,24 +191,27 @@ def verify_webhook(
             f"webhook-timestamp {timestamp} is {timestamp - now:+d}s from now, expected within ±{tolerance_seconds}s"
         )
     content = signed_content(msg_id, stamp, body)  # exactly the header text that was signed
-    hmac_keys: list[bytes] = []
-    for secret in secrets:
-        try:
-            hmac_keys.append(secret_bytes(secret))
-        except ConfigError:
-            continue
-    for item in header.split():
+    items = header.split()
+    if len(items) > MAX_SIGNATURE_ITEMS:
+        raise WebhookSignatureError(
+            f"webhook-signature: {len(items)} signatures, expected at most {MAX_SIGNATURE_ITEMS}"
+        )
+    expected_macs: list[bytes] | None = None  # one HMAC pass per secret, however many v1 items
+    for item in items:
         version, _, encoded = item.partition(",")
         try:
             signature = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             continue
         if version == "v1":
-            for hmac_key in hmac_keys:
-                expected = hmac.new(hmac_key, content, hashlib.sha256).digest()
+            if expected_macs is None:
+                expected_macs = [hmac.new(key, content, hashlib.sha256).digest() for key in _hmac_keys(secrets)]
+            for expected in expected_macs:
                 if hmac.compare_digest(expected, signature):
                     return VerifiedWebhook(msg_id, timestamp, "v1")
         elif version == "v1a":
+            if len(signature) != 64:  # not an Ed25519 signature: no pass over the body for it
+                continue
             for public_key in public_keys:
                 try:
                     public_key.verify(signature, content)

@@ -23,7 +23,11 @@ neither they nor their values reach logs, evidence or errors (errors name the re
 
 Intake order (:func:`accept_webhook`): the body is already capped by the caller (413); the
 signature and timestamp are verified (401); a ``webhook-id`` already accepted for the source is a
-replay (409); refusals are evidence records without the body. An accepted body is written as an
+replay (409); refusals are evidence records without the body. Refusals at a configured source are
+recorded although the sender is unauthenticated (they are the trail of an attack on that source):
+each record is small and bounded (no body, truncated id and reason), so growth is bounded by the
+request rate only -- rate-limit ``/webhooks/inventory/`` at the reverse proxy. Unknown sources are
+not recorded (anyone can guess names). An accepted body is written as an
 evidence bundle (raw bytes + digest) and its receipt row is inserted in the same transaction
 before the 202 is sent. Then the API (``ringward.api.webhooks``) either emits ``ringward.inventory.received``
 (a deployment trigger runs the ingestion flow on the stored body's absolute path) or, without a
@@ -50,6 +54,7 @@ from ringward.core.delivery.webhook_signing import (
     DEFAULT_TOLERANCE_SECONDS,
     VerifiedWebhook,
     load_public_key,
+    public_key_bytes,
     secret_bytes,
     verify_webhook,
 )
@@ -75,6 +80,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _REF = re.compile(r"^(env|file):(.+)$")
 MAX_WEBHOOK_ID = 256
+#: the Standard Webhooks headers; each must appear once (see ``ringward.api.webhooks``)
+SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 
 
 def webhooks_path() -> Path:
@@ -147,7 +154,7 @@ class WebhooksConfig(BaseModel):
     @classmethod
     def _names(cls, value: dict[str, WebhookSourceConfig]) -> dict[str, WebhookSourceConfig]:
         for name in value:
-            if not re.match(SOURCE_PATTERN, name):
+            if not re.fullmatch(SOURCE_PATTERN, name):  # re.match's '$' also matches before a final newline
                 raise ValueError(f"source name {name[:80]!r}: expected lowercase letters, digits, - or _ (1-64)")
         return value
 
@@ -213,6 +220,9 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
     """
     env = os.environ if environ is None else environ
     resolved: dict[str, WebhookSource] = {}
+    # a message signed for one source must not verify at another (the replay key is per source)
+    secret_owner: dict[bytes, str] = {}
+    key_owner: dict[bytes, str] = {}
     for name, item in config.sources.items():
         secrets: list[str] = []
         for i, ref in enumerate(item.secrets):
@@ -228,6 +238,16 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
             where = f"{source}: sources.{name}.public_keys[{i}]"
             text = ref if ref.startswith("whpk_") else _resolve(ref, where=where, environ=env)
             keys.append(load_public_key(text, source=where))
+        for i, value in enumerate(secrets):
+            owner = secret_owner.setdefault(secret_bytes(value), name)
+            if owner != name:
+                raise ConfigError(f"{source}: sources.{name}.secrets[{i}] ({item.secrets[i]}): also used by source "
+                                  f"{owner}; the signature does not cover the source, so each needs its own secret")
+        for i, key in enumerate(keys):
+            owner = key_owner.setdefault(public_key_bytes(key), name)
+            if owner != name:
+                raise ConfigError(f"{source}: sources.{name}.public_keys[{i}]: also pinned by source {owner}; the "
+                                  "signature does not cover the source, so each needs its own key")
         resolved[name] = WebhookSource(name=name, provider=item.provider, channel=item.channel,
                                        software=item.software, secrets=tuple(secrets), public_keys=tuple(keys))
     output = None
@@ -408,8 +428,14 @@ def _check_stored_body(receipt: WebhookReceipt) -> None:
     broken evidence (the receipt stays open), never a malformed payload to reject."""
     from ringward.core.errors import EvidenceIntegrityError
     from ringward.operations.common.files import sha256_file
+    from ringward.settings import evidence_root
 
     path = Path(receipt.raw_path)
+    # the row names the file: a row edited (or restored from elsewhere) must not make the
+    # ingestion read, and turn into evidence, a file outside the evidence root
+    if not path.resolve().is_relative_to(evidence_root().resolve()):
+        raise EvidenceIntegrityError(f"webhook receipt {receipt.receipt_id}: stored body {path} is outside the "
+                                     f"evidence root {evidence_root()}")
     try:
         digest = sha256_file(path)
     except OSError as exc:

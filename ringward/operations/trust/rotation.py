@@ -114,12 +114,15 @@ class UpdateOutcome:
 
 
 def update_trust_root(current_path: Path, new_paths: list[Path], *, now: datetime, actor: str,
-                      record: bool = True) -> UpdateOutcome:
+                      record: bool = True, time_overridden: bool = False) -> UpdateOutcome:
     """Verify the chain CURRENT -> NEW... and atomically replace CURRENT with its newest version.
 
     Raises ``InputError`` (unreadable/invalid files) or a ``TrustRootRotationError`` (refused);
-    CURRENT is untouched in both cases. Evidence is recorded for the acceptance and for a refusal.
+    CURRENT is untouched in both cases. Evidence is recorded for the acceptance and for a refusal,
+    with the time verified for (``time_overridden``: an operator's ``--at``, which can make an
+    expired version or key acceptable, so it must be visible afterwards).
     """
+    when = {"verified_at": now.isoformat(), "time_overridden": time_overridden}
     with _exclusive(current_path):
         current = load_trust_root(current_path)
         loaded = _file_digest(current_path)
@@ -127,7 +130,7 @@ def update_trust_root(current_path: Path, new_paths: list[Path], *, now: datetim
             chain = verify_chain(current, plan_chain(current, new_paths), now)
         except RingwardError as exc:
             if record and not isinstance(exc, InputError):
-                _record(_refusal_payload(current, current_path, new_paths, exc), actor, "refused")
+                _record({**_refusal_payload(current, current_path, new_paths, exc), **when}, actor, "refused")
             raise
         if _file_digest(current_path) != loaded:
             # a writer that does not take the lock (trust add-key) changed CURRENT meanwhile
@@ -135,7 +138,7 @@ def update_trust_root(current_path: Path, new_paths: list[Path], *, now: datetim
         final = chain.final
         atomic_write(current_path, dumps_document(final.model_dump(mode="json", exclude_none=True)), overwrite=True)
     if record:
-        _record(_accept_payload(chain, current_path), actor, "accepted")
+        _record({**_accept_payload(chain, current_path), **when}, actor, "accepted")
     return UpdateOutcome(chain, current_path)
 
 
