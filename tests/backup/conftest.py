@@ -1,0 +1,1 @@
+from tests.store.dbfixtures import db_url, store  # noqa: F401
