@@ -185,16 +185,13 @@ CATALOG: tuple[Deployment, ...] = (
                "Normalise a Jamf / Intune / Fleet / Linux / EDR inventory export into cavra.endpoint-observations.v1 "
                "(raw payload kept as evidence; identical re-ingest is one record); emits ringward.inventory.ingested.",
                ("inventory", "ingestion")),
-    Deployment("inventory-ingest-on-receive", "flows.inventory_ingest:inventory_ingest_flow",
-               "Ingests each signed inventory webhook body the API stored (ringward.inventory.received carries its "
-               "absolute path) and records the outcome on its receipt; receipts a crash left open are finished by "
-               "`ringward inventory recover-webhooks`.",
+    Deployment("inventory-ingest-on-receive", "flows.inventory_ingest:inventory_ingest_receipt_flow",
+               "Ingests each signed inventory webhook body the API stored: the event carries only the receipt id; "
+               "path, provider, channel and output come from the receipt (receipts a crash left open are "
+               "finished by `ringward inventory recover-webhooks`).",
                ("inventory", "ingestion", "event-driven"), concurrency_limit=4,
                triggers=(OnEvent("ringward.inventory.received", "ringward.inventory.webhook.*",
-                                 {"source": "{{ event.payload.source }}", "provider": "{{ event.payload.provider }}",
-                                  "channel": "{{ event.payload.channel }}", "software": "{{ event.payload.software }}",
-                                  "output": "{{ event.payload.output }}", "actor": "{{ event.payload.actor }}",
-                                  "receipt_id": "{{ event.payload.receipt_id }}"}),)),
+                                 {"receipt_id": "{{ event.payload.receipt_id }}"}),)),
     Deployment("inventory-reconcile", "flows.inventory_reconcile:inventory_reconcile_flow",
                "Verify a package, then reconcile observations against its signed endpoint deployment manifest "
                "(version/checksum drift, missing/unknown targets, stale hosts); drift artifacts per channel.",

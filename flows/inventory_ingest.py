@@ -17,7 +17,7 @@ from prefect.states import Completed, Failed
 
 from flows._common import current_flow_run_id, emit, unwrap, utc_now
 from ringward.operations.inventory.events import ingested_event
-from tasks.inventory_steps import ingest_inventory
+from tasks.inventory_steps import ingest_inventory, ingest_webhook_receipt
 
 INGEST_KEY = "inventory-ingestion"
 
@@ -32,9 +32,9 @@ def step(state: State, title: str) -> tuple[Any, State | None]:
 @flow(name="inventory-ingest", log_prints=True)
 def inventory_ingest_flow(source: str, provider: str, channel: str | None = None,
                           software: list[str] | None = None, output: str | None = None, actor: str | None = None,
-                          now: datetime | None = None, receipt_id: str | None = None) -> State:
+                          now: datetime | None = None) -> State:
     params = {"source": source, "provider": provider, "channel": channel, "software": software, "output": output,
-              "actor": actor, "receipt_id": receipt_id}
+              "actor": actor}
     result, refused = step(ingest_inventory(params, now or utc_now(), current_flow_run_id(), return_state=True),
                            "inventory-ingest")
     if refused is not None:
@@ -51,3 +51,23 @@ def inventory_ingest_flow(source: str, provider: str, channel: str | None = None
     if event is not None:
         emit(*event)
     return Completed(message=f"{result['status']} {result['inventory_id']}", data=result)
+
+
+@flow(name="inventory-ingest-receipt", log_prints=True)
+def inventory_ingest_receipt_flow(receipt_id: int, now: datetime | None = None) -> State:
+    """Ingest one signed webhook body by its receipt id (what ``ringward.inventory.received`` carries):
+    the path, provider, channel and output come from the receipt the API stored, never from the
+    event, and a receipt already finished is not ingested again."""
+    outcome, refused = step(ingest_webhook_receipt(receipt_id, now or utc_now(), current_flow_run_id(),
+                                                   return_state=True), "inventory-ingest-receipt")
+    if refused is not None:
+        return refused
+    if outcome.get("already_finished"):
+        return Completed(message=f"receipt {receipt_id} already {outcome['status']}; nothing to do", data=outcome)
+    if outcome["status"] != "ingested":
+        return Failed(message=f"receipt {receipt_id} rejected: {outcome.get('reason')}"[:500], data=outcome)
+    result = outcome["result"]
+    event = ingested_event(result)
+    if event is not None:
+        emit(*event)
+    return Completed(message=f"receipt {receipt_id}: {result['status']} {result['inventory_id']}", data=outcome)

@@ -12,7 +12,6 @@ from typing import Any
 from prefect import State, task
 from prefect.cache_policies import NO_CACHE
 
-from ringward.core.errors import InputError
 from ringward.core.inventory.reconcile import DesiredState, Partial, merge
 from ringward.operations.inventory import freshness as freshness_ops
 from ringward.operations.inventory import ingest as ingest_ops
@@ -32,23 +31,21 @@ def _open_store() -> Any:
 @task(name="ingest-inventory", cache_policy=NO_CACHE)
 @refusals_as_state
 def ingest_inventory(params: dict[str, Any], now: datetime, flow_run_id: str | None) -> dict[str, Any] | State:
-    """Normalise and record one provider payload (``inventory ingest``); with ``receipt_id`` (a run
-    triggered by a signed webhook) the receipt records the outcome."""
-    receipt_id = int(params["receipt_id"]) if params.get("receipt_id") not in (None, "", "None") else None
+    """Normalise and record one provider payload (``inventory ingest``)."""
     with _open_store() as store:
-        try:
-            result = ingest_ops.ingest_inventory(
-                store, source=Path(params["source"]), provider=params["provider"], channel=params.get("channel"),
-                software=tuple(params.get("software") or ingest_ops.DEFAULT_SOFTWARE), now=now,
-                actor=params.get("actor") or "inventory-flow",
-                output=Path(params["output"]) if params.get("output") else None, flow_run_id=flow_run_id)
-        except InputError as exc:
-            if receipt_id is not None:
-                webhook_ops.finish_dispatched_receipt(store, receipt_id, now=now, rejected_reason=exc.message)
-            raise
-        if receipt_id is not None:
-            webhook_ops.finish_dispatched_receipt(store, receipt_id, now=now, inventory_id=result["inventory_id"])
-        return result
+        return ingest_ops.ingest_inventory(
+            store, source=Path(params["source"]), provider=params["provider"], channel=params.get("channel"),
+            software=tuple(params.get("software") or ingest_ops.DEFAULT_SOFTWARE), now=now,
+            actor=params.get("actor") or "inventory-flow",
+            output=Path(params["output"]) if params.get("output") else None, flow_run_id=flow_run_id)
+
+
+@task(name="ingest-webhook-receipt", cache_policy=NO_CACHE)
+@refusals_as_state
+def ingest_webhook_receipt(receipt_id: int, now: datetime, flow_run_id: str | None) -> dict[str, Any] | State:
+    """Ingest the body a signed webhook delivered, from its stored receipt only."""
+    with _open_store() as store:
+        return webhook_ops.ingest_receipt_by_id(store, receipt_id, now=now, flow_run_id=flow_run_id)
 
 
 @task(name="reconcile-inventory", cache_policy=NO_CACHE)

@@ -4,7 +4,8 @@ open escalations per owner.
 On top of rules API1-API4 of :mod:`ringward.api.app`:
 
 - API10 the routing policy comes from the server's configuration only (``$RINGWARD_SLA_POLICY``,
-  else ``<home>/sla-routing.yaml``; missing is 400 ``not-configured``), and the report is one the
+  else ``<home>/sla-routing.yaml``; missing is 409 ``not-configured`` and unreadable 409 ``bad-config``:
+  the server's state, not the request, is wrong), and the report is one the
   server itself recorded (``endpoint-remediation-sla-report`` evidence, written by
   ``ringward sla report`` and the ``sla-escalation`` flow): the newest, or the newest with the
   body's ``report_id``. A request never names a server path, so there is nothing to confine.
@@ -33,6 +34,7 @@ from ringward.api.auth import ApiError, Principal
 from ringward.api.models import ERROR_RESPONSES
 from ringward.core.approvals.rules import TEXT_PATTERN
 from ringward.core.common.roles import Permission, Role
+from ringward.core.errors import RingwardError
 from ringward.core.sla.acks import AcknowledgementRefused
 from ringward.core.sla.policy import SlaPolicy
 from ringward.store import Store
@@ -106,16 +108,20 @@ SLA_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def _policy() -> SlaPolicy:
-    """The configured routing policy (API10); 400 ``not-configured`` when the file is absent."""
+    """The configured routing policy (API10); 409 ``not-configured`` when the file is absent, 409
+    ``bad-config`` when it does not load (a valid request never gets a 4xx that blames it)."""
     from ringward.operations.sla import sla_ops
     from ringward.settings import SLA_POLICY_ENV, sla_policy_path
 
     path = sla_policy_path()
     if not path.is_file():
         raise ApiError(
-            400, "not-configured", f"the server has no SLA routing policy (set ${SLA_POLICY_ENV} or create {path})"
+            409, "not-configured", f"the server has no SLA routing policy (set ${SLA_POLICY_ENV} or create {path})"
         )
-    return sla_ops.load_policy(path)
+    try:
+        return sla_ops.load_policy(path)
+    except RingwardError as exc:
+        raise ApiError(409, "bad-config", f"the server's SLA routing policy does not load: {exc.message}") from None
 
 
 def add_sla_routes(

@@ -126,10 +126,14 @@ def test_received_event_parameters_run_the_ingestion_flow(prefect_server: None, 
     (trigger,) = deployment.triggers
     parameters = {name: payload[template.split("event.payload.")[1].rstrip(" }")]
                   for name, template in trigger.parameters.items()}
-    result = run_flow(ingest_flows.inventory_ingest_flow, **parameters, now=T0)
+    assert set(parameters) == {"receipt_id"}  # nothing else is taken from the event
+    outcome = run_flow(ingest_flows.inventory_ingest_receipt_flow, **parameters, now=T0)
+    result = outcome["result"]
     assert result["status"] == "ingested" and result["channel"] == "stable" and result["endpoint_count"] == 3
     (ingestion,) = records(hooks.store, KIND_INGESTION)
     assert ingestion.flow_run_id and ingestion.actor == "webhook:jamf-prod"
     assert Path(result["output_dir"]) == Path(payload["output"])
-    # the triggered run finished its receipt: nothing left for recover-webhooks
+    # the triggered run finished its receipt: nothing left for recover-webhooks; a replayed event is a no-op
     assert hooks.receipt(response).status == "ingested"
+    again = run_flow(ingest_flows.inventory_ingest_receipt_flow, **parameters, now=T0)
+    assert again["already_finished"] and len(records(hooks.store, KIND_INGESTION)) == 1

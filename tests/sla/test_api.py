@@ -274,7 +274,7 @@ def test_the_report_is_the_recorded_one_named_by_id_or_the_newest(sla_api: SlaAp
     assert unknown.status_code == 404 and "ersla_000000000000" in unknown.json()["message"]
 
 
-def test_no_recorded_report_is_404_and_no_policy_is_400(
+def test_no_recorded_report_is_404_and_no_policy_is_409(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RINGWARD_EMIT_EVENTS", "0")
@@ -285,7 +285,7 @@ def test_no_recorded_report_is_404_and_no_policy_is_400(
     headers = {"Authorization": f"Bearer {secret}"}
     with TestClient(create_app(store=store, artifact_root=tmp_path, clock=Clock(ACK_AT))) as client:
         missing = client.post("/sla/acknowledgements", headers=headers, json=ack_body())
-        assert missing.status_code == 400 and missing.json()["error"] == "not-configured"
+        assert missing.status_code == 409 and missing.json()["error"] == "not-configured"
         assert str(policy_path) in missing.json()["message"]
         policy_path.write_text(yaml.safe_dump(_policy_document()))
         no_report = client.post("/sla/acknowledgements", headers=headers, json=ack_body())
@@ -293,7 +293,7 @@ def test_no_recorded_report_is_404_and_no_policy_is_400(
         assert client.get("/sla/escalations", headers=headers).status_code == 404
         policy_path.write_text("routes: [unclosed\n")
         broken = client.post("/sla/acknowledgements", headers=headers, json=ack_body())
-        assert broken.status_code == 400 and broken.json()["error"] == "bad-config"
+        assert broken.status_code == 409 and broken.json()["error"] == "bad-config"
 
 
 def test_open_escalations_per_owner_for_any_token(sla_api: SlaApi) -> None:

@@ -447,7 +447,7 @@ def _check_stored_body(receipt: WebhookReceipt) -> None:
 
 
 def ingest_receipt(store: Store, receiver: WebhookReceiver, receipt: WebhookReceipt, *, now: datetime,
-                   software: tuple[str, ...] | None = None) -> dict[str, Any]:
+                   software: tuple[str, ...] | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
     """Ingest a receipt's stored body (re-hashed first) and record the outcome on the receipt.
 
     A malformed payload is not an error here: the receipt becomes ``rejected`` with the one-line
@@ -466,7 +466,7 @@ def ingest_receipt(store: Store, receiver: WebhookReceiver, receipt: WebhookRece
     try:
         result = ingest_inventory(store, source=Path(receipt.raw_path), provider=receipt.provider,
                                   channel=receipt.channel, software=chosen, output=output_dir(receiver, receipt),
-                                  actor=_actor(receipt.source), now=now)
+                                  actor=_actor(receipt.source), now=now, flow_run_id=flow_run_id)
     except InputError as exc:
         changed = repo.finish(receipt.receipt_id, REJECTED, reason=exc.message, now=now)
         return {"receipt_id": receipt.receipt_id, "status": REJECTED, "reason": exc.message, "changed": changed}
@@ -475,17 +475,19 @@ def ingest_receipt(store: Store, receiver: WebhookReceiver, receipt: WebhookRece
             "inventory_id": result["inventory_id"], "changed": changed, "result": result}
 
 
-def finish_dispatched_receipt(store: Store, receipt_id: int, *, now: datetime, inventory_id: str | None = None,
-                              rejected_reason: str | None = None) -> bool:
-    """Record the outcome of the flow run a ``ringward.inventory.received`` event triggered on its
-    receipt (``ingested`` with the inventory id, or ``rejected`` with the one-line reason). False when
-    the receipt was already finished (e.g. by ``recover-webhooks``): the first outcome stands."""
-    from ringward.store.inventory.receipts import INGESTED, REJECTED, WebhookReceiptRepository
+def ingest_receipt_by_id(store: Store, receipt_id: int, *, now: datetime,
+                         flow_run_id: str | None = None) -> dict[str, Any]:
+    """The ``inventory-ingest-on-receive`` step: everything (stored body path, provider, channel,
+    output, actor) comes from the receipt the API recorded, never from the event that named it, so
+    whoever can post events to Prefect can at most ask for an accepted body to be ingested (once:
+    a finished receipt is not ingested again)."""
+    from ringward.store.inventory.receipts import OPEN_STATUSES, WebhookReceiptRepository
 
-    repo = WebhookReceiptRepository(store)
-    if rejected_reason is not None:
-        return repo.finish(receipt_id, REJECTED, reason=rejected_reason, now=now)
-    return repo.finish(receipt_id, INGESTED, inventory_id=inventory_id, now=now)
+    receipt = WebhookReceiptRepository(store).get(receipt_id)
+    if receipt.status not in OPEN_STATUSES:
+        return {"receipt_id": receipt.receipt_id, "status": receipt.status, "reason": receipt.reason,
+                "inventory_id": receipt.inventory_id, "changed": False, "already_finished": True}
+    return ingest_receipt(store, load_receiver(), receipt, now=now, flow_run_id=flow_run_id)
 
 
 def recover_webhooks(store: Store, receiver: WebhookReceiver, *, now: datetime, include_dispatched: bool = False,
