@@ -114,3 +114,30 @@ class StateRepository:
         if expected_version is not None and result.rowcount != 1:
             raise StoreConflictError(f"kv_state {namespace}/{key}: expected version {expected_version} to delete")
         return bool(result.rowcount)
+
+
+def compare_and_set(conn: Any, namespace: str, key: str, value: Any | None, expected: int, *,
+                    actor: str, when: datetime) -> None:
+    """Compare-and-set one row inside the caller's transaction (``value`` None deletes it;
+    ``expected`` 0 means "must not exist"), so a domain can change several keys and append its
+    evidence in one transaction. Raises StoreConflictError when the version moved; the insert of two
+    racing first writers fails on the primary key (the caller maps that IntegrityError)."""
+    query = sa.select(kv_t.c.version).where(kv_t.c.namespace == namespace, kv_t.c.key == key)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    current = 0 if row is None else int(row[0])
+    if current != expected:
+        raise StoreConflictError(f"kv_state {namespace}/{key}: expected version {expected}, found {current} "
+                                 "(changed concurrently; re-run)")
+    where = (kv_t.c.namespace == namespace, kv_t.c.key == key, kv_t.c.version == current)
+    if value is None:
+        if row is not None:
+            conn.execute(sa.delete(kv_t).where(*where))
+        return
+    values = {"value": dumps_canonical(value).decode("utf-8"), "version": current + 1, "updated_at": when,
+              "updated_by": actor}
+    if row is None:
+        conn.execute(sa.insert(kv_t).values(namespace=namespace, key=key, **values))
+    else:
+        conn.execute(sa.update(kv_t).where(*where).values(**values))

@@ -19,17 +19,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ringward.core.common.jsonio import dumps_canonical
 from ringward.core.errors import StoreConflictError
 from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord
 from ringward.store.db import Transactions
 from ringward.store.evidence.repo import append_locked
-from ringward.store.state_repo import StateEntry, StateRepository
-from ringward.store.tables import kv_state_table as kv_t
+from ringward.store.state_repo import StateEntry, StateRepository, compare_and_set
 
 KEV_NAMESPACE: Final = "advisories.kev"
 KEV_KEY: Final = "catalog"
@@ -74,32 +70,9 @@ class AdvisoryStateRepository:
         try:
             with self._store.writing() as conn:
                 for namespace, key, value, expected in changes:
-                    _compare_and_set(conn, namespace, key, value, expected, actor=actor, when=when)
+                    compare_and_set(conn, namespace, key, value, expected, actor=actor, when=when)
                 return append_locked(conn, list(drafts), when) if drafts else []
         except IntegrityError as exc:  # two first writers of one key: the insert of the loser fails
             raise StoreConflictError("advisory state: written concurrently; re-read and retry") from exc
-
-
-def _compare_and_set(conn: Connection, namespace: str, key: str, value: Any | None, expected: int, *,
-                     actor: str, when: datetime) -> None:
-    query = sa.select(kv_t.c.version).where(kv_t.c.namespace == namespace, kv_t.c.key == key)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    current = 0 if row is None else int(row[0])
-    if current != expected:
-        raise StoreConflictError(f"kv_state {namespace}/{key}: expected version {expected}, found {current} "
-                                 "(changed concurrently; re-run)")
-    where = (kv_t.c.namespace == namespace, kv_t.c.key == key, kv_t.c.version == current)
-    if value is None:
-        if row is not None:
-            conn.execute(sa.delete(kv_t).where(*where))
-        return
-    values = {"value": dumps_canonical(value).decode("utf-8"), "version": current + 1, "updated_at": when,
-              "updated_by": actor}
-    if row is None:
-        conn.execute(sa.insert(kv_t).values(namespace=namespace, key=key, **values))
-    else:
-        conn.execute(sa.update(kv_t).where(*where).values(**values))
 
 

@@ -25,13 +25,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
 from ringward.core.approvals.rules import Approval, ApprovalState, transition_draft
-from ringward.core.common.jsonio import dumps_canonical
 from ringward.core.errors import RingwardError, StoreConflictError
 from ringward.core.evidence.records import EvidenceDraft, EvidenceRecord
 from ringward.store.approvals import repo as approvals_repo
 from ringward.store.db import Transactions
 from ringward.store.evidence.repo import append_locked, lock_head
-from ringward.store.state_repo import StateEntry, StateRepository, _entry
+from ringward.store.state_repo import StateEntry, StateRepository, _entry, compare_and_set
 from ringward.store.tables import approval_table as ap_t
 from ringward.store.tables import kv_state_table as kv_t
 
@@ -107,18 +106,18 @@ class RemediationStateRepository:
                     value = dict(entry.value)
                     value["attached_runs"] = [*value.get("attached_runs", []),
                                               {"at": when.isoformat(), "by": actor, "request_id": request_id}]
-                    _put(conn, REQUESTS, existing, value, entry.version, actor=actor, when=when)
+                    compare_and_set(conn, REQUESTS, existing, value, entry.version, actor=actor, when=when)
                     records = append_locked(conn, [attach_draft(existing)], now, head=head)
                     return OpenOutcome(existing, True, tuple(records))
                 conn.execute(ap_t.insert().values(**approvals_repo._row_values(approval)))
                 opened = transition_draft(before=None, after=approval, event="requested", actor=approval.requester,
                                           reason=approval.note, now=now, flow_run_id=flow_run_id)
                 current = _read(conn, REQUESTS, request_id)
-                _put(conn, REQUESTS, request_id, request_state, 0 if current is None else current.version,
+                compare_and_set(conn, REQUESTS, request_id, request_state, 0 if current is None else current.version,
                      actor=actor, when=when)
                 for key in dedup_keys:
                     row = _read(conn, OPEN, key)
-                    _put(conn, OPEN, key, {"request_id": request_id}, 0 if row is None else row.version,
+                    compare_and_set(conn, OPEN, key, {"request_id": request_id}, 0 if row is None else row.version,
                          actor=actor, when=when)
                 records = append_locked(conn, [opened, request_draft], now, head=head)
                 return OpenOutcome(request_id, False, tuple(records))
@@ -182,13 +181,13 @@ class RemediationStateRepository:
                     conn, approval_id, execution_ref=execution_id, now=now, flow_run_id=flow_run_id, **consume)
                 value = {**entry.value, "status": "executed", "execution_id": execution_id,
                          "executed_at": when.isoformat(), "executed_by": actor}
-                _put(conn, REQUESTS, request_id, value, version, actor=actor, when=when)
+                compare_and_set(conn, REQUESTS, request_id, value, version, actor=actor, when=when)
                 for key in dedup_keys:
                     row = _read(conn, OPEN, key)
                     if row is not None and row.value.get("request_id") == request_id:
-                        _put(conn, OPEN, key, None, row.version, actor=actor, when=when)
+                        compare_and_set(conn, OPEN, key, None, row.version, actor=actor, when=when)
                 current = _read(conn, EXECUTIONS, execution_id)
-                _put(conn, EXECUTIONS, execution_id, execution, 0 if current is None else current.version,
+                compare_and_set(conn, EXECUTIONS, execution_id, execution, 0 if current is None else current.version,
                      actor=actor, when=when)
                 records = append_locked(conn, [execution_draft], now)
                 return consumed, [consumption, *records]
@@ -206,7 +205,7 @@ class RemediationStateRepository:
         try:
             with self._store.writing() as conn:
                 for namespace, key, value, expected in changes:
-                    _put(conn, namespace, key, value, expected, actor=actor, when=when)
+                    compare_and_set(conn, namespace, key, value, expected, actor=actor, when=when)
                 return append_locked(conn, list(drafts), now) if drafts else []
         except IntegrityError as exc:
             raise StoreConflictError("remediation state: written concurrently; re-run") from exc
@@ -224,25 +223,3 @@ def _read(conn: Connection, namespace: str, key: str) -> StateEntry | None:
     return None if row is None else _entry(row)
 
 
-def _put(conn: Connection, namespace: str, key: str, value: Any | None, expected: int, *, actor: str,
-         when: datetime) -> None:
-    """Compare-and-set one row (``value`` None deletes it); ``expected`` 0 means "must not exist"."""
-    query = sa.select(kv_t.c.version).where(kv_t.c.namespace == namespace, kv_t.c.key == key)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    current = 0 if row is None else int(row[0])
-    if current != expected:
-        raise StoreConflictError(f"kv_state {namespace}/{key}: expected version {expected}, found {current} "
-                                 "(changed concurrently; re-run)")
-    where = (kv_t.c.namespace == namespace, kv_t.c.key == key, kv_t.c.version == current)
-    if value is None:
-        if row is not None:
-            conn.execute(sa.delete(kv_t).where(*where))
-        return
-    values = {"value": dumps_canonical(value).decode("utf-8"), "version": current + 1, "updated_at": when,
-              "updated_by": actor}
-    if row is None:
-        conn.execute(sa.insert(kv_t).values(namespace=namespace, key=key, **values))
-    else:
-        conn.execute(sa.update(kv_t).where(*where).values(**values))
