@@ -8,6 +8,8 @@ Also the environment every Prefect process Ringward starts gets: Prefect's outbo
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,15 +90,38 @@ class PrefectRest:
     def __exit__(self, *_: object) -> None:
         self._client.close()
 
+    #: answers that mean "busy, ask again": the Prefect server answers 503 when its SQLite database is
+    #: locked by another writer (the transaction was rolled back), 429 when it sheds load
+    RETRY_STATUSES = frozenset({429, 502, 503, 504})
+
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None, *,
+              attempts: int = 8) -> httpx.Response:
+        """One request, retried with backoff while the server is busy or unreachable (only what retrying
+        can fix; every POST sent here is a query or carries an idempotency key)."""
+        delay = 0.25
+        for attempt in range(1, attempts + 1):
+            try:
+                answer = self._client.request(method, path, json=None if body is None else dict(body))
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            else:
+                if answer.status_code not in self.RETRY_STATUSES or attempt == attempts:
+                    answer.raise_for_status()
+                    return answer
+                retry_after = answer.headers.get("retry-after", "")
+                if retry_after.isdigit():
+                    delay = max(delay, min(float(retry_after), 5.0))
+            time.sleep(delay)
+            delay = min(delay * 2, 4.0)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _post(self, path: str, body: Mapping[str, Any]) -> Any:
-        answer = self._client.post(path, json=dict(body))
-        answer.raise_for_status()
+        answer = self._send("POST", path, body)
         return answer.json() if answer.content else None
 
     def _get(self, path: str) -> Any:
-        answer = self._client.get(path)
-        answer.raise_for_status()
-        return answer.json()
+        return self._send("GET", path).json()
 
     def deployments(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
@@ -129,10 +154,14 @@ class PrefectRest:
     def deployment_by_name(self, flow_name: str, deployment_name: str) -> dict[str, Any]:
         return dict(self._get(f"/deployments/name/{flow_name}/{deployment_name}"))
 
-    def create_flow_run(self, deployment_id: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-        """Start a run of a deployment, as the UI's "Run" button does."""
+    def create_flow_run(self, deployment_id: str, parameters: Mapping[str, Any], *,
+                        idempotency_key: str | None = None) -> dict[str, Any]:
+        """Start a run of a deployment, as the UI's "Run" button does. The idempotency key makes a
+        retried request (after a busy answer or a lost response) start one run, not two."""
+        key = idempotency_key or f"ringward-{uuid.uuid4()}"
         return dict(self._post(f"/deployments/{deployment_id}/create_flow_run",
-                               {"parameters": dict(parameters), "state": {"type": "SCHEDULED"}}))
+                               {"parameters": dict(parameters), "state": {"type": "SCHEDULED"},
+                                "idempotency_key": key}))
 
     def artifacts(self, flow_run_id: str) -> list[dict[str, Any]]:
         return list(self._post("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}},
