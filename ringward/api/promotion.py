@@ -562,14 +562,14 @@ def add_promotion_routes(
     @app.get("/channels", response_model=ChannelStatusOut, responses=ERROR_RESPONSES, tags=["channels"])
     def list_channels(_: reader) -> dict[str, Any]:
         """Every channel with state: high-water mark, current release, hold, rollback allowance."""
-        from ringward.operations.promotion.channel_ops import channel_status
+        from ringward.operations.promotion.channel_status import channel_status
 
         return channel_status(get_store())
 
     @app.get("/channels/{name}", response_model=ChannelStatusOut, responses=ERROR_RESPONSES, tags=["channels"])
     def show_channel(name: channel_param, _: reader) -> dict[str, Any]:
         """One channel (a channel never written has an empty state)."""
-        from ringward.operations.promotion.channel_ops import channel_status
+        from ringward.operations.promotion.channel_status import channel_status
 
         return channel_status(get_store(), name)
 

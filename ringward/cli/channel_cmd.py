@@ -118,7 +118,7 @@ def status(
     json_output: bool = JSON,
 ) -> None:
     """High-water mark, current release, hold and rollback allowance per channel."""
-    from ringward.operations.promotion.channel_ops import channel_status
+    from ringward.operations.promotion.channel_status import channel_status
 
     with _store() as store:
         result = channel_status(store, channel)

@@ -1,7 +1,7 @@
 """Row-level backup and restore of every table that carries state (``ringward backup``).
 
 The set of tables is not a hand-kept list: :func:`state_tables` imports every module of
-``ringward.store`` (each registers its tables on ``SQLModel.metadata``) and takes all of them but
+``ringward.store`` (each registers its tables on ``ringward.store.tables.METADATA``) and takes all of them but
 ``alembic_version``, in foreign-key order. A table a later migration adds is therefore backed up
 without touching this file; ``tests/backup`` fails if the migrated schema holds a table that is
 not covered.
@@ -25,12 +25,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
 
 from ringward.core.errors import MalformedDocumentError
 from ringward.core.evidence.records import GENESIS_HASH
 from ringward.store.evidence.repo import ChainHead, read_head
-from ringward.store.tables import UTCDateTime
+from ringward.store.tables import METADATA, UTCDateTime
 
 #: tables the migrations own for their own bookkeeping (never backed up or restored)
 EXCLUDED_TABLES = frozenset({"alembic_version"})
@@ -48,7 +47,7 @@ def state_tables() -> tuple[sa.Table, ...]:
     for module in pkgutil.walk_packages([str(Path(__file__).parent)], "ringward.store."):
         if ".migrations" not in module.name:
             importlib.import_module(module.name)
-    tables = tuple(t for t in SQLModel.metadata.sorted_tables if t.name not in EXCLUDED_TABLES)
+    tables = tuple(t for t in METADATA.sorted_tables if t.name not in EXCLUDED_TABLES)
     for table in tables:
         for column in table.columns:
             _kind(column)  # an unsupported column type fails here, not half-way through a backup
@@ -60,13 +59,13 @@ def _kind(column: sa.Column[Any]) -> str:
     col_type = column.type
     if isinstance(col_type, UTCDateTime):
         return "datetime"
-    if isinstance(col_type, sa.types.TypeDecorator):  # sqlmodel's AutoString wraps String
+    if isinstance(col_type, sa.types.TypeDecorator):  # a decorated type is written as its base type
         col_type = col_type.impl_instance
     if isinstance(col_type, sa.Boolean):
         return "bool"
     if isinstance(col_type, sa.Integer):
         return "int"
-    if isinstance(col_type, sa.String):  # String, Text, sqlmodel's AutoString
+    if isinstance(col_type, sa.String):  # String and Text
         return "str"
     raise TypeError(
         f"{column.table.name}.{column.name}: column type {col_type!r} has no backup encoding "
@@ -162,7 +161,7 @@ def count_rows(conn: Connection, table: sa.Table) -> int:
 
 def bundle_dirs(conn: Connection) -> list[str]:
     """Every distinct evidence bundle directory the chain names, sorted."""
-    column = SQLModel.metadata.tables["evidence_record"].c.bundle_dir
+    column = METADATA.tables["evidence_record"].c.bundle_dir
     query = sa.select(column).where(column.is_not(None)).distinct().order_by(column)
     return [str(value) for value in conn.execute(query).scalars()]
 
@@ -195,7 +194,7 @@ def occupied_tables(conn: Connection) -> dict[str, int]:
 
 def clear_genesis_head(conn: Connection) -> None:
     """Remove the genesis head row so the backup's head row takes its place."""
-    head_table = SQLModel.metadata.tables[HEAD_TABLE]
+    head_table = METADATA.tables[HEAD_TABLE]
     conn.execute(sa.delete(head_table).where(head_table.c.last_id == 0))
 
 

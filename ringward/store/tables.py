@@ -1,7 +1,7 @@
-"""SQLModel tables of the Ringward store.
+"""Tables of the Ringward store (SQLAlchemy Core).
 
-These classes describe rows; they never leave ``ringward.store`` (repositories convert them to
-the core's pydantic records at the boundary). The schema itself is owned by the Alembic
+Rows never leave ``ringward.store``: repositories convert them to the core's pydantic records at the
+boundary. The schema itself is owned by the Alembic
 migrations in ``ringward/store/migrations``; a test checks the two agree.
 
 Times are stored through :class:`UTCDateTime`: always UTC, fixed-width text on SQLite (so text
@@ -14,7 +14,10 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
-from sqlmodel import Field, SQLModel
+
+#: every table of the Ringward store (plain SQLAlchemy Core: no ORM is imported, which keeps a
+#: read-only CLI call fast); domain stores that declare their own tables register them here too
+METADATA = sa.MetaData()
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -42,169 +45,148 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-class EvidenceRow(SQLModel, table=True):
-    """One link of the evidence chain. ``id`` is the chain position (1, 2, ...)."""
-
-    __tablename__ = "evidence_record"
-    __table_args__ = (
-        sa.Index("ix_evidence_kind_status_target_id", "kind", "status", "deployment_target", "id"),
-        sa.Index("ix_evidence_kind_id", "kind", "id"),
-        sa.Index("ix_evidence_status_id", "status", "id"),
-        sa.Index("ix_evidence_target_id", "deployment_target", "id"),
-        sa.Index("ix_evidence_ring_id", "ring", "id"),
-        sa.Index("ix_evidence_environment_id", "environment", "id"),
-        sa.Index("ix_evidence_release_version_id", "release_version", "id"),
-        sa.Index("ix_evidence_approval_id", "approval_id", "id"),
-        # 0005: one index per remaining filter; time windows become id ranges via (created_at, id)
-        sa.Index("ix_evidence_actor_id", "actor", "id"),
-        sa.Index("ix_evidence_flow_run_id", "flow_run_id", "id"),
-        sa.Index("ix_evidence_runtime_id", "runtime", "id"),
-        sa.Index("ix_evidence_channel_id", "channel", "id"),
-        sa.Index("ix_evidence_approval_state_id", "approval_state", "id"),
-        sa.Index("ix_evidence_execution_status_id", "execution_status", "id"),
-        sa.Index("ix_evidence_provider_id", "provider", "id"),
-        sa.Index("ix_evidence_success_id", "success", "id"),
-        sa.Index("ix_evidence_created_at_id", "created_at", "id"),
-        sa.Index("ix_evidence_payload_sha256", "payload_sha256"),
-        sa.UniqueConstraint("previous_hash", name="uq_evidence_record_previous_hash"),
-        sa.UniqueConstraint("record_hash", name="uq_evidence_record_record_hash"),
-        # NULL for records that were not imported: NULLs never collide (SQLite and PostgreSQL)
-        sa.Index("uq_evidence_record_import_key", "import_key", unique=True),
-    )
-
-    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    kind: str = Field(max_length=128)
-    actor: str = Field(max_length=256)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    flow_run_id: str | None = Field(default=None, max_length=128)
-    release_version: str | None = Field(default=None, max_length=256)
-    runtime: str | None = Field(default=None, max_length=256)
-    channel: str | None = Field(default=None, max_length=256)
-    ring: str | None = Field(default=None, max_length=256)
-    deployment_target: str | None = Field(default=None, max_length=256)
-    environment: str | None = Field(default=None, max_length=256)
-    status: str | None = Field(default=None, max_length=256)
-    approval_id: str | None = Field(default=None, max_length=256)
-    approval_state: str | None = Field(default=None, max_length=256)
-    execution_status: str | None = Field(default=None, max_length=256)
-    provider: str | None = Field(default=None, max_length=256)
-    success: bool | None = None
+#: One link of the evidence chain. ``id`` is the chain position (1, 2, ...).
+evidence_table = sa.Table(
+    "evidence_record",
+    METADATA,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(128), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("flow_run_id", sa.String(128), nullable=True),
+    sa.Column("release_version", sa.String(256), nullable=True),
+    sa.Column("runtime", sa.String(256), nullable=True),
+    sa.Column("channel", sa.String(256), nullable=True),
+    sa.Column("ring", sa.String(256), nullable=True),
+    sa.Column("deployment_target", sa.String(256), nullable=True),
+    sa.Column("environment", sa.String(256), nullable=True),
+    sa.Column("status", sa.String(256), nullable=True),
+    sa.Column("approval_id", sa.String(256), nullable=True),
+    sa.Column("approval_state", sa.String(256), nullable=True),
+    sa.Column("execution_status", sa.String(256), nullable=True),
+    sa.Column("provider", sa.String(256), nullable=True),
+    sa.Column("success", sa.Boolean(), nullable=True),
     #: canonical JSON text of the payload (exactly the bytes ``payload_sha256`` covers)
-    payload: str = Field(sa_type=sa.Text)
-    payload_sha256: str = Field(max_length=64)
-    bundle_dir: str | None = Field(default=None, max_length=1024)
+    sa.Column("payload", sa.Text(), nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("bundle_dir", sa.String(1024), nullable=True),
     #: canonical JSON list of {name, sha256, size_bytes}
-    artifacts: str = Field(sa_type=sa.Text)
-    previous_hash: str = Field(max_length=64)
-    record_hash: str = Field(max_length=64)
+    sa.Column("artifacts", sa.Text(), nullable=False),
+    sa.Column("previous_hash", sa.String(64), nullable=False),
+    sa.Column("record_hash", sa.String(64), nullable=False),
     #: idempotency key of an imported item (``metadata:<kind>:<payload sha256>``), unique: an
     #: import is insert-or-skip by it, so no race records an item twice. Outside the hash chain.
-    import_key: str | None = Field(default=None, max_length=256)
+    sa.Column("import_key", sa.String(256), nullable=True),
+    sa.Index("ix_evidence_kind_status_target_id", "kind", "status", "deployment_target", "id"),
+    sa.Index("ix_evidence_kind_id", "kind", "id"),
+    sa.Index("ix_evidence_status_id", "status", "id"),
+    sa.Index("ix_evidence_target_id", "deployment_target", "id"),
+    sa.Index("ix_evidence_ring_id", "ring", "id"),
+    sa.Index("ix_evidence_environment_id", "environment", "id"),
+    sa.Index("ix_evidence_release_version_id", "release_version", "id"),
+    sa.Index("ix_evidence_approval_id", "approval_id", "id"),
+    # 0005: one index per remaining filter; time windows become id ranges via (created_at, id)
+    sa.Index("ix_evidence_actor_id", "actor", "id"),
+    sa.Index("ix_evidence_flow_run_id", "flow_run_id", "id"),
+    sa.Index("ix_evidence_runtime_id", "runtime", "id"),
+    sa.Index("ix_evidence_channel_id", "channel", "id"),
+    sa.Index("ix_evidence_approval_state_id", "approval_state", "id"),
+    sa.Index("ix_evidence_execution_status_id", "execution_status", "id"),
+    sa.Index("ix_evidence_provider_id", "provider", "id"),
+    sa.Index("ix_evidence_success_id", "success", "id"),
+    sa.Index("ix_evidence_created_at_id", "created_at", "id"),
+    sa.Index("ix_evidence_payload_sha256", "payload_sha256"),
+    sa.UniqueConstraint("previous_hash", name="uq_evidence_record_previous_hash"),
+    sa.UniqueConstraint("record_hash", name="uq_evidence_record_record_hash"),
+    # NULL for records that were not imported: NULLs never collide (SQLite and PostgreSQL)
+    sa.Index("uq_evidence_record_import_key", "import_key", unique=True),
+)
 
+#: The single row naming the chain head; appends lock it, verify compares against it.
+evidence_head_table = sa.Table(
+    "evidence_head",
+    METADATA,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("last_id", sa.Integer(), nullable=False),
+    sa.Column("last_hash", sa.String(64), nullable=False),
+    sa.Column("last_created_at", UTCDateTime(), nullable=True),
+)
 
-class EvidenceHeadRow(SQLModel, table=True):
-    """The single row naming the chain head; appends lock it, verify compares against it."""
-
-    __tablename__ = "evidence_head"
-
-    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    last_id: int
-    last_hash: str = Field(max_length=64)
-    last_created_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-
-
-class ApprovalRow(SQLModel, table=True):
-    """An approval request and its current state (``version`` is the compare-and-swap counter)."""
-
-    __tablename__ = "approval"
-    __table_args__ = (
-        sa.Index("ix_approval_state_created", "state", "created_at"),
-        sa.Index("ix_approval_created", "created_at"),
-        sa.Index("ix_approval_target", "target"),
-        sa.Index("ix_approval_subject_digest", "subject_digest"),
-    )
-
-    approval_id: str = Field(primary_key=True, max_length=64)
-    action: str = Field(max_length=128)
-    subject_digest: str = Field(max_length=71)
-    target: str = Field(max_length=256)
-    requester: str = Field(max_length=256)
-    approver_group: str | None = Field(default=None, max_length=256)
-    quorum: int
-    state: str = Field(max_length=16)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    expires_at: datetime = Field(sa_type=UTCDateTime)
-    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    decided_by: str | None = Field(default=None, max_length=1024)
-    decision_reason: str | None = Field(default=None, sa_type=sa.Text)
-    consumed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    consumed_by: str | None = Field(default=None, max_length=256)
-    execution_ref: str | None = Field(default=None, max_length=256)
+#: An approval request and its current state (``version`` is the compare-and-swap counter).
+approval_table = sa.Table(
+    "approval",
+    METADATA,
+    sa.Column("approval_id", sa.String(64), primary_key=True),
+    sa.Column("action", sa.String(128), nullable=False),
+    sa.Column("subject_digest", sa.String(71), nullable=False),
+    sa.Column("target", sa.String(256), nullable=False),
+    sa.Column("requester", sa.String(256), nullable=False),
+    sa.Column("approver_group", sa.String(256), nullable=True),
+    sa.Column("quorum", sa.Integer(), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("decided_at", UTCDateTime(), nullable=True),
+    sa.Column("decided_by", sa.String(1024), nullable=True),
+    sa.Column("decision_reason", sa.Text(), nullable=True),
+    sa.Column("consumed_at", UTCDateTime(), nullable=True),
+    sa.Column("consumed_by", sa.String(256), nullable=True),
+    sa.Column("execution_ref", sa.String(256), nullable=True),
     #: "ringward" (requested here) or "import" (from a reference approvals.json)
-    origin: str = Field(max_length=16)
-    note: str | None = Field(default=None, sa_type=sa.Text)
+    sa.Column("origin", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text(), nullable=True),
     #: imported reference record, kept verbatim for export (JSON text)
-    imported: str | None = Field(default=None, sa_type=sa.Text)
-    version: int
+    sa.Column("imported", sa.Text(), nullable=True),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Index("ix_approval_state_created", "state", "created_at"),
+    sa.Index("ix_approval_created", "created_at"),
+    sa.Index("ix_approval_target", "target"),
+    sa.Index("ix_approval_subject_digest", "subject_digest"),
+)
 
+#: One decision on an approval: a vote, a denial, a revocation, an expiry or the consumption.
+approval_decision_table = sa.Table(
+    "approval_decision",
+    METADATA,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("approval_id", sa.String(64), sa.ForeignKey("approval.approval_id"), nullable=False),
+    sa.Column("actor", sa.String(256), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("evidence_id", sa.Integer(), nullable=True),
+    sa.UniqueConstraint("approval_id", "actor", "decision", name="uq_approval_decision_actor"),
+    sa.Index("ix_approval_decision_approval", "approval_id", "id"),
+)
 
-class ApprovalDecisionRow(SQLModel, table=True):
-    """One decision on an approval: a vote, a denial, a revocation, an expiry or the consumption."""
+#: An API token: only its SHA-256 is kept; ``name`` is the caller identity it grants.
+api_token_table = sa.Table(
+    "api_token",
+    METADATA,
+    sa.Column("token_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("token_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("created_by", sa.String(256), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_by", sa.String(256), nullable=True),
+    sa.UniqueConstraint("name", name="uq_api_token_name"),
+    sa.UniqueConstraint("token_sha256", name="uq_api_token_token_sha256"),
+)
 
-    __tablename__ = "approval_decision"
-    __table_args__ = (
-        sa.UniqueConstraint("approval_id", "actor", "decision", name="uq_approval_decision_actor"),
-        sa.Index("ix_approval_decision_approval", "approval_id", "id"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    approval_id: str = Field(max_length=64, foreign_key="approval.approval_id")
-    actor: str = Field(max_length=256)
-    decision: str = Field(max_length=16)
-    reason: str | None = Field(default=None, sa_type=sa.Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    evidence_id: int | None = None
-
-
-class ApiTokenRow(SQLModel, table=True):
-    """An API token: only its SHA-256 is kept; ``name`` is the caller identity it grants."""
-
-    __tablename__ = "api_token"
-    __table_args__ = (
-        sa.UniqueConstraint("name", name="uq_api_token_name"),
-        sa.UniqueConstraint("token_sha256", name="uq_api_token_token_sha256"),
-    )
-
-    token_id: str = Field(primary_key=True, max_length=64)
-    name: str = Field(max_length=128)
-    role: str = Field(max_length=16)
-    token_sha256: str = Field(max_length=64)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    created_by: str = Field(max_length=256)
-    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    revoked_by: str | None = Field(default=None, max_length=256)
-
-
-class StateEntryRow(SQLModel, table=True):
-    """Generic key/value state (high-water marks, suppression state), compare-and-set by version."""
-
-    __tablename__ = "kv_state"
-
-    namespace: str = Field(primary_key=True, max_length=128)
-    key: str = Field(primary_key=True, max_length=512)
-    value: str = Field(sa_type=sa.Text)
-    version: int
-    updated_at: datetime = Field(sa_type=UTCDateTime)
-    updated_by: str = Field(max_length=256)
-
-
-evidence_table: sa.Table = EvidenceRow.__table__  # type: ignore[attr-defined]
-evidence_head_table: sa.Table = EvidenceHeadRow.__table__  # type: ignore[attr-defined]
-approval_table: sa.Table = ApprovalRow.__table__  # type: ignore[attr-defined]
-approval_decision_table: sa.Table = ApprovalDecisionRow.__table__  # type: ignore[attr-defined]
-api_token_table: sa.Table = ApiTokenRow.__table__  # type: ignore[attr-defined]
-kv_state_table: sa.Table = StateEntryRow.__table__  # type: ignore[attr-defined]
+#: Generic key/value state (high-water marks, suppression state), compare-and-set by version.
+kv_state_table = sa.Table(
+    "kv_state",
+    METADATA,
+    sa.Column("namespace", sa.String(128), primary_key=True),
+    sa.Column("key", sa.String(512), primary_key=True),
+    sa.Column("value", sa.Text(), nullable=False),
+    sa.Column("version", sa.Integer(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_by", sa.String(256), nullable=False),
+)
 
 
 # --- sla ---
@@ -213,7 +195,7 @@ kv_state_table: sa.Table = StateEntryRow.__table__  # type: ignore[attr-defined]
 #: unique ``event_key`` makes each send claim, outcome, acknowledgement and silence happen once
 sla_event_table = sa.Table(
     "sla_event",
-    SQLModel.metadata,
+    METADATA,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("scope", sa.String(128), nullable=False),
     sa.Column("event_key", sa.String(200), nullable=False),
@@ -236,7 +218,7 @@ sla_event_table = sa.Table(
 #: still ``received`` after a crash is re-ingested from ``raw_path`` (``ringward inventory recover-webhooks``)
 webhook_receipt_table = sa.Table(
     "webhook_receipt",
-    SQLModel.metadata,
+    METADATA,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("source", sa.String(64), nullable=False),
     sa.Column("webhook_id", sa.String(256), nullable=False),

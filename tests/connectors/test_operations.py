@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from ringward.core.delivery.results import DELIVERY_EVIDENCE_KIND, DeliveryKey, DeliveryState
 from ringward.core.evidence.query import EvidenceQuery
@@ -19,6 +18,7 @@ from ringward.operations.delivery import delivery_ops as ops
 from ringward.operations.delivery.delivery_ops import DeliveryHooks
 from ringward.store import Store, open_store
 from ringward.store.delivery.delivery_log import DeliveryLog
+from ringward.store.tables import METADATA
 from tests.connectors import workers
 from tests.connectors.conftest import SECRETS, FakeClock, config_of, make_event, scan_for_secrets
 from tests.connectors.fault_server import Fault, FaultServer
@@ -35,7 +35,7 @@ def test_delivery_log_schema_matches_the_models(db_url: str) -> None:
     with open_store(db_url) as store, store.engine.connect() as conn:
         ours = sa.MetaData()
         for name in MY_TABLES:
-            SQLModel.metadata.tables[name].to_metadata(ours)
+            METADATA.tables[name].to_metadata(ours)
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), ours)
         diffs = [d for d in diffs if _table(d) in MY_TABLES]
         assert diffs == [], diffs

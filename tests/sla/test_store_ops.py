@@ -241,11 +241,12 @@ def test_sla_table_matches_its_migration(db_url: str) -> None:
     import sqlalchemy as sa
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
-    from sqlmodel import SQLModel
+
+    from ringward.store.tables import METADATA
 
     with open_store(db_url) as opened, opened.engine.connect() as conn:
         ours = sa.MetaData()
-        SQLModel.metadata.tables["sla_event"].to_metadata(ours)
+        METADATA.tables["sla_event"].to_metadata(ours)
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), ours)
         mine = [d for d in diffs if "sla_event" in repr(d)]
         assert mine == []

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlmodel import SQLModel
 
 from ringward.core.errors import ConfigError, StoreSchemaError
 from ringward.store import open_store
 from ringward.store.db import known_revisions
+from ringward.store.tables import METADATA
 from tests.store import workers
 
 
@@ -68,7 +68,7 @@ def test_schema_matches_the_table_models(db_url: str) -> None:
             "api_token",
             "kv_state",
         ):
-            SQLModel.metadata.tables[name].to_metadata(ours)
+            METADATA.tables[name].to_metadata(ours)
         diffs = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": False}), ours)
         # tables other engineers' migrations add are not ours to compare
         diffs = [d for d in diffs if _table_of(d) in ours.tables]

@@ -172,7 +172,7 @@ def releases_page(store: Store, *, limit: int, scan_records: int) -> ConsolePage
 
 def channels_page(store: Store, *, limit: int) -> ConsolePage:
     """Every channel's high-water mark, current release and hold."""
-    from ringward.operations.promotion.channel_ops import channel_status
+    from ringward.operations.promotion.channel_status import channel_status
 
     channels = channel_status(store)["channels"]
     if not channels:

@@ -58,7 +58,6 @@ if TYPE_CHECKING:
     from ringward.store.promotion.channel_repo import ChannelRepository
 
 RESULT_SCHEMA = "ringward.channel-promotion-request-result.v1"
-STATUS_SCHEMA = "ringward.channel-status.v1"
 #: default parent of request output directories (under the current directory)
 DEFAULT_REQUEST_DIR = "channel-promotion"
 
@@ -445,12 +444,6 @@ def requested_event(result: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
 
 
 # --- status, hold, unhold --------------------------------------------------------------------------------
-
-
-def channel_status(store: Store, channel: str | None = None) -> dict[str, Any]:
-    repo = channels(store)
-    states = [repo.get(check_channel_name(channel))] if channel is not None else repo.list()
-    return {"schema_version": STATUS_SCHEMA, "channels": [s.to_document() for s in states]}
 
 
 def hold_channel(store: Store, channel: str, *, reason: str, actor: str, now: datetime,

@@ -29,7 +29,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
-from sqlmodel import Field, SQLModel
 
 from ringward.core.common.jsonio import dumps_canonical, loads_strict
 from ringward.core.delivery.event import ConnectorEvent
@@ -44,7 +43,7 @@ from ringward.core.delivery.results import (
     completion_values,
 )
 from ringward.store.db import Transactions
-from ringward.store.tables import UTCDateTime
+from ringward.store.tables import METADATA, UTCDateTime
 
 #: keys per statement (stays far below SQLite's bound-parameter limit)
 CHUNK = 400
@@ -58,71 +57,66 @@ _CLAIMABLE = (
 _FAILED = _CLAIMABLE
 
 
-class ConnectorDeliveryRow(SQLModel, table=True):
-    """One delivery key and where it stands."""
-
-    __tablename__ = "connector_delivery"
-    __table_args__ = (
-        sa.UniqueConstraint("event_id", "provider", "destination", name="uq_connector_delivery_key"),
-        sa.Index("ix_connector_delivery_state_next", "state", "next_attempt_after"),
-        sa.Index("ix_connector_delivery_dest_updated", "provider", "destination", "updated_at"),
-        sa.Index("ix_connector_delivery_updated", "updated_at"),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    event_id: str = Field(max_length=256)
-    provider: str = Field(max_length=32)
-    destination: str = Field(max_length=64)
-    event_type: str = Field(max_length=128)
-    state: str = Field(max_length=16)
-    owner: str | None = Field(default=None, max_length=128)
-    lease_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    run_count: int = 0
-    attempt_count: int = 0
-    status_code: int | None = None
-    outcome: str | None = Field(default=None, max_length=32)
-    error: str | None = Field(default=None, sa_type=sa.Text)
-    first_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    last_attempt_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    succeeded_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    next_attempt_after: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    redeliver_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    external_ref: str | None = Field(default=None, max_length=256)
+#: One delivery key and where it stands.
+connector_delivery_table = sa.Table(
+    "connector_delivery",
+    METADATA,
+    sa.Column("id", sa.Integer(), primary_key=True),
+    sa.Column("event_id", sa.String(256), nullable=False),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("destination", sa.String(64), nullable=False),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("owner", sa.String(128), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
+    sa.Column("run_count", sa.Integer(), nullable=False, default=0),
+    sa.Column("attempt_count", sa.Integer(), nullable=False, default=0),
+    sa.Column("status_code", sa.Integer(), nullable=True),
+    sa.Column("outcome", sa.String(32), nullable=True),
+    sa.Column("error", sa.Text(), nullable=True),
+    sa.Column("first_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("last_attempt_at", UTCDateTime(), nullable=True),
+    sa.Column("succeeded_at", UTCDateTime(), nullable=True),
+    sa.Column("next_attempt_after", UTCDateTime(), nullable=True),
+    sa.Column("redeliver_until", UTCDateTime(), nullable=True),
+    sa.Column("external_ref", sa.String(256), nullable=True),
     #: JSON list of every attempt across runs: {number, run_id, started_at, completed_at, outcome,
     #: status_code, error, retry_after_seconds, wait_seconds, batch_size} (always read with the row)
-    attempts: str = Field(default="[]", sa_type=sa.Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    updated_at: datetime = Field(sa_type=UTCDateTime)
+    sa.Column("attempts", sa.Text(), nullable=False, default="[]"),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("event_id", "provider", "destination", name="uq_connector_delivery_key"),
+    sa.Index("ix_connector_delivery_state_next", "state", "next_attempt_after"),
+    sa.Index("ix_connector_delivery_dest_updated", "provider", "destination", "updated_at"),
+    sa.Index("ix_connector_delivery_updated", "updated_at"),
+)
 
+#: An event as first delivered (what redelivery sends again).
+connector_event_table = sa.Table(
+    "connector_event",
+    METADATA,
+    sa.Column("event_id", sa.String(256), primary_key=True),
+    sa.Column("event_type", sa.String(128), nullable=False),
+    sa.Column("event_sha256", sa.String(64), nullable=False),
+    sa.Column("document", sa.Text(), nullable=False),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("recorded_at", UTCDateTime(), nullable=False),
+)
 
-class ConnectorEventRow(SQLModel, table=True):
-    """An event as first delivered (what redelivery sends again)."""
+#: Destination state (disabled after HTTP 410 until re-enabled).
+connector_destination_table = sa.Table(
+    "connector_destination",
+    METADATA,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("provider", sa.String(32), nullable=False),
+    sa.Column("disabled_at", UTCDateTime(), nullable=True),
+    sa.Column("disabled_reason", sa.Text(), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
 
-    __tablename__ = "connector_event"
-
-    event_id: str = Field(primary_key=True, max_length=256)
-    event_type: str = Field(max_length=128)
-    event_sha256: str = Field(max_length=64)
-    document: str = Field(sa_type=sa.Text)
-    created_at: datetime = Field(sa_type=UTCDateTime)
-    recorded_at: datetime = Field(sa_type=UTCDateTime)
-
-
-class ConnectorDestinationRow(SQLModel, table=True):
-    """Destination state (disabled after HTTP 410 until re-enabled)."""
-
-    __tablename__ = "connector_destination"
-
-    name: str = Field(primary_key=True, max_length=64)
-    provider: str = Field(max_length=32)
-    disabled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    disabled_reason: str | None = Field(default=None, sa_type=sa.Text)
-    updated_at: datetime = Field(sa_type=UTCDateTime)
-
-
-delivery_t: sa.Table = SQLModel.metadata.tables[ConnectorDeliveryRow.__tablename__]
-event_t: sa.Table = SQLModel.metadata.tables[ConnectorEventRow.__tablename__]
-destination_t: sa.Table = SQLModel.metadata.tables[ConnectorDestinationRow.__tablename__]
+delivery_t = connector_delivery_table
+event_t = connector_event_table
+destination_t = connector_destination_table
 
 
 def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
@@ -208,10 +202,10 @@ class DeliveryLog:
 
     def __init__(self, store: Transactions) -> None:
         self._store = store
-        # keys this instance inserted with claim() and has not completed yet, with their owner:
-        # their row is known (nothing recorded yet), so complete() can write without reading it
-        # first. Another owner taking a key over (expired lease) makes the guarded UPDATE miss,
-        # exactly as on the general path.
+    # keys this instance inserted with claim() and has not completed yet, with their owner:
+    # their row is known (nothing recorded yet), so complete() can write without reading it
+    # first. Another owner taking a key over (expired lease) makes the guarded UPDATE miss,
+    # exactly as on the general path.
         self._fresh: set[tuple[str, str, str, str]] = set()
         self._fresh_lock = threading.Lock()
 
@@ -256,8 +250,8 @@ class DeliveryLog:
         ).scalar_one_or_none()
         if disabled is not None:
             return dict.fromkeys(keys, ClaimStatus.DESTINATION_DISABLED)
-        # (1) insert new keys; the unique constraint lets exactly one claimer win, and RETURNING
-        # names the keys this statement inserted (the common case: nothing else to do)
+    # (1) insert new keys; the unique constraint lets exactly one claimer win, and RETURNING
+    # names the keys this statement inserted (the common case: nothing else to do)
         insert = (
             _insert(conn, delivery_t)
             .on_conflict_do_nothing(index_elements=["event_id", "provider", "destination"])
@@ -302,8 +296,8 @@ class DeliveryLog:
             delivery_t.c.destination == destination,
             delivery_t.c.event_id.in_([k.event_id for k in rest]),
         )
-        # (2) take over existing rows by compare-and-swap on their state (the row lock makes a
-        # concurrent claimer re-check the new state on PostgreSQL; SQLite writers are serial)
+    # (2) take over existing rows by compare-and-swap on their state (the row lock makes a
+    # concurrent claimer re-check the new state on PostgreSQL; SQLite writers are serial)
         conn.execute(
             delivery_t.update()
             .where(
@@ -324,7 +318,7 @@ class DeliveryLog:
                 updated_at=now,
             )
         )
-        # (3) read back who owns the rest
+    # (3) read back who owns the rest
         rows = conn.execute(
             sa.select(delivery_t.c.event_id, delivery_t.c.state, delivery_t.c.owner).where(where_key)
         ).all()
@@ -482,7 +476,7 @@ class DeliveryLog:
             "updated_at",
         )
         assignments = ", ".join(f"{name} = {mark}" for name in columns)
-        # fixed identifiers only; every value is bound
+    # fixed identifiers only; every value is bound
         where = " AND ".join(f"{name} = {mark}" for name in ("event_id", "provider", "destination", "owner", "state"))
         statement = f"UPDATE {delivery_t.name} SET {assignments}, owner = NULL, lease_until = NULL WHERE {where}"  # noqa: S608
         rows = []

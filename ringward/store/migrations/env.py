@@ -9,9 +9,8 @@ head (see ``versions/0001_initial.py``).
 from __future__ import annotations
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import ringward.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from ringward.store.tables import METADATA
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only Ringward drives these migrations
@@ -19,7 +18,7 @@ if connection is None:  # pragma: no cover - only Ringward drives these migratio
 
 context.configure(
     connection=connection,
-    target_metadata=SQLModel.metadata,
+    target_metadata=METADATA,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
 )

@@ -26,7 +26,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel
 
 from ringward.core.approvals.rules import Approval
 from ringward.core.errors import ExecutionReplayError, InputError
@@ -36,13 +35,13 @@ from ringward.store.approvals.repo import ApprovalRepository
 from ringward.store.db import Transactions
 from ringward.store.evidence.repo import append_locked
 from ringward.store.promotion.channel_repo import ApprovalUse
-from ringward.store.tables import UTCDateTime
+from ringward.store.tables import METADATA, UTCDateTime
 
 MAX_PAGE = 500
 
 rollout_step_table = sa.Table(
     "rollout_step",
-    SQLModel.metadata,
+    METADATA,
     sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
     sa.Column("rollout_id", sa.String(128), nullable=False),
     sa.Column("step", sa.String(32), nullable=False),

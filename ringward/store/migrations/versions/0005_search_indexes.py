@@ -26,7 +26,7 @@ down_revision: str | Sequence[str] | None = "0004_rollout_steps"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-#: (index name, columns); the same list is declared on ``EvidenceRow`` in ringward/store/tables.py
+#: (index name, columns); the same list is declared on ``evidence_table`` in ringward/store/tables.py
 SEARCH_INDEXES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ix_evidence_actor_id", ("actor", "id")),
     ("ix_evidence_flow_run_id", ("flow_run_id", "id")),
