@@ -55,6 +55,18 @@ def _unreachable(api_url: str) -> str | None:
     return None if answer.status_code < 500 else f"HTTP {answer.status_code}"
 
 
+def related_resources() -> list[dict[str, str]]:
+    """The API request an event comes from, as a related resource (``ringward.api-request.<id>``,
+    role ``api-request``): the Prefect UI shows it on the event and on the flow run it triggers, and
+    the same id is in the API's ``X-Request-ID`` answer and its log lines."""
+    from ringward.operations.common.logs import REQUEST_ID
+
+    request_id = REQUEST_ID.get()
+    if request_id is None:
+        return []
+    return [{"prefect.resource.id": f"ringward.api-request.{request_id}", "prefect.resource.role": "api-request"}]
+
+
 def emit_if_configured(name: str, resource_id: str, payload: dict[str, Any]) -> str | None:
     """Emit one Prefect event when a Prefect API is configured.
 
@@ -73,7 +85,8 @@ def emit_if_configured(name: str, resource_id: str, payload: dict[str, Any]) -> 
     try:
         from prefect.events import emit_event
 
-        event = emit_event(event=name, resource={"prefect.resource.id": resource_id}, payload=payload)
+        event = emit_event(event=name, resource={"prefect.resource.id": resource_id}, payload=payload,
+                           related=related_resources())
     except Exception as exc:  # never fail a decision that is already recorded
         return f"event {name} not sent: {type(exc).__name__}: {str(exc)[:200]}"
     if event is None:

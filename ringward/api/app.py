@@ -43,6 +43,7 @@ from ringward.api.middleware import (
     BodyLimitMiddleware,
     HeaderLimitMiddleware,
     ReadOnlyGetMiddleware,
+    RequestIdMiddleware,
     StrictJSONRoute,
 )
 from ringward.api.models import (
@@ -511,6 +512,9 @@ def create_app(
     from ringward.api.sla import add_sla_routes  # API10-API12: SLA acknowledgements, open escalations
 
     add_sla_routes(app, auth=auth, get_store=get_store, clock=clock)
+    # added last, so outermost (in front of the webhook receiver too): every request, refused ones
+    # included (431, 413, 401), has an id, answers it in X-Request-ID and gets one access line
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -189,3 +189,47 @@ class StrictJSONRoute(APIRoute):
             return await handler(StrictJSONRequest(request.scope, request.receive))
 
         return strict
+
+
+class RequestIdMiddleware:
+    """Outermost: give every request an id (the caller's ``X-Request-ID`` when plain and bounded, else
+    a new one), answer it in ``X-Request-ID``, keep it in :data:`ringward.operations.common.logs.REQUEST_ID`
+    for every log line and Prefect event of the request, and write one access line (method, path
+    without the query string, status, duration) -- never headers or query strings, which may carry
+    credentials."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        import logging
+        import time
+
+        from ringward.operations.common.logs import REQUEST_ID, REQUEST_ID_HEADER, request_id_from
+
+        incoming = next((value.decode("latin-1") for name, value in scope.get("headers", [])
+                         if name.lower() == REQUEST_ID_HEADER.encode()), None)
+        request_id = request_id_from(incoming)
+        token = REQUEST_ID.set(request_id)
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (REQUEST_ID_HEADER.encode(), request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            path = "".join(ch for ch in str(scope.get("path", ""))[:256] if ch.isprintable())
+            logging.getLogger("ringward.api.access").info(
+                "%s %s %d", scope.get("method", "?"), path, status[0],
+                extra={"method": scope.get("method"), "path": path, "status": status[0],
+                       "duration_ms": round((time.perf_counter() - started) * 1000, 1)})
+            REQUEST_ID.reset(token)

@@ -52,6 +52,7 @@ def serve(
 
     from ringward.api.middleware import H11_MAX_INCOMPLETE_EVENT_BYTES
     from ringward.api.server import PROTOCOL
+    from ringward.operations.common.logs import logging_config
     from ringward.store import open_store
 
     processes = workers or default_workers()
@@ -61,6 +62,9 @@ def serve(
         "host": host,
         "port": port,
         "log_level": log_level,
+        # structured logs (JSON unless on a terminal; $RINGWARD_LOG_FORMAT=json|text), request ids,
+        # no credentials; uvicorn applies this in every worker process
+        "log_config": logging_config(log_level),
         "proxy_headers": False,
         "server_header": False,
         # headers over 16 KiB get 431 from the app; h11's head buffer is the backstop (uvicorn runs

@@ -28,8 +28,15 @@ def _fill(api: Api, count: int, **subject: object) -> None:
 
 def test_total_is_bounded_by_default_exact_or_absent_on_request(api: Api) -> None:
     _fill(api, DEFAULT_TOTAL_LIMIT + 20)
-    bounded = api.get("/evidence", params={"metadata_kind": "release-package-verification", "limit": 3}).json()
-    assert (bounded["total"], bounded["total_is_lower_bound"]) == (DEFAULT_TOTAL_LIMIT, True)
+    # the count also has a 15 ms budget: on a busy machine one attempt can run out of it and report only
+    # what its page proved (3, a lower bound too); the limit must show within a few attempts
+    totals = []
+    for _ in range(5):
+        bounded = api.get("/evidence", params={"metadata_kind": "release-package-verification", "limit": 3}).json()
+        totals.append((bounded["total"], bounded["total_is_lower_bound"]))
+        if totals[-1] == (DEFAULT_TOTAL_LIMIT, True):
+            break
+    assert set(totals) <= {(DEFAULT_TOTAL_LIMIT, True), (3, True)} and totals[-1] == (DEFAULT_TOTAL_LIMIT, True), totals
     exact = api.get(
         "/evidence", params={"metadata_kind": "release-package-verification", "limit": 3, "total": "exact"}
     ).json()
