@@ -28,15 +28,18 @@ from ringward.operations.trust.keys import load_trust_root
 
 @task(name="integrity-and-signatures", cache_policy=NO_CACHE)
 def verify_integrity(
-    package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool, profile: str = "ringward"
+    package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool, profile: str = "ringward",
+    keyless_bundles: bool = False,
 ) -> tuple[IntegrityScan, ProfileChoice] | State:
     """Choose the profile (ringward / reference / auto), then read, hash and signature-check every
     byte of the package against the pinned trust root: the same steps as the in-process path.
-    A failing integrity family ends in a Failed state (red in the UI) that still carries the scan."""
+    A failing integrity family ends in a Failed state (red in the UI) that still carries the scan.
+    ``keyless_bundles``: the keyless-attestation layer is on (unlisted binary bundles allowed)."""
     root = load_trust_root(Path(trust_root))
     source = DirectorySource(Path(package_dir))
     choice = resolve_profile(source, profile)
-    integrity = scan_integrity(source, root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile)
+    integrity = scan_integrity(source, root, now=now, allow_unsigned=allow_unsigned, profile=choice.profile,
+                               keyless_bundles=keyless_bundles)
     if integrity.result.status == "failed":
         return Failed(message=f"{integrity.result.family}: {integrity.result.errors[0].message}"[:500],
                       data=(integrity, choice))
@@ -56,9 +59,11 @@ def check_family(family: str, content: VerifiedContent | None) -> FamilyResult |
 
 
 @task(name="record-verification-evidence", cache_policy=NO_CACHE)
-def record_verification(verification: Any, package_dir: str, record: bool, flow_run_id: str | None) -> dict[str, Any]:
+def record_verification(verification: Any, package_dir: str, record: bool, flow_run_id: str | None,
+                        extra: dict[str, Any] | None = None, extra_files: dict[str, bytes] | None = None) \
+        -> dict[str, Any]:
     return release_ops.finish_verification(verification, package_dir=package_dir, record=record,
-                                           flow_run_id=flow_run_id)
+                                           flow_run_id=flow_run_id, extra=extra, extra_files=extra_files)
 
 
 @task(name="package-release", cache_policy=NO_CACHE)

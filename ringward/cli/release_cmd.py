@@ -200,6 +200,19 @@ def verify_package(
                                         help="Accept an UNSIGNED DRY-RUN package (inspection only)."),
     at: str | None = AT,
     profile: str = PROFILE,
+    sigstore_trusted_root: Path | None = typer.Option(
+        None, "--sigstore-trusted-root", metavar="FILE",
+        help="Keyless-attestation layer: verify each binary's Sigstore bundle "
+             "(github-attestations/<binary>.sigstore-bundle.json) offline against this Sigstore trusted_root.json. "
+             "Needs --sigstore-identity and --sigstore-issuer."),
+    sigstore_identity: str | None = typer.Option(
+        None, "--sigstore-identity", metavar="ID",
+        help="Certificate identity the bundles must carry (SAN: e-mail or URI, e.g. a workflow ref)."),
+    sigstore_issuer: str | None = typer.Option(
+        None, "--sigstore-issuer", metavar="URL",
+        help="OIDC issuer the bundles' certificates must carry, e.g. https://token.actions.githubusercontent.com."),
+    require_sigstore: bool = typer.Option(
+        False, "--require-sigstore", help="A binary without a Sigstore bundle fails (default: reported only)."),
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
@@ -207,6 +220,9 @@ def verify_package(
     """Verify every file, signature, threshold and document binding against the trust root."""
     _refuse_link_loop(package_dir, "PACKAGE_DIR")
     chosen = _profile(profile)
+    from ringward.operations.release.sigstore_attestation import keyless_options
+
+    keyless = keyless_options(sigstore_trusted_root, sigstore_identity, sigstore_issuer, require_sigstore)
     if allow_unsigned:
         typer.echo("WARNING: --allow-unsigned: an unsigned dry-run package proves NOTHING about its origin",
                    err=True)
@@ -215,6 +231,8 @@ def verify_package(
               "now": now, "record": not no_evidence}
     if chosen != "ringward":
         kwargs["profile"] = chosen
+    if keyless is not None:
+        kwargs.update(keyless.as_params())
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow

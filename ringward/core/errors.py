@@ -179,6 +179,30 @@ class UntrustedBuilderError(ProvenanceError):
     code = "untrusted-builder"
 
 
+class AttestationError(VerificationError):
+    """A keyless (Sigstore) attestation does not verify: certificate chain, SCT, log proof, signature."""
+
+    code = "attestation-invalid"
+
+
+class MissingAttestationError(AttestationError):
+    """A binary has no keyless attestation where one is required."""
+
+    code = "attestation-missing"
+
+
+class MalformedAttestationError(AttestationError):
+    """A keyless attestation bundle cannot be parsed (bad JSON, not a Sigstore bundle)."""
+
+    code = "attestation-malformed"
+
+
+class AttestationIdentityError(AttestationError):
+    """A keyless attestation was made by another certificate identity or OIDC issuer than required."""
+
+    code = "attestation-identity-mismatch"
+
+
 class SbomError(VerificationError):
     """The SBOM is invalid or inconsistent with the binaries."""
 
@@ -239,6 +263,12 @@ class ChannelHeldError(StateError):
     """The release channel is on hold; nothing is promoted, exported or executed on it."""
 
     code = "channel-held"
+
+
+class YankedReleaseError(StateError):
+    """A yanked release version is never promoted, exported or published again."""
+
+    code = "release-yanked"
 
 
 class PromotionWindowError(StateError):

@@ -207,12 +207,27 @@ def _load_root(trust_root: str) -> Any:
 
 def run_verify_package(*, package_dir: str, trust_root: str, now: datetime, allow_unsigned: bool = False,
                        record: bool = True, flow_run_id: str | None = None, actor: str | None = None,
-                       profile: str = "ringward", progress: Progress | None = None) -> dict[str, Any]:
+                       profile: str = "ringward", progress: Progress | None = None,
+                       sigstore_trusted_root: str | None = None, sigstore_identity: str | None = None,
+                       sigstore_issuer: str | None = None, require_sigstore: bool = False) -> dict[str, Any]:
+    """``sigstore_*`` / ``require_sigstore``: the optional keyless-attestation layer (all three
+    sigstore values or none; see ringward.operations.release.sigstore_attestation)."""
+    from ringward.operations.release.sigstore_attestation import keyless_options
     from ringward.operations.release.verify import verify_package
 
+    keyless = keyless_options(sigstore_trusted_root, sigstore_identity, sigstore_issuer, require_sigstore)
     if record:
         prefetch_store()
     root = _load_root(trust_root)
+    if keyless is not None:
+        from ringward.operations.release.sigstore_attestation import load_keyless_layer, verify_package_with_keyless
+
+        layer = load_keyless_layer(keyless)
+        verification, outcome = verify_package_with_keyless(Path(package_dir), root, layer, now=now,
+                                                            allow_unsigned=allow_unsigned, profile=profile,
+                                                            progress=progress)
+        return finish_verification(verification, package_dir=package_dir, record=record, flow_run_id=flow_run_id,
+                                   actor=actor, extra=outcome.extra, extra_files=outcome.evidence_files)
     verification = verify_package(Path(package_dir), root, now=now, allow_unsigned=allow_unsigned, profile=profile,
                                   progress=progress)
     return finish_verification(verification, package_dir=package_dir, record=record, flow_run_id=flow_run_id,
@@ -220,13 +235,17 @@ def run_verify_package(*, package_dir: str, trust_root: str, now: datetime, allo
 
 
 def finish_verification(verification: Any, *, package_dir: str, record: bool, flow_run_id: str | None,
-                        actor: str | None = None) -> dict[str, Any]:
-    """Shared tail of the CLI and flow paths: result dict + evidence."""
+                        actor: str | None = None, extra: Mapping[str, Any] | None = None,
+                        extra_files: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """Shared tail of the CLI and flow paths: result dict + evidence. ``extra`` adds result sections
+    and ``extra_files`` evidence files (the keyless-attestation layer's)."""
     result = verification.to_dict()
+    result.update(extra or {})
+    files = package_dir_files(Path(package_dir), ("checksums.txt", "release-evidence.json"))
+    files.update(extra_files or {})
     return _maybe_record(KIND_VERIFY, result, record=record, valid=verification.valid,
                          version=verification.version, runtime=verification.runtime,
-                         extra_files=package_dir_files(Path(package_dir), ("checksums.txt", "release-evidence.json")),
-                         flow_run_id=flow_run_id, actor=actor)
+                         extra_files=files, flow_run_id=flow_run_id, actor=actor)
 
 
 def run_verify_airgap(*, bundle: str, trust_root: str, now: datetime, extract_dir: str | None = None,

@@ -157,13 +157,16 @@ def scan_integrity(
     pool: ThreadPoolExecutor | None = None,
     profile: Profile = Profile.RINGWARD,
     progress: Progress | None = None,
+    keyless_bundles: bool = False,
 ) -> IntegrityScan:
     """Integrity and signatures: the signed manifest, every listed file's size and digest,
     every signature against the pinned trust root and its threshold, unlisted files.
 
     Under the reference profile, files the reference leaves outside every signature
     (release-evidence.md, keyless-attestation JSON) are reported as present and ignored: never
-    read, never used."""
+    read, never used. With ``keyless_bundles`` (the keyless-attestation layer is on), each listed
+    binary's Sigstore bundle may be present unlisted: that layer authenticates it under the Sigstore
+    trusted root (see ringward.operations.release.sigstore_attestation)."""
     c = FamilyCollector(INTEGRITY_FAMILY)
     reference = profile is Profile.REFERENCE
     ignored_files: list[str] = []
@@ -263,6 +266,10 @@ def scan_integrity(
     signed_subjects = (set(listed) | {CHECKSUMS_FILE, EVIDENCE_JSON, EVIDENCE_MD}) & set(listing)
     signed_subjects -= set(ignored_files)
     allowed = signed_subjects | set(ignored_files) | ({UNSIGNED_NOTICE} if unsigned else set())
+    if keyless_bundles:
+        from ringward.operations.release.sigstore_attestation import keyless_bundle_names
+
+        allowed |= keyless_bundle_names(listed) & set(listing)
     if reference:
         for path in sorted(listing):
             if path not in listed and path not in allowed and is_reference_unsigned_file(path) \
