@@ -83,3 +83,19 @@ def run_flow(flow: Any, **parameters: Any) -> dict[str, Any]:
 
         raise_refusal(result)
     return result
+
+
+def connectors_config(config_path: str | None) -> str:
+    """The connector configuration a run uses: the parameter, else the settings of the process running
+    the flow (``$RINGWARD_CONNECTORS`` or ``$RINGWARD_HOME/connectors.yaml``), so a deployment from
+    prefect.yaml (which leaves the parameter to the worker) runs without it."""
+    if config_path:
+        return config_path
+    from ringward import settings
+    from ringward.core.errors import InputError
+
+    configured = settings.configured_connectors()
+    if configured is None:
+        raise InputError(f"config_path: required (a parameter, or {settings.connectors_path()} "
+                         f"from ${settings.CONNECTORS_ENV} / $RINGWARD_HOME where the flow runs)")
+    return str(configured)

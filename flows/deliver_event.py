@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from flows._common import current_flow_run_id, emit
+from flows._common import connectors_config, current_flow_run_id, emit
 from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import DeliveryFailedError
 from ringward.operations.delivery import delivery_ops as ops
@@ -80,19 +80,21 @@ def publish_dashboard(dashboard: dict[str, Any]) -> None:
 
 @flow(name="deliver-event", log_prints=True)
 def deliver_event_flow(
-    config_path: str,
+    config_path: str | None = None,
     event_path: str | None = None,
     event: dict[str, Any] | None = None,
     providers: str = "all",
     fail_on_undelivered: bool = True,
     retry_delay_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """Deliver an event (a file path or the event document) to ``providers`` of ``config_path``.
+    """Deliver an event (a file path or the event document) to ``providers`` of ``config_path`` (default:
+    the connector configuration in the settings of the process running the flow).
 
     ``retry_delay_seconds`` overrides the delivery task's exponential Prefect retry delays.
     """
     logger = get_run_logger()
     flow_run_id = current_flow_run_id()
+    config_path = connectors_config(config_path)
     document, selected = load_delivery_inputs(event_path, event, config_path, providers)
     event_id = document["event_id"]
     deliver = deliver_to_destination

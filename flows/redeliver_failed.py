@@ -10,15 +10,17 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows._common import current_flow_run_id
+from flows._common import connectors_config, current_flow_run_id
 from flows.deliver_event import publish_dashboard
 from tasks.delivery import connector_dashboard, redeliver_failed
 
 
 @flow(name="redeliver-failed", log_prints=True)
-def redeliver_failed_flow(config_path: str, limit: int = 1000) -> dict[str, Any]:
-    """Redeliver up to ``limit`` due deliveries using the destinations of ``config_path``."""
+def redeliver_failed_flow(config_path: str | None = None, limit: int = 1000) -> dict[str, Any]:
+    """Redeliver up to ``limit`` due deliveries using the destinations of ``config_path`` (default: the
+    connector configuration in the settings of the process running the flow)."""
     logger = get_run_logger()
+    config_path = connectors_config(config_path)
     summary = redeliver_failed(config_path, limit, current_flow_run_id())
     if summary["deliveries"]:
         create_table_artifact(

@@ -23,6 +23,27 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
 
 COMMIT_1 = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 COMMIT_2 = "9c3f1e0a7d2b4c6e8f0a1b3c5d7e9f1a2b4c6d8e"
+#: file that marks a directory as a demo output (a re-run may replace it without --force)
+DEMO_MARKER = ".ringward-demo"
+
+
+def _running_up_prefect_api() -> str | None:
+    """The Prefect API of a `ringward up` running for this home (``<home>/up.json``, its process alive and
+    its Prefect API answering), else None."""
+    import json
+
+    from ringward import settings
+    from ringward.operations.common.prefect_rest import api_health
+    from ringward.operations.common.supervisor import alive
+
+    try:
+        state = json.loads(settings.up_state_path().read_text(encoding="utf-8"))
+        pid, api_url = int(state["pid"]), str(state["prefect_api_url"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not alive(pid) or not api_url.startswith(("http://", "https://")) or api_health(api_url) is not None:
+        return None
+    return api_url
 
 
 @app.command()
@@ -30,7 +51,7 @@ def demo(
     output: Path = typer.Option(Path("demo-output"), "--output", help="Working directory for the demo (new)."),
     use_prefect: bool = typer.Option(False, "--prefect", help="Run each step as a Prefect flow run (visible in "
                                                               "the UI when PREFECT_API_URL points at a server)."),
-    force: bool = typer.Option(False, "--force", help="Delete --output first if it exists."),
+    force: bool = typer.Option(False, "--force", help="Delete --output first even if an earlier demo did not make it."),
 ) -> None:
     """Build sample binaries, package and sign them, verify package and air-gap bundle, smoke-test the
     host binary, validate an upgrade, show that tampering and rollback are refused, verify a package in the
@@ -49,11 +70,25 @@ def demo(
         save_trust_root,
     )
 
-    if output.exists():
-        if not force:
-            raise OutputExistsError(f"{output}: already exists (pass --force to start over)")
-        shutil.rmtree(output)
+    if output.exists() or output.is_symlink():
+        # a directory an earlier demo made (it carries the marker) is the demo's own to replace, so
+        # `demo.sh` then `demo.sh --prefect` (the README's order) just works; anything else needs --force
+        made_by_demo = output.is_dir() and not output.is_symlink() and (output / DEMO_MARKER).is_file()
+        if not (force or made_by_demo):
+            raise OutputExistsError(f"{output}: already exists and was not made by `ringward demo` "
+                                    "(pass --force to delete it and start over)")
+        if output.is_symlink() or not output.is_dir():
+            output.unlink()
+        else:
+            shutil.rmtree(output)
     output.mkdir(parents=True)
+    (output / DEMO_MARKER).write_text("made by `ringward demo`: a re-run replaces this directory\n")
+    running_up = _running_up_prefect_api() if use_prefect and not os.environ.get("PREFECT_API_URL") else None
+    if running_up is not None:
+        # a running `ringward up` (for this RINGWARD_HOME): the demo's flow runs go to its Prefect server,
+        # so they show in the UI it printed; the demo still keeps its own evidence under --output
+        os.environ["PREFECT_API_URL"] = running_up
+        typer.echo(f"== flow runs go to the Prefect server of the running `ringward up`: {running_up}")
     os.environ.setdefault("RINGWARD_HOME", str(output / "state"))
     if use_prefect and not os.environ.get("PREFECT_API_URL"):
         # the embedded (ephemeral) server migrates a fresh database on first start: ~30-60 s on 2 cores

@@ -184,8 +184,13 @@ def test_demo_runs_every_step_and_leaves_verifiable_evidence(tmp_path: Path) -> 
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    again = _demo(output)  # never clobbers an earlier run silently
+    # the output is marked as the demo's own, so a re-run (`demo.sh` then `demo.sh --prefect`) replaces it;
+    # a directory the demo did not make is never clobbered without --force
+    assert (output / ".ringward-demo").is_file()
+    (output / ".ringward-demo").unlink()
+    again = _demo(output)
     assert again.returncode == 2 and again.stderr.strip().startswith("error: ") and "--force" in again.stderr
+    assert "not made by `ringward demo`" in again.stderr and (output / "checkpoint.json").is_file()
 
 
 def _store(output: Path) -> Any:
