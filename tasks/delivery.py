@@ -9,6 +9,9 @@ rejection, a 410 or a configuration error ends the task at once (``retry_on_tran
 
 from __future__ import annotations
 
+import contextlib
+import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.runtime import task_run
 from prefect.tasks import exponential_backoff
 
+from ringward.core.delivery.config import DestinationConfig
 from ringward.core.delivery.results import DeliveryStatus, DestinationResult
 from ringward.core.errors import DeliveryRetryableError, SecretReferenceError
 from ringward.operations.delivery import delivery_ops as ops
@@ -68,6 +72,49 @@ def _run_id() -> str:
     return f"task-{current}" if current else ops.new_run_id("task")
 
 
+def destination_limit_names(destination: DestinationConfig) -> tuple[str | None, str | None]:
+    """Names of the Prefect global limits a destination asks for: (concurrency, rate)."""
+    base = f"ringward-destination-{destination.name}"
+    return (base if destination.concurrency_limit else None,
+            f"{base}-rate" if destination.rate_limit_per_minute else None)
+
+
+def ensure_destination_limits(destination: DestinationConfig) -> None:
+    """Create or update the destination's global limits on the Prefect server (idempotent by name):
+    the concurrency limit holds ``concurrency_limit`` slots; the rate limit holds a burst of one
+    second's worth (at least one) and frees ``rate_limit_per_minute / 60`` slots per second."""
+    from prefect.client.orchestration import get_client
+
+    concurrency_name, rate_name = destination_limit_names(destination)
+    with get_client(sync_client=True) as client:
+        if concurrency_name and destination.concurrency_limit:
+            client.upsert_global_concurrency_limit_by_name(concurrency_name, destination.concurrency_limit)
+        if rate_name and destination.rate_limit_per_minute:
+            per_second = destination.rate_limit_per_minute / 60
+            client.upsert_global_concurrency_limit_by_name(rate_name, max(1, math.floor(per_second)),
+                                                           slot_decay_per_second=per_second)
+
+
+@contextlib.contextmanager
+def destination_slots(destination: DestinationConfig) -> Iterator[None]:
+    """Hold the destination's global limits (Prefect's machinery, shared by every worker) around one
+    delivery: wait for a rate-limit slot, then hold a concurrency slot while sending."""
+    concurrency_name, rate_name = destination_limit_names(destination)
+    if concurrency_name is None and rate_name is None:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency, rate_limit
+
+    ensure_destination_limits(destination)
+    if rate_name is not None:
+        rate_limit(rate_name, strict=True)
+    if concurrency_name is None:
+        yield
+        return
+    with concurrency(concurrency_name, occupy=1, strict=True):
+        yield
+
+
 @task(
     name="deliver-to-destination",
     task_run_name="deliver {event_id} -> {destination}",
@@ -90,7 +137,7 @@ def deliver_to_destination(
 
     event = ConnectorEvent.model_validate(event_document)
     config = ops.load_connector_config(Path(config_path))
-    with open_store() as store:
+    with open_store() as store, destination_slots(config.destination(destination)):
         result = ops.deliver_to_destination(
             event, config, destination, store=store, run_id=_run_id(), lookups=LOOKUPS
         )

@@ -244,6 +244,14 @@ class DestinationConfig(PolicyOverrides):
     #: extra non-secret headers; a credential header takes a secret reference as its value
     headers: dict[str, str] = Field(default_factory=dict)
 
+    #: at most this many deliveries to this destination at once across every flow run and worker: a
+    #: Prefect global concurrency limit ``ringward-destination-<name>`` (flow runs only; the CLI's
+    #: in-process path is one process and uses ``max_in_flight``)
+    concurrency_limit: int | None = Field(default=None, ge=1, le=256)
+    #: at most this many deliveries per minute to this destination across every flow run and worker
+    #: (e.g. an ITSM API's quota): a Prefect global rate limit ``ringward-destination-<name>-rate``
+    rate_limit_per_minute: float | None = Field(default=None, gt=0, le=60_000)
+
     # -- credentials (secret references only) --
     token: SecretField | None = None
     authorization: SecretField | None = None
