@@ -40,6 +40,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "vex": ("ringward.cli.vex_cmd", "OpenVEX v0.2.0 documents: create, validate, merge."),
     "kev": ("ringward.cli.kev_cmd", "CISA KEV catalog import; hold releases that carry a KEV match."),
     "incident": ("ringward.cli.incident_cmd", "Security incidents: open, ack, update, close; SLA breaches."),
+    "playbook": ("ringward.cli.playbook_cmd", "Playbooks: key compromise, release yank, unauthorized release."),
     "up": ("ringward.cli.up_cmd", "Run Ringward: Prefect server + UI, the API and every deployment."),
     "status": ("ringward.cli.status_cmd", "Health of a running `ringward up`, deployments, failed runs."),
     "migrate": ("ringward.cli.migrate_cmd", "Import a CAVRA installation: evidence, approvals, connectors."),

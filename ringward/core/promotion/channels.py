@@ -17,6 +17,9 @@ tests can cite them):
   allowance to the release promoted before the current one (from the channel's history); an
   export of exactly that version and digest is then accepted once, recorded as a rollback
   export, and the allowance is consumed. A rollback id is used at most once.
+- CH5 a yanked version (the release-yank playbook) is never requested, exported, published or
+  rolled back to again on that channel (:class:`YankedReleaseError`); the yank leaves the
+  high-water mark where it is, so an older version is not silently promoted instead (CH2).
 
 Time is a parameter; nothing here reads the clock.
 """
@@ -39,6 +42,7 @@ from ringward.core.errors import (
     RollbackError,
     StateError,
     VersionConflictError,
+    YankedReleaseError,
 )
 
 CHANNEL_STATE_SCHEMA = "ringward.channel-state.v1"
@@ -139,6 +143,19 @@ class RollbackAllowance(BaseModel):
     granted_at: datetime
 
 
+class YankedRelease(BaseModel):
+    """A version yanked on a channel (CH5): who, when, why, and the playbook run that did it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str
+    digest: str | None = Field(default=None, pattern=_DIGEST.pattern)
+    actor: str
+    reason: str
+    at: datetime
+    ref: str | None = None
+
+
 class ChannelState(BaseModel):
     """A channel's persisted state. ``version`` is the store's compare-and-swap counter (0: never
     written); ``updated_at``/``updated_by`` describe the last write."""
@@ -152,6 +169,7 @@ class ChannelState(BaseModel):
     hold: ChannelHold | None = None
     rollback_allowance: RollbackAllowance | None = None
     history: tuple[PromotedRelease, ...] = ()
+    yanked: tuple[YankedRelease, ...] = ()
     version: int = 0
     updated_at: datetime | None = None
     updated_by: str | None = None
@@ -162,14 +180,26 @@ class ChannelState(BaseModel):
 
     def stored_value(self) -> dict[str, Any]:
         """What the store keeps (the CAS counter and write stamp live in the row)."""
-        return self.model_dump(mode="json", exclude={"version", "updated_at", "updated_by"})
+        doc = self.model_dump(mode="json", exclude={"version", "updated_at", "updated_by"})
+        if not self.yanked:  # rows of channels that never saw a yank keep their exact shape
+            del doc["yanked"]
+        return doc
 
     def to_document(self) -> dict[str, Any]:
         """``channel status --json``."""
         doc = self.model_dump(mode="json")
         doc["held"] = self.held
         doc["history"] = doc["history"][-20:]
+        if not self.yanked:
+            del doc["yanked"]
         return doc
+
+    def yanked_entry(self, version: str) -> YankedRelease | None:
+        """The yank of ``version`` (SemVer-equal) on this channel, if any."""
+        if not self.yanked:
+            return None
+        wanted = ReleaseVersion.parse(version, field="version")
+        return next((y for y in self.yanked if ReleaseVersion.parse(y.version) == wanted), None)
 
 
 class CandidateVerdict(StrEnum):
@@ -190,14 +220,30 @@ def check_not_held(state: ChannelState) -> None:
         )
 
 
+def check_not_yanked(state: ChannelState, version: str) -> None:
+    """CH5.
+
+    Raises:
+        YankedReleaseError: ``version`` was yanked on the channel.
+    """
+    entry = state.yanked_entry(version)
+    if entry is not None:
+        raise YankedReleaseError(
+            f"channel {state.channel}: version {version} was yanked by {entry.actor} at {entry.at.isoformat()} "
+            f"({entry.reason[:200]}); a yanked version is never promoted or exported again"
+        )
+
+
 def check_candidate(state: ChannelState, *, version: str, digest: str) -> CandidateVerdict:
     """CH2-CH4 for a candidate release of ``state.channel``.
 
     Raises:
+        YankedReleaseError: the version was yanked on the channel (CH5).
         ChannelHeldError: the channel is held.
         VersionConflictError: the version is not canonical SemVer, or equals the mark with other bytes.
         RollbackError: the version is below the mark and no rollback allowance names it.
     """
+    check_not_yanked(state, version)
     check_not_held(state)
     candidate = ReleaseVersion.parse(version, field="candidate version")
     mark = state.high_water
@@ -263,14 +309,34 @@ def unhold(state: ChannelState, *, actor: str, reason: str, now: datetime) -> Ch
 
 
 def previous_release(state: ChannelState) -> PromotedRelease | None:
-    """The release promoted on the channel before the current one (another version or digest)."""
+    """The release promoted on the channel before the current one (another version or digest),
+    skipping yanked versions (CH5)."""
     current = state.current
     if current is None:
         return None
     for entry in reversed(state.history[:-1]):
-        if not entry.same_release(current.version, current.digest):
+        if not entry.same_release(current.version, current.digest) and state.yanked_entry(entry.version) is None:
             return entry
     return None
+
+
+def yank(state: ChannelState, *, version: str, digest: str | None, actor: str, reason: str, now: datetime,
+         ref: str | None = None) -> tuple[ChannelState, bool]:
+    """CH5: mark ``version`` yanked on the channel. The high-water mark, the current release and the
+    history stay as they are. Returns (state, changed); yanking a yanked version again is a no-op.
+
+    Raises:
+        VersionConflictError: ``version`` is not canonical SemVer.
+        InputError: malformed digest, actor or reason.
+    """
+    ReleaseVersion.parse(version, field="version")
+    check_actor(actor, option="actor")
+    check_reason(reason)
+    wanted = None if digest is None else normalise_digest(digest, field="digest")
+    if state.yanked_entry(version) is not None:
+        return state, False
+    entry = YankedRelease(version=version, digest=wanted, actor=actor, reason=reason, at=now, ref=ref)
+    return state.model_copy(update={"yanked": (*state.yanked, entry)}), True
 
 
 def grant_rollback(

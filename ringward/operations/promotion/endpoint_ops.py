@@ -66,6 +66,7 @@ from ringward.core.promotion.channels import (
     check_candidate,
     check_channel_name,
     check_not_held,
+    check_not_yanked,
 )
 from ringward.core.promotion.signed_payload import CHANNEL_PROMOTION_SIGNATURE, verify_signed_payload
 from ringward.core.release.package_format import WorkstationTarget
@@ -608,6 +609,7 @@ def deliver_endpoint_export(
         _check_consumed_by_export(store, manifest, checksums)
         state = channels(store).get(manifest.channel)
         check_not_held(state)
+        check_not_yanked(state, manifest.release.version)
         provider_files: dict[str, dict[str, Any]] = {}
         linux_script: str | None = None
         by_name: dict[str, ee.ExportProvider] = {p.provider: p for p in manifest.providers}

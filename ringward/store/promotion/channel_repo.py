@@ -31,6 +31,15 @@ evidence record (status ``rollback-allowed``).
 
 ::
 
+    ChannelRepository(store).yank(channel, *, version, digest, actor, reason, now, and_hold, ref)
+        -> tuple[ChannelState, EvidenceRecord | None]
+
+Marks ``version`` yanked on the channel (CH5) and, with ``and_hold``, holds the channel when it is not
+held yet -- one transaction, one ``release-channel-state`` record (status ``yanked``); nothing to
+change (already yanked and held) writes nothing and returns no record.
+
+::
+
     ChannelRepository(store).channels_at(version, digest) -> list[str]
 
 The channels whose current promoted release is exactly ``version`` with ``digest`` (sorted).
@@ -65,6 +74,7 @@ from ringward.core.promotion.channels import (
     normalise_digest,
     promote,
     unhold,
+    yank,
 )
 from ringward.store.approvals import repo as approval_repo
 from ringward.store.approvals.repo import ApprovalRepository
@@ -219,6 +229,32 @@ class ChannelRepository:
         """Lift the channel's hold; refused when not held."""
         return self._change(channel, "unheld", actor, reason, now, flow_run_id,
                             lambda s: unhold(s, actor=actor, reason=reason, now=now))
+
+    def yank(
+        self, channel: str, *, version: str, digest: str | None, actor: str, reason: str, now: datetime,
+        and_hold: bool = True, ref: str | None = None, flow_run_id: str | None = None,
+    ) -> tuple[ChannelState, EvidenceRecord | None]:
+        """CH5 (and CH3 with ``and_hold``) in one change (see the module docstring)."""
+        check_channel_name(channel, option="channel")
+
+        def apply(conn: Connection) -> tuple[ChannelState, EvidenceRecord | None]:
+            before = _read(conn, channel, for_update=True)
+            after, changed = yank(before, version=version, digest=digest, actor=actor, reason=reason, now=now,
+                                  ref=ref)
+            held_now = and_hold and after.hold is None
+            if held_now:
+                after = hold(after, actor=actor, reason=reason, now=now)
+            if not changed and not held_now:
+                return before, None
+            written = _write(conn, before, after, actor=actor, now=now)
+            (record,) = append_locked(conn, [state_draft(
+                before, written, event="yanked", actor=actor, reason=reason, now=now, flow_run_id=flow_run_id,
+                extra={"yanked_version": version, "yanked_digest": digest, "yank_ref": ref,
+                       "newly_yanked": changed, "newly_held": held_now,
+                       "yanked": [y.model_dump(mode="json") for y in written.yanked]})], now)
+            return written, record
+
+        return self._retry(apply)
 
     def allow_rollback(
         self, channel: str, *, from_version: str, from_digest: str, rollback_id: str, actor: str, now: datetime
