@@ -33,26 +33,29 @@ class Setting(Enum):
     SLA_HANDOFFS = "sla_handoffs"
     SLA_POLICY = "sla_policy"
     PACKAGES = "packages"
+    #: the inventory automation's remediation-role signing key (a PEM file)
+    REMEDIATION_KEY = "remediation_key"
 
     @property
     def env(self) -> str:
         return {Setting.TRUST_ROOT: settings.TRUST_ROOT_ENV, Setting.CONNECTORS: settings.CONNECTORS_ENV,
                 Setting.SLA_HANDOFFS: settings.SLA_HANDOFFS_ENV, Setting.SLA_POLICY: settings.SLA_POLICY_ENV,
-                Setting.PACKAGES: settings.PACKAGES_ENV}[self]
+                Setting.PACKAGES: settings.PACKAGES_ENV, Setting.REMEDIATION_KEY: "RINGWARD_REMEDIATION_KEY"}[self]
 
     @property
     def default_name(self) -> str:
         """File name under ``$RINGWARD_HOME`` when the variable is unset."""
         return {Setting.TRUST_ROOT: "trust-root.json", Setting.CONNECTORS: "connectors.yaml",
                 Setting.SLA_HANDOFFS: "remediation-handoffs", Setting.SLA_POLICY: "sla-routing.yaml",
-                Setting.PACKAGES: "packages"}[self]
+                Setting.PACKAGES: "packages", Setting.REMEDIATION_KEY: "remediation-key.pem"}[self]
 
     def path(self) -> Path:
         resolve: Callable[[], Path] = {Setting.TRUST_ROOT: settings.trust_root_path,
                                        Setting.CONNECTORS: settings.connectors_path,
                                        Setting.SLA_HANDOFFS: settings.sla_handoffs_path,
                                        Setting.SLA_POLICY: settings.sla_policy_path,
-                                       Setting.PACKAGES: settings.packages_path}[self]
+                                       Setting.PACKAGES: settings.packages_path,
+                                       Setting.REMEDIATION_KEY: _remediation_key_path}[self]
         return resolve()
 
     def exists(self) -> bool:
@@ -62,6 +65,12 @@ class Setting(Enum):
 
     def describe(self) -> str:
         return f"${self.env} or $RINGWARD_HOME/{self.default_name}"
+
+
+def _remediation_key_path() -> Path:
+    from ringward.operations.remediation.automation import remediation_key_path
+
+    return remediation_key_path()
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,20 @@ CATALOG: tuple[Deployment, ...] = (
                ("inventory", "ingestion", "event-driven"), concurrency_limit=4,
                triggers=(OnEvent("ringward.inventory.received", "ringward.inventory.webhook.*",
                                  {"receipt_id": "{{ event.payload.receipt_id }}"}),)),
+    Deployment("inventory-automation-on-ingest", "flows.inventory_automation:inventory_automation_flow",
+               "Reconciles each new ingestion against its channel's current release (package verified, always) and, "
+               "on drift, opens a remediation request signed with the automation's remediation key -- or attaches "
+               "to the open request for the same release, target and drift class.",
+               ("inventory", "remediation", "event-driven"), concurrency_limit=1,
+               parameters={"trust_root": Setting.TRUST_ROOT, "signing_key": Setting.REMEDIATION_KEY,
+                           "packages": Setting.PACKAGES},
+               triggers=(OnEvent("ringward.inventory.ingested", "ringward.inventory.*",
+                                 {"inventory_id": "{{ event.payload.inventory_id }}",
+                                  "channel": "{{ event.payload.channel }}"}),),
+               needs=(Setting.TRUST_ROOT, Setting.REMEDIATION_KEY),
+               note="the channel's release is its current export (channel state) found under packages by digest, "
+                    "or the package $RINGWARD_CHANNEL_RELEASES / <home>/channel-releases.yaml names; the key is a "
+                    "remediation-role key pinned in the trust root"),
     Deployment("inventory-reconcile", "flows.inventory_reconcile:inventory_reconcile_flow",
                "Verify a package, then reconcile observations against its signed endpoint deployment manifest "
                "(version/checksum drift, missing/unknown targets, stale hosts); drift artifacts per channel.",
@@ -202,10 +225,24 @@ CATALOG: tuple[Deployment, ...] = (
                note="workers need the observations file on a shared path; point partitioned_flow(cluster_address) at "
                     "an existing Dask scheduler to use other hosts"),
     Deployment("inventory-freshness", "flows.inventory_freshness:inventory_freshness_flow",
-               "Inventory freshness every 15 minutes: two clocks per host, silent sources; an event only when a "
-               "scope's state changes.",
+               "Inventory freshness every 15 minutes: two clocks per host, silent sources; an event and (with "
+               "connectors.yaml) one connector notification only when a scope's state changes.",
                ("inventory", "freshness", "scheduled"), concurrency_limit=1,
-               parameters={"max_age": "24h", "critical_age": "48h"}, schedules=(Cron("*/15 * * * *"),)),
+               parameters={"max_age": "24h", "critical_age": "48h", "config_path": Setting.CONNECTORS},
+               schedules=(Cron("*/15 * * * *"),),
+               note="notifications need parameters.config_path (served: the home's connectors.yaml); while that file "
+                    "is missing they are off and evaluation goes on"),
+    *(Deployment(f"inventory-pull-{provider}", "flows.inventory_pull:inventory_pull_flow",
+                 f"Hourly pull of the {tool} named in connectors.yaml (incremental after the first "
+                 "read, full daily), ingested like any export; artifact inventory-pull-<provider>-<source>.",
+                 ("inventory", "ingestion", "pull", "scheduled"), concurrency_limit=1,
+                 parameters={"provider": provider, "config_path": Setting.CONNECTORS, "skip_unconfigured": True},
+                 schedules=(Interval(3600),), needs=(Setting.CONNECTORS,),
+                 note="add parameters channel / software / source as the source needs; without a source for "
+                      "the provider in connectors.yaml a run ends Completed with a note")
+      for provider, tool in (("jamf", "Jamf Pro computers inventory"),
+                             ("intune", "Intune devices and detected apps (Microsoft Graph)"),
+                             ("fleet", "Fleet hosts and software"))),
     # --- remediation SLA ------------------------------------------------------------------------------
     Deployment("sla-escalation", "flows.sla_escalation:sla_escalation_flow",
                "Remediation SLA every 5 minutes: evaluate, route, deliver, escalate, record; idempotent per "
@@ -227,7 +264,24 @@ CATALOG: tuple[Deployment, ...] = (
                "open an incident on an unresolved match.",
                ("advisories", "kev", "scheduled"), concurrency_limit=1,
                parameters={"packages": Setting.PACKAGES, "trust_root": Setting.TRUST_ROOT},
-               schedules=(Cron("30 * * * *"),), needs=(Setting.PACKAGES, Setting.TRUST_ROOT)),
+               schedules=(Cron("30 * * * *"),), needs=(Setting.PACKAGES, Setting.TRUST_ROOT),
+               # a newer catalog re-checks at once (`ringward kev import` emits the event)
+               triggers=(OnEvent("ringward.kev.imported", "ringward.kev.*", {}),)),
+    # --- incident playbooks (on demand; a destructive step waits for its approval: run again with approval) ----
+    Deployment("playbook-key-compromise", "flows.incidents_playbooks:key_compromise_flow",
+               "Playbook: revoke a signing key (trust root v N+1 signed by the root role), list and re-verify what it "
+               "signed, hold the affected channels, notify, open a supply-chain incident.",
+               ("incidents", "playbook"), concurrency_limit=1, parameters={"trust_root": Setting.TRUST_ROOT},
+               needs=(Setting.TRUST_ROOT,),
+               note="give key (and root_keys once the revocation is approved); re-run with approval=<id> to resume"),
+    Deployment("playbook-yank", "flows.incidents_playbooks:yank_flow",
+               "Playbook: yank a release on its channels (never promoted or exported again; the high-water mark "
+               "stays), hold them, reconcile the fleet against it and open remediation for hosts running it.",
+               ("incidents", "playbook")),
+    Deployment("playbook-unauthorized-release", "flows.incidents_playbooks:unauthorized_release_flow",
+               "Playbook: versions never promoted on a channel (or from an untrusted builder or source) on its "
+               "endpoints -> unauthorized-release incident and a hold on the channel.",
+               ("incidents", "playbook"), parameters={"trust_root": Setting.TRUST_ROOT}, needs=(Setting.TRUST_ROOT,)),
     # --- channel promotion ---------------------------------------------------------------------------
     Deployment("request-channel-promotion", "flows.promotion_channel:request_channel_promotion_flow",
                "Sign a release-channel promotion request and open its approval; emits ringward.promotion.requested.",

@@ -30,6 +30,7 @@ PROMOTION_REQUESTED = "ringward.promotion.requested"
 APPROVAL_DECIDED = "ringward.approval.decided"
 PROMOTION_EXECUTED = "ringward.promotion.executed"
 ROLLBACK_EXECUTED = "ringward.rollback.executed"
+KEV_IMPORTED = "ringward.kev.imported"
 
 
 def events_enabled() -> bool:

@@ -1,9 +1,11 @@
 """Inventory ingestion as a tracked flow run: one provider payload -> observations + evidence.
 
 Publishes a summary and a per-target table under stable artifact keys, and emits
-``ringward.inventory.ingested`` (resource ``ringward.inventory.<provider>``) for automations (a
-deployment trigger can start reconciliation of the channel's release on it). A refused payload ends
-the run Failed carrying the refusal; its raw bytes are already evidence.
+``ringward.inventory.ingested`` (resource ``ringward.inventory.<provider>``, payload ``inventory_id`` and
+``channel`` only) for a new ingestion: the ``inventory-automation-on-ingest`` deployment reconciles the
+channel's current release on it and opens or attaches to a remediation request
+(``flows/inventory_automation.py``). A refused payload ends the run Failed carrying the refusal; its raw
+bytes are already evidence.
 """
 
 from __future__ import annotations

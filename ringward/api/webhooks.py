@@ -1,4 +1,6 @@
-"""``POST /webhooks/inventory/{source}``: signed inventory webhooks (rule API9).
+"""``POST /webhooks/inventory/{source}``: signed inventory webhooks (rule API9), and
+``POST /webhooks/handoff-status``: signed remediation handoff statuses over the same machinery
+(:mod:`ringward.operations.remediation.handoff_webhook`; 200 recorded, 409 illegal transition).
 
 - API9 the only routes authenticated by something other than a bearer token: the Standard
   Webhooks signature (``webhook-id``, ``webhook-timestamp``, ``webhook-signature``; HMAC ``v1``
@@ -14,11 +16,12 @@
 
 The receiver is its own small ASGI app placed in front of the bearer-token API's guards: those
 cap every body at 64 KiB and require a bearer token, and an inventory export is larger and
-carries a signature instead. Everything that is not under :data:`PREFIX` goes to the API as before.
+carries a signature instead. Everything that is not under :data:`RECEIVER_PATHS` goes to the API as before.
 """
 
 # no `from __future__ import annotations`: FastAPI must see the route annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Callable
@@ -43,6 +46,10 @@ from ringward.store import Store
 log = logging.getLogger("ringward.api.webhooks")
 
 PREFIX = "/webhooks/inventory/"
+#: signed remediation handoff statuses (:mod:`ringward.operations.remediation.handoff_webhook`)
+HANDOFF_STATUS_PATH = "/webhooks/handoff-status"
+#: every path the receiver (not the bearer-token API) answers
+RECEIVER_PATHS: tuple[str, ...] = (PREFIX, HANDOFF_STATUS_PATH)
 SOURCE_PARAM = Annotated[str, PathParam(pattern=webhook_ops.SOURCE_PATTERN, max_length=64)]
 
 
@@ -82,13 +89,26 @@ def dispatch(store: Store, receiver: WebhookReceiver, receipt: Any, *, now: date
     if events_enabled():
         configured = receiver.sources.get(receipt.source)
         software = configured.software if configured else ("cavra-runtime",)
-        event = webhook_ops.received_event(receipt, webhook_ops.output_dir(receiver, receipt), software)
+        event = webhook_ops.received_event(receipt, software)
         warning = emit_if_configured(*event)
         if warning is None:
             WebhookReceiptRepository(store).finish(receipt.receipt_id, DISPATCHED, now=now, allowed_from=(RECEIVED,))
             return {"receipt_id": receipt.receipt_id, "status": DISPATCHED}
         log.warning("%s; ingesting receipt %s in-process", warning, receipt.receipt_id)
-    return webhook_ops.ingest_receipt(store, receiver, receipt, now=now)
+    outcome = webhook_ops.ingest_receipt(store, receiver, receipt, now=now)
+    if outcome.get("ingestion") == "ingested":
+        # no Prefect to trigger the automation: reconcile + remediation request here, when configured
+        from ringward.operations.remediation.automation import automate_if_configured
+
+        try:
+            automated = automate_if_configured(store, str(outcome["inventory_id"]), now=now)
+        except RingwardError as exc:  # recorded by the automation; the ingestion stands
+            log.warning("inventory %s: automation refused: %s", outcome["inventory_id"], exc.message)
+        else:
+            if automated is not None:
+                outcome["automation"] = {k: automated.get(k) for k in ("status", "automation_id", "request_id",
+                                                                         "approval_id", "message")}
+    return outcome
 
 
 def _ingest_after_response(store: Store, receiver: WebhookReceiver, receipt: Any,
@@ -169,6 +189,56 @@ def build_receiver_app(*, get_store: Callable[[], Store], clock: Callable[[], da
             "webhook_id": receipt.webhook_id, "signature_version": accepted.verified.version,
         })
 
+    @hooks.post(HANDOFF_STATUS_PATH)
+    async def receive_handoff_status(request: Request) -> JSONResponse:
+        """A signed §9.4 status: stored as evidence, then recorded with the real transition rules
+        (200; 409 illegal transition, 404 unknown handoff, 403 provider not the sender's, 422 body)."""
+        from ringward.operations.remediation import handoff_webhook as hw
+        from ringward.store.inventory.receipts import WebhookReplayError
+
+        if not receiver.handoff_senders:
+            return _error(404, "not-found", "handoff-status webhooks are not configured")
+        now = clock()
+        store = get_store()
+        cap = receiver.handoff_max_body_bytes
+        refuse = functools.partial(webhook_ops.record_refusal, store, source=hw.REFUSAL_SOURCE,
+                                   provider=webhook_ops.HANDOFF_RECEIPT_PROVIDER, kind=hw.KIND_HANDOFF_WEBHOOK, now=now)
+        try:
+            body = await _read_capped(request, cap)
+        except _TooLarge as exc:
+            size = exc.size
+            message = f"body is {size}+ bytes, expected at most {cap}"
+            await run_in_threadpool(refuse, status_code=413, error="body-too-large", reason=message,
+                                    webhook_id=request.headers.get("webhook-id"), body_sha256=None, body_bytes=size)
+            return _error(413, "body-too-large", message)
+        repeated = [(name, n) for name in webhook_ops.SIGNED_HEADERS if (n := len(request.headers.getlist(name))) > 1]
+        if repeated:
+            refused = WebhookSignatureError(f"{repeated[0][0]} appears {repeated[0][1]} times, expected once")
+            await run_in_threadpool(refuse, status_code=401, error=refused.code, reason=refused.message,
+                                    webhook_id=None, body_sha256=hashlib.sha256(body).hexdigest(),
+                                    body_bytes=len(body))
+            return _error(401, refused.code, refused.message)
+        try:
+            accepted = await run_in_threadpool(hw.accept_handoff_status, store, receiver, dict(request.headers), body,
+                                               now=now)
+            outcome = await run_in_threadpool(hw.process_handoff_receipt, store, receiver, accepted.receipt, now=now)
+        except WebhookSignatureError as exc:
+            return _error(401, exc.code, exc.message)
+        except WebhookReplayError as exc:
+            return _error(409, exc.code, exc.message)
+        except RingwardError as exc:  # the body is stored (or not): recover-webhooks finishes an open receipt
+            log.error("handoff-status webhook: %s", exc.message)
+            return _error(503, exc.code, "the status could not be recorded now; retry later")
+        except DBAPIError as exc:
+            log.error("store error: %s", exc.orig)
+            return _error(503, "store-unavailable", "the evidence store is unavailable; retry later")
+        status = int(outcome.pop("http_status"))
+        if status >= 400:
+            return JSONResponse(status_code=status, content={
+                "error": outcome.get("error"), "message": str(outcome.get("message"))[:500],
+                "receipt_id": str(outcome["receipt_id"]), "status": outcome["status"]})
+        return JSONResponse(status_code=200, content={**outcome, "receipt_id": str(outcome["receipt_id"])})
+
     return hooks
 
 
@@ -180,7 +250,7 @@ class WebhookDispatch:
         self.receiver_app = HeaderLimitMiddleware(receiver_app, max_header_bytes=max_header_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and str(scope.get("path", "")).startswith(PREFIX):
+        if scope["type"] == "http" and str(scope.get("path", "")).startswith(RECEIVER_PATHS):
             await self.receiver_app(scope, receive, send)
             return
         await self.app(scope, receive, send)

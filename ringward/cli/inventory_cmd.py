@@ -75,6 +75,15 @@ def ingest(
     output: Path | None = typer.Option(None, "--output", help="Directory for endpoint-inventory.json and the "
                                        "ingestion record (default ./endpoint-inventory/<inventory_id>)."),
     actor: str | None = ACTOR,
+    reconcile_after: bool = typer.Option(False, "--reconcile", help="Then reconcile against the channel's current "
+                                         "release and, on drift, open or attach to a remediation request (in-process; "
+                                         "what the inventory-automation-on-ingest deployment runs). Exit 1 on drift."),
+    trust_root: Path | None = typer.Option(None, "--trust-root", envvar="RINGWARD_TRUST_ROOT",
+                                           help="With --reconcile: pinned trust root (default "
+                                           "<home>/trust-root.json)."),
+    signing_key: Path | None = typer.Option(None, "--signing-key", envvar="RINGWARD_REMEDIATION_KEY",
+                                            help="With --reconcile: remediation-role key (default "
+                                            "<home>/remediation-key.pem)."),
     at: str | None = AT,
     json_output: bool = JSON,
 ) -> None:
@@ -86,11 +95,24 @@ def ingest(
         result = ingest_inventory(store, source=source, provider=provider, channel=channel,
                                   software=tuple(software), observed_at=_time(observed_at, "--observed-at"),
                                   output=output, actor=_actor(actor), now=_now(at))
+        if reconcile_after:
+            from ringward import settings
+            from ringward.operations.remediation.automation import automate_reconciliation, remediation_key_path
+
+            # an identical re-ingest reconciles too: the automation answers a repeat from its record
+            result["automation"] = automate_reconciliation(
+                store, inventory_id=result["inventory_id"], now=_now(at),
+                trust_root=trust_root or settings.trust_root_path(),
+                signing_key=signing_key or remediation_key_path(), packages=settings.packages_path())
     from ringward.operations.inventory.events import ingested_event
 
     _emit(ingested_event(result))
+    automated = result.get("automation")
+    drift = bool(automated and automated.get("drift_status") == "drift_detected")
     if json_output:
         print_json(result)
+        if drift:
+            raise typer.Exit(1)
         return
     verb = "INGESTED" if result["status"] == "ingested" else "ALREADY INGESTED"
     typer.echo(f"{verb}: {result['inventory_id']} {result['provider']} ({result['endpoint_count']} endpoints, "
@@ -98,6 +120,10 @@ def ingest(
     for warning in result["warnings"][:20]:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"observations: {result['observations']} (evidence {result['evidence']['evidence_id']})")
+    if automated:
+        typer.echo(f"AUTOMATION {automated['status'].upper()}: {automated['message']}")
+    if drift:
+        raise typer.Exit(1)
 
 
 @app.command("reconcile")
@@ -185,6 +211,62 @@ def freshness(
     for change in result["changes"]:
         typer.echo(f"state change: {change['state']} {change['from']} -> {change['to']}")
     typer.echo(f"evidence {result['evidence']['evidence_id']}")
+
+
+@app.command("pull")
+def pull(
+    provider: str = typer.Option(..., "--provider", help="jamf | intune | fleet"),
+    config: Path = typer.Option(..., "--config", envvar="RINGWARD_CONNECTORS",
+                                help="Connector configuration naming the source (url, secret references)."),
+    source: str | None = typer.Option(None, "--source", help="Destination name of the source when several match."),
+    channel: str | None = typer.Option(None, "--channel", help="Release channel these endpoints follow."),
+    software: list[str] = typer.Option(["cavra-runtime"], "--software",
+                                       help="Name of the runtime as the provider lists it (repeatable)."),
+    full: bool = typer.Option(False, "--full", help="Read the whole fleet, not only hosts changed since the cursor."),
+    full_every: str = typer.Option("24h", "--full-every", help="A full read at least this often (deleted devices)."),
+    page_size: int | None = typer.Option(None, "--page-size", help="Hosts per page (default 200 jamf, 100 others)."),
+    max_hosts: int = typer.Option(1_000_000, "--max-hosts", help="Refuse a fleet larger than this."),
+    actor: str | None = ACTOR,
+    at: str | None = AT,
+    json_output: bool = JSON,
+    use_prefect: bool = typer.Option(False, "--prefect", help="Run as a tracked Prefect flow run (inventory-pull)."),
+) -> None:
+    """Pull a fleet from Jamf Pro, Intune (Graph) or Fleet and ingest it (incremental after the first read)."""
+    from ringward.operations.inventory.common import parse_age
+
+    every = parse_age(full_every, option="--full-every")
+    now = _now(at)
+    if use_prefect:
+        from flows._common import run_flow
+        from flows.inventory_pull import inventory_pull_flow
+
+        result = run_flow(inventory_pull_flow, provider=provider, config_path=str(config.absolute()), source=source,
+                          channel=channel, software=list(software), full=full, full_every=full_every,
+                          page_size=page_size, max_hosts=max_hosts, actor=_actor(actor), now=now)
+    else:
+        from ringward.cli.connectors_cmd import _lookups
+        from ringward.operations.delivery.delivery_ops import load_connector_config
+        from ringward.operations.inventory.events import ingested_event
+        from ringward.operations.inventory.pull_ops import pull_inventory
+
+        lookups = _lookups(load_connector_config(config))  # Prefect Secret blocks only when referenced
+        with _store() as store:
+            result = pull_inventory(store, config_path=config, provider=provider, now=now, actor=_actor(actor),
+                                    lookups=lookups, source=source, channel=channel, software=tuple(software),
+                                    full=full, full_every=every, page_size=page_size, max_hosts=max_hosts)
+        _emit(ingested_event(result["ingestion"]))
+    if json_output:
+        print_json(result)
+        return
+    ingestion = result["ingestion"]
+    verb = "INGESTED" if ingestion["status"] == "ingested" else "UNCHANGED"
+    typer.echo(f"PULLED: {result['provider']}/{result['source']} {result['mode']}, {result['page_count']} pages, "
+               f"{result['hosts_fetched']} hosts pulled, fleet {result['host_count']} -> {verb} "
+               f"{result['inventory_id']} ({ingestion['endpoint_count']} endpoints)")
+    typer.echo(f"cursor: {result['cursor']['before'] or '-'} -> {result['cursor']['after'] or '-'}; "
+               f"observations: {result['observations']} (evidence {result['evidence']['evidence_id']})")
+    for warning in (result["warnings"] + ingestion["warnings"])[:20]:
+        typer.echo(f"warning: {warning}", err=True)
 
 
 @app.command("recover-webhooks")

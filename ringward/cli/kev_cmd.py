@@ -39,6 +39,20 @@ def _store() -> Any:
     return open_store()
 
 
+def _emit_imported(result: dict[str, Any]) -> None:
+    """``ringward.kev.imported`` when a Prefect API is configured: the kev-recheck deployment's trigger
+    re-checks every channel's current release against the new catalog (a warning line if not sent)."""
+    from flows.events import KEV_IMPORTED, emit_if_configured, events_enabled
+
+    if not events_enabled():
+        return
+
+    payload = {k: result.get(k) for k in ("catalog_version", "sha256", "count", "evidence_id")}
+    warning = emit_if_configured(KEV_IMPORTED, "ringward.kev.catalog", payload)
+    if warning is not None:
+        typer.echo(f"warning: {warning}", err=True)
+
+
 @app.command("import")
 def import_(
     catalog: Path = typer.Argument(..., help="known_exploited_vulnerabilities.json"),
@@ -62,6 +76,8 @@ def import_(
             for problem in exc.problems[1:]:
                 typer.echo(f"invalid: {problem}", err=True)
             raise
+    if result["imported"]:
+        _emit_imported(result)
     if json_output:
         print_json(result)
     else:

@@ -2,17 +2,20 @@
 
 ``request`` turns a reconciliation report into a signed request (remediation-role key) bound to an
 approval -- or attaches to the open request that already covers the same release, targets and drift
-classes. ``execute`` uses that approval once (approver other than the requester, unexpired) and records
-the work: republish/rollback actions for the promotion flows (run them there, each under its own
-approval), the rest as handoff work items. ``handoff`` delivers an executed request's work items
-through the connector platform; ``status`` records a provider's progress (completed, failed and
-cancelled are final; nothing returns to queued). Refusals exit 1, bad input exits 2; every decision
-is an evidence record.
+classes. ``execute`` uses that approval once (approver other than the requester, unexpired), records
+the work, then runs the republish / rollback actions through the promotion domain (endpoint
+publication, rollout rollback), each under its own approval -- what is missing is reported as awaiting
+its approval and ``actions`` resumes it later; the rest are handoff work items. ``handoff`` delivers an
+executed request's work items through the connector platform; ``status`` records a provider's
+progress (completed, failed and cancelled are final; nothing returns to queued; signed callbacks use
+``POST /webhooks/handoff-status``). Refusals exit 1, bad input exits 2; every decision is an evidence
+record.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -75,6 +78,42 @@ def request(
     typer.echo(f"request: {result['request']} (evidence {result['evidence']['evidence_id']})")
 
 
+REPUBLISH_EXPORT = typer.Option(None, "--republish-export", help="Republish: the channel's approved "
+                                 "endpoint-management-export-manifest.json (made by `ringward endpoint export` under "
+                                 "its channel-promotion approval).")
+CONNECTORS = typer.Option(None, "--config", envvar="RINGWARD_CONNECTORS", help="Republish: connector configuration "
+                          "that publishes the export; env RINGWARD_CONNECTORS.")
+PUBLISH_PROVIDER = typer.Option("all", "--publish-provider", help="Republish: jamf, intune, linux or all.")
+ROLLBACK_EXECUTION = typer.Option(None, "--rollback-execution", help="Rollback: the rollout-promotion-execution.json "
+                                  "to roll back.")
+ROLLBACK_APPROVAL = typer.Option(None, "--rollback-approval", help="Rollback: its approval (opened by `ringward "
+                                 "rollout request-rollback`, approved by someone else).")
+ROLLBACK_OUTPUT = typer.Option(None, "--rollback-output", help="Rollback: directory for the rollback record "
+                               "(default ./<rollback_id>).")
+
+
+def _promotion(republish_export: Path | None, config: Path | None, publish_provider: str,
+               rollback_execution: Path | None, rollback_approval: str | None, rollback_output: Path | None) -> Any:
+    from ringward.operations.remediation.promotion_actions import PromotionInputs
+
+    return PromotionInputs(republish_export=republish_export, connectors=config, publish_provider=publish_provider,
+                           rollback_execution=rollback_execution, rollback_approval=rollback_approval,
+                           rollback_output=rollback_output)
+
+
+def _print_actions(actions: list[dict[str, Any]]) -> bool:
+    """One line per republish/rollback operation; True when one was refused or failed."""
+    problem = False
+    for action in actions:
+        label = {"done": "DONE", "awaiting_approval": "AWAITING APPROVAL", "refused": "REFUSED",
+                 "failed": "FAILED"}.get(action["status"], action["status"].upper())
+        again = " (already done)" if action.get("repeat") else ""
+        typer.echo(f"{action['operation']} ({action['action_count']} actions): {label}{again}: {action['message']}",
+                   err=action["status"] in ("refused", "failed"))
+        problem = problem or action["status"] in ("refused", "failed")
+    return problem
+
+
 @app.command("execute")
 def execute(
     request_file: Path = typer.Argument(..., metavar="REQUEST", help="The signed endpoint-remediation-request.json."),
@@ -85,27 +124,75 @@ def execute(
     notes: str | None = typer.Option(None, "--notes", help="Free text recorded with the execution."),
     output: Path | None = typer.Option(None, "--output", help="Directory for the execution record "
                                        "(default ./endpoint-remediation-execution/<execution_id>)."),
+    republish_export: Path | None = REPUBLISH_EXPORT,
+    config: Path | None = CONNECTORS,
+    publish_provider: str = PUBLISH_PROVIDER,
+    rollback_execution: Path | None = ROLLBACK_EXECUTION,
+    rollback_approval: str | None = ROLLBACK_APPROVAL,
+    rollback_output: Path | None = ROLLBACK_OUTPUT,
     at: str | None = AT,
     json_output: bool = JSON,
 ) -> None:
-    """Use the request's approval once and record the execution (nothing on endpoints changes here)."""
+    """Use the request's approval once, record the execution, then run republish / rollback actions
+    through the promotion domain under their own approvals (reported as awaiting them when missing).
+    Exit 1 when a republish or rollback was refused or failed (the execution stands)."""
     from ringward.operations.remediation.remediation_ops import execute_remediation
 
+    promotion = _promotion(republish_export, config if republish_export else None, publish_provider,
+                           rollback_execution, rollback_approval, rollback_output)
     with _store() as store:
         result = execute_remediation(
             store, request=request_file, approval_id=approval, actor=_actor(actor), trust_root=trust_root,
-            now=_now(at), output=output, execution_environment=environment, notes=notes,
+            now=_now(at), output=output, execution_environment=environment, notes=notes, promotion=promotion,
         )
+    problem = any(a["status"] in ("refused", "failed") for a in result["promotion_actions"])
     if json_output:
         print_json(result)
-        return
-    typer.echo(f"EXECUTED: {result['execution_id']} for {result['request_id']} (approval {result['approval_id']} "
-               "consumed)")
-    if result["promotion_flow_actions"]:
-        typer.echo(f"{len(result['promotion_flow_actions'])} republish/rollback actions: run them with "
-                   "`ringward endpoint ...` / `ringward rollout rollback` (each under its own approval)")
-    typer.echo(f"{result['handoff_action_count']} handoff work items: `ringward remediation handoff "
-               f"{result['execution']} --provider ... --config ...`")
+    else:
+        typer.echo(f"EXECUTED: {result['execution_id']} for {result['request_id']} (approval "
+                   f"{result['approval_id']} consumed)")
+        _print_actions(result["promotion_actions"])
+        if not result["promotion_complete"]:
+            typer.echo(f"resume with `ringward remediation actions {result['execution_id']} ...` once the "
+                       "promotion approvals exist")
+        typer.echo(f"{result['handoff_action_count']} handoff work items: `ringward remediation handoff "
+                   f"{result['execution']} --provider ... --config ...`")
+    if problem:
+        raise typer.Exit(1)
+
+
+@app.command("actions")
+def actions(
+    execution: str = typer.Argument(..., metavar="EXECUTION", help="Execution id (ere_...) or execution JSON file."),
+    actor: str | None = typer.Option(None, "--actor", help="Who runs them (default $RINGWARD_ACTOR)."),
+    trust_root: Path = TRUST_ROOT,
+    republish_export: Path | None = REPUBLISH_EXPORT,
+    config: Path | None = CONNECTORS,
+    publish_provider: str = PUBLISH_PROVIDER,
+    rollback_execution: Path | None = ROLLBACK_EXECUTION,
+    rollback_approval: str | None = ROLLBACK_APPROVAL,
+    rollback_output: Path | None = ROLLBACK_OUTPUT,
+    at: str | None = AT,
+    json_output: bool = JSON,
+) -> None:
+    """Run the republish / rollback actions of an executed remediation that still wait (done ones are not
+    run again). Exit 1 when one was refused or failed."""
+    from ringward.operations.remediation.promotion_actions import execution_id_of, run_promotion_actions
+
+    promotion = _promotion(republish_export, config if republish_export else None, publish_provider,
+                           rollback_execution, rollback_approval, rollback_output)
+    with _store() as store:
+        result = run_promotion_actions(store, execution_id=execution_id_of(execution), actor=_actor(actor),
+                                       trust_root=trust_root, now=_now(at), inputs=promotion)
+    if json_output:
+        print_json(result)
+        problem = bool(result["problems"])
+    else:
+        if not result["actions"]:
+            typer.echo(f"{result['execution_id']}: no republish or rollback actions")
+        problem = _print_actions(result["actions"])
+    if problem:
+        raise typer.Exit(1)
 
 
 @app.command("handoff")

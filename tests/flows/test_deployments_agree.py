@@ -163,9 +163,16 @@ def _sample_events() -> dict[str, dict[str, Any]]:
     receipt = WebhookReceipt(receipt_id=1, source="jamf-prod", webhook_id="m1", provider="jamf", channel="stable",
                              received_at=now, body_sha256="0" * 64, body_bytes=2, raw_path="/srv/x/webhook-body.json",
                              status="received", reason=None, evidence_id=7, inventory_id=None)
-    received = received_event(receipt, Path("/srv/out/receipt-1"), ("rt",))
+    received = received_event(receipt, ("rt",))
+    from ringward.operations.inventory.events import ingested_event
+
+    ingested = ingested_event({"status": "ingested", "inventory_id": "eii_000000000001", "provider": "jamf",
+                               "channel": "stable"})
+    assert ingested is not None
+    kev = {"catalog_version": "2026.12.06", "sha256": "0" * 64, "count": 1, "evidence_id": 7}  # kev_cmd's payload
     return {executed[0]: executed[2], rolled[0]: rolled[2], decided[0]: decided[2],
-            "ringward.package.published": published, received[0]: received[2]}
+            "ringward.package.published": published, received[0]: received[2], ingested[0]: ingested[2],
+            "ringward.kev.imported": kev}
 
 
 def test_trigger_templates_are_plain_and_complete(served: dict[str, Any]) -> None:
@@ -190,7 +197,7 @@ def test_trigger_templates_are_plain_and_complete(served: dict[str, Any]) -> Non
             required = {n for n, p in inspect.signature(flow.fn).parameters.items() if p.default is p.empty}
             assert required <= set(trigger.parameters), deployment.name
             triggered += 1
-    assert triggered == 5
+    assert triggered == 7
 
 
 def test_execute_on_approval_is_opt_in() -> None:
@@ -232,8 +239,12 @@ def test_unconfigured_deployments_are_off_until_their_file_exists(tmp_path: Path
     monkeypatch.delenv("RINGWARD_TRUST_ROOT", raising=False)
     home = tmp_path / "home"
     kev = f"kev-recheck: off until {home / 'packages'}, {home / 'trust-root.json'} exists"
+    automation = (f"inventory-automation-on-ingest: off until {home / 'trust-root.json'}, "
+                  f"{home / 'remediation-key.pem'} exists")
     assert describe_unconfigured() == [
         f"redeliver-failed: off until {home / 'connectors.yaml'} exists",
+        automation,
+        *(f"inventory-pull-{p}: off until {home / 'connectors.yaml'} exists" for p in ("jamf", "intune", "fleet")),
         f"sla-escalation: off until {home / 'remediation-handoffs'}, {home / 'sla-routing.yaml'}, "
         f"{home / 'connectors.yaml'} exists",
         kev,
@@ -243,13 +254,14 @@ def test_unconfigured_deployments_are_off_until_their_file_exists(tmp_path: Path
     on = build(spec, {})
     assert [s.active for s in on.schedules] == [True]
     assert describe_unconfigured() == [
-        f"sla-escalation: off until {home / 'remediation-handoffs'}, {home / 'sla-routing.yaml'} exists", kev]
+        automation, f"sla-escalation: off until {home / 'remediation-handoffs'}, {home / 'sla-routing.yaml'} exists",
+        kev]
     (home / "remediation-handoffs").mkdir()
     (home / "sla-routing.yaml").write_text("routes: []\n")
     sla = build(by_name()["sla-escalation"], {})
     assert [s.active for s in sla.schedules] == [True]
     assert sla.parameters["handoffs"] == str(home / "remediation-handoffs")
-    assert describe_unconfigured() == [kev]
+    assert describe_unconfigured() == [automation, kev]
     # an explicit $RINGWARD_CONNECTORS wins over the home's file, and is made absolute
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RINGWARD_CONNECTORS", "elsewhere.yaml")

@@ -320,23 +320,21 @@ def test_event_path_hands_the_stored_body_to_prefect(hooks: Hooks, monkeypatch: 
     assert receipt.status == "dispatched" and not records(hooks.store, KIND_INGESTION)
     ((name, resource, payload),) = sent
     assert name == RECEIVED_EVENT and resource == "ringward.inventory.webhook.jamf-prod"
-    assert Path(payload["source"]).is_absolute() and Path(payload["source"]).read_bytes() == body
+    # no path, output or actor travels in the event: the trigger takes the receipt id only
+    assert not {"source", "output", "actor"} & set(payload)
     assert payload["provider"] == "jamf" and payload["channel"] == "stable" and payload["software"] == ["rt"]
-    assert payload["actor"] == "webhook:jamf-prod"
-    assert payload["receipt_id"] == response.json()["receipt_id"] and Path(payload["output"]).is_absolute()
-    # the flow's parameters come from the payload: run the same ingestion the trigger would
-    from ringward.operations.inventory.ingest import ingest_inventory
-
-    result = ingest_inventory(hooks.store, source=Path(payload["source"]), provider=payload["provider"],
-                              channel=payload["channel"], software=("rt",), output=Path(payload["output"]),
-                              actor="flow", now=T0)
-    assert result["status"] == "ingested"
-    # recover-webhooks --include-dispatched closes the receipt without a second ingestion record
-    from ringward.operations.inventory.webhook_ops import load_receiver, recover_webhooks
+    assert payload["receipt_id"] == int(response.json()["receipt_id"])  # a number: the flow takes an int
+    assert payload["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert Path(receipt.raw_path).read_bytes() == body
+    # recover-webhooks --include-dispatched finishes a dispatched receipt whose run never came
+    from ringward.operations.inventory.webhook_ops import ingest_receipt_by_id, load_receiver, recover_webhooks
 
     summary = recover_webhooks(hooks.store, load_receiver(hooks.config), now=T0, include_dispatched=True)
     assert summary["ingested"] == 1 and len(records(hooks.store, KIND_INGESTION)) == 1
     assert hooks.receipt(response).status == "ingested"
+    # the triggered run then arrives with the id alone: the receipt is finished, nothing is ingested twice
+    late = ingest_receipt_by_id(hooks.store, int(payload["receipt_id"]), now=T0)
+    assert late["already_finished"] and len(records(hooks.store, KIND_INGESTION)) == 1
 
 
 def test_unsent_event_falls_back_to_in_process_ingestion(hooks: Hooks, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -132,7 +132,11 @@ def test_received_event_parameters_run_the_ingestion_flow(prefect_server: None, 
     assert result["status"] == "ingested" and result["channel"] == "stable" and result["endpoint_count"] == 3
     (ingestion,) = records(hooks.store, KIND_INGESTION)
     assert ingestion.flow_run_id and ingestion.actor == "webhook:jamf-prod"
-    assert Path(result["output_dir"]) == Path(payload["output"])
+    # the output directory comes from the receipt and the receiver's configuration, not from the event
+    from ringward.operations.inventory.webhook_ops import load_receiver, output_dir
+
+    assert "output" not in payload
+    assert Path(result["output_dir"]) == output_dir(load_receiver(hooks.config), hooks.receipt(response))
     # the triggered run finished its receipt: nothing left for recover-webhooks; a replayed event is a no-op
     assert hooks.receipt(response).status == "ingested"
     again = run_flow(ingest_flows.inventory_ingest_receipt_flow, **parameters, now=T0)

@@ -28,7 +28,7 @@ import pytest
 from deployments.catalog import CATALOG
 from ringward.operations.common.prefect_rest import PrefectRest
 from ringward.operations.common.supervisor import alive, descendants, free_port
-from ringward.operations.trust.keys import save_trust_root
+from ringward.operations.trust.keys import generate_keypair, save_trust_root
 from tests.release.simulator import NOW, ReleaseSimulator
 
 pytestmark = [pytest.mark.slow, pytest.mark.prefect]
@@ -94,6 +94,9 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     # the home's own trust root: what a triggered verification uses when the event carries none
     trust_root = home / "trust-root.json"
     save_trust_root(trust_root, sim.trust_root(), overwrite=False)
+    (home / "packages").mkdir()  # the released-packages folder KEV re-checks read (switches kev-recheck on)
+    # the inventory automation's remediation key (its presence switches inventory-automation-on-ingest on)
+    generate_keypair(home / "remediation-key.pem", home / "remediation-key.pub")
     port, prefect_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ringward.cli.main", "up", "--home", str(home), "--port", str(port),
@@ -274,6 +277,16 @@ def test_an_approval_decision_fires_execute_on_approval(up: Up) -> None:
     assert run["parameters"]["approval_id"] == "apr_up_1"
     assert run["state"]["type"] == "COMPLETED", run["state"]  # not a rollout promotion: a no-op
     assert "nothing to do" in run["state"]["message"]
+
+
+def test_a_kev_catalog_import_fires_the_recheck_with_the_homes_settings(up: Up) -> None:
+    payload = {"catalog_version": "2026.12.06", "sha256": "0" * 64, "count": 1, "evidence_id": 1}
+    with up.rest() as client:
+        since = _emit(client, "ringward.kev.imported", "ringward.kev.catalog", payload)
+        run = _wait_triggered(client, "kev-recheck", "kev-recheck", since)
+    # packages and trust root come from the home where the run executes; no channel has a release yet
+    assert run["state"]["type"] == "COMPLETED", run["state"]
+    assert run["state"]["message"].startswith("KEV re-check: 0 release(s)")
 
 
 def test_status_reports_health_deployments_and_failed_runs(up: Up) -> None:

@@ -1,7 +1,13 @@
 """The Prefect events inventory decisions emit, as data (the flows emit them; the CLI's in-process path
-emits them when a Prefect API is configured). Automations key on these: a deployment trigger on
-``ringward.inventory.ingested`` starts reconciliation of the channel's release, and
-``ringward.inventory.drift-detected`` is where remediation will hook in."""
+emits them when a Prefect API is configured). Automations key on these: the
+``inventory-automation-on-ingest`` deployment trigger on ``ringward.inventory.ingested`` reconciles the
+channel's current release and opens (or attaches to) a remediation request on drift
+(:mod:`ringward.operations.remediation.automation`); ``ringward.inventory.drift-detected`` announces
+each drift found.
+
+The ingested event carries ids only (``inventory_id``, ``channel``): whoever can post events to
+Prefect can at most ask for a recorded ingestion to be reconciled; the automation looks the
+observations, provider and channel up in the store."""
 
 from __future__ import annotations
 
@@ -15,12 +21,11 @@ Event = tuple[str, str, dict[str, Any]]
 
 
 def ingested_event(result: dict[str, Any]) -> Event | None:
-    """Only a new ingestion (a duplicate changes nothing downstream)."""
+    """Only a new ingestion (a duplicate changes nothing downstream); ids only."""
     if result.get("status") != "ingested":
         return None
     return (INGESTED, f"ringward.inventory.{result['provider']}",
-            {k: result[k] for k in ("inventory_id", "provider", "channel", "observed_at", "endpoint_count",
-                                    "observations")})
+            {"inventory_id": result["inventory_id"], "channel": result.get("channel")})
 
 
 def drift_event(result: dict[str, Any]) -> Event | None:

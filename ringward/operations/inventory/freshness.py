@@ -10,10 +10,16 @@ is compared with the stored one: only a change is written -- compare-and-set, to
 ``endpoint-inventory-freshness-change`` record in one transaction -- so a cron evaluating every 15
 minutes emits one event per change, not one per run. A lost compare-and-set (a concurrent
 evaluation) is re-read: if the other run already recorded this state, nothing more is written.
+
+:func:`notify_freshness_changes` then delivers one connector notification per change (healthy ->
+warning -> critical -> healthy, a source going silent and delivering again) through the connector
+platform, remembering the last notified state per scope (compare-and-set): never twice for one
+state, again on recovery, retried by the next evaluation when a delivery failed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +42,7 @@ from ringward.core.inventory.freshness import (
     evaluate,
     states,
 )
-from ringward.core.inventory.observations import KIND_INGESTION, OBSERVATIONS_FILE, PROVIDERS
+from ringward.core.inventory.observations import KIND_INGESTION, OBSERVATIONS_FILE, PROVIDERS, format_timestamp
 from ringward.operations.inventory.common import append_bundle, evidence_ref
 
 if TYPE_CHECKING:
@@ -270,3 +276,99 @@ def evaluate_freshness(
         "evidence": evidence_ref(record),
     }
 
+
+
+# --- notifications: one connector notification per state change ------------------------------------------------
+
+#: what each scope's and source's last *notified* state is (the state itself is in ``inventory-freshness``)
+NOTIFY_NAMESPACE = "inventory-freshness-notified"
+NOTIFY_SOURCE = "endpoint_inventory_freshness_notification"
+NOTIFY_SCHEMA = "ringward.inventory-freshness-notification-result.v1"
+EVENT_PREFIX = "ringward.inventory.freshness"
+
+
+def freshness_event(key: str, state: dict[str, Any], version: int, previous: str, now: datetime) -> Any:
+    """The connector event of state ``key`` moving from ``previous`` to ``state["severity"]``.
+
+    Its id is stable for that change (state key, the state's version, the new severity), so a
+    notification that failed is retried under the same id and the delivery log sends it once.
+    Event types: ``ringward.inventory.freshness.<warning|critical|healthy>`` for a scope,
+    ``...freshness.source-silent`` / ``...freshness.source-resumed`` for a whole source.
+    """
+    from ringward.core.delivery.event import ConnectorEvent, Severity
+
+    severity = str(state.get("severity") or "healthy")
+    kind, _, name = key.partition(":")
+    parts = name.split("/")
+    channel = parts[1] if len(parts) > 1 and parts[1] != "unassigned" else None
+    if kind == "source":
+        event_type = f"{EVENT_PREFIX}.source-resumed" if severity == "healthy" else f"{EVENT_PREFIX}.source-silent"
+        title = (f"Inventory source {name} is delivering again" if severity == "healthy"
+                 else f"Inventory source {name} is silent ({severity})")
+    else:
+        event_type = f"{EVENT_PREFIX}.{severity}"
+        title = f"Inventory freshness {name}: {previous} -> {severity}"
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:20]
+    return ConnectorEvent(
+        event_id=f"inventory-freshness:{digest}:{version}:{severity}",
+        event_type=event_type, created_at=now, title=title[:250],
+        severity={"critical": Severity.CRITICAL, "warning": Severity.WARNING}.get(severity, Severity.INFO),
+        summary=(f"{'Source' if kind == 'source' else 'Scope'} {name} changed from {previous} to {severity} at "
+                 f"{state.get('since')} (freshness report {state.get('report_id')}, evidence "
+                 f"{state.get('evidence_id')})."),
+        source="ringward-inventory-freshness", session_id=str(state.get("report_id") or "") or None,
+        channel=channel, deployment_target=parts[2] if kind == "scope" and len(parts) > 2 else None,
+        attributes={"state": key, "kind": kind, "name": name, "from": previous, "to": severity,
+                    "since": state.get("since"), "report_id": state.get("report_id"),
+                    "report_evidence_id": state.get("evidence_id")})
+
+
+def notify_freshness_changes(store: Store, config: Any, *, now: datetime, actor: str, providers: str = "all",
+                             lookups: Any = None, flow_run_id: str | None = None, hooks: Any = None) -> dict[str, Any]:
+    """Deliver one notification per state change not yet notified, through the connector platform.
+
+    Each scope's and source's current state (recorded by :func:`evaluate_freshness`) is compared with
+    the state last notified for it (namespace :data:`NOTIFY_NAMESPACE`; absent means healthy, so a
+    scope first seen healthy is never announced). A difference is delivered; once delivered (or when
+    no destination's routing selects it) the notified state is set by compare-and-set. So the same
+    state is never notified twice, a recovery is notified again, and a delivery that failed is retried
+    by the next evaluation under the same event id (the delivery log never sends one twice). A state
+    that changed and changed back between two notifications is not announced (nothing to act on).
+    ``result["ok"]`` is false when a delivery failed.
+    """
+    from ringward.operations.delivery.delivery_ops import deliver_events, new_run_id
+    from ringward.store.inventory.repo import FRESHNESS_NAMESPACE
+
+    notified = {entry.key: entry for entry in store.state.list(NOTIFY_NAMESPACE)}
+    pending: list[tuple[str, Any, Any, Any]] = []
+    for entry in store.state.list(FRESHNESS_NAMESPACE):
+        value = entry.value if isinstance(entry.value, dict) else {}
+        told = notified.get(entry.key)
+        previous = str((told.value or {}).get("severity") or "healthy") if told is not None else "healthy"
+        if value.get("severity") == previous:
+            continue
+        pending.append((entry.key, entry, told, freshness_event(entry.key, value, entry.version, previous, now)))
+    delivered: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    if pending:
+        runs = deliver_events([event for *_, event in pending], config, store=store, providers=providers,
+                              lookups=lookups, run_id=new_run_id("freshness"), actor=actor, flow_run_id=flow_run_id,
+                              source=NOTIFY_SOURCE, hooks=hooks)
+        for (key, entry, told, event), run in zip(pending, runs, strict=True):
+            row = {"state": key, "from": event.attributes["from"], "to": event.attributes["to"],
+                   "event_id": event.event_id, "event_type": event.event_type,
+                   "delivery_evidence_id": run.evidence_id,
+                   "destinations": [r.destination for r in run.results]}
+            if not (run.success or (not run.results and run.filtered)):
+                failed.append({**row, "error": "; ".join(r.error or r.status.value for r in run.failed)[:1000]})
+                continue
+            # a lost compare-and-set: a concurrent evaluation notified it, the delivery log kept the send single
+            with contextlib.suppress(StoreConflictError):
+                store.state.put(NOTIFY_NAMESPACE, key,
+                                {"severity": event.attributes["to"], "event_id": event.event_id,
+                                 "state_version": entry.version, "notified_at": format_timestamp(now),
+                                 "delivery_evidence_id": run.evidence_id, "destinations": row["destinations"]},
+                                actor=actor, now=now, expected_version=told.version if told is not None else 0)
+            delivered.append(row)
+    return {"schema_version": NOTIFY_SCHEMA, "pending": len(pending), "delivered": delivered, "failed": failed,
+            "ok": not failed}

@@ -30,18 +30,22 @@ request rate only -- rate-limit ``/webhooks/inventory/`` at the reverse proxy. U
 not recorded (anyone can guess names). An accepted body is written as an
 evidence bundle (raw bytes + digest) and its receipt row is inserted in the same transaction
 before the 202 is sent. Then the API (``ringward.api.webhooks``) either emits ``ringward.inventory.received``
-(a deployment trigger runs the ingestion flow on the stored body's absolute path) or, without a
+(a deployment trigger runs the ingestion flow on the receipt id) or, without a
 Prefect API, ingests in-process (:func:`ingest_receipt`); events are sent by the API layer.
 ``ringward inventory recover-webhooks`` re-ingests receipts a crash left ``received``; ingestion is
-content-addressed, so re-ingesting a body is never a second ingestion record.
+content-addressed, so re-ingesting a body is never a second ingestion record. The same intake
+(:func:`verify_signed`, :func:`store_signed_body`, :func:`record_refusal`) serves the signed
+remediation handoff statuses (``handoff_status:`` senders, receipts ``handoff-status:<sender>``,
+:mod:`ringward.operations.remediation.handoff_webhook`); recovery records those too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -82,6 +86,12 @@ _REF = re.compile(r"^(env|file):(.+)$")
 MAX_WEBHOOK_ID = 256
 #: the Standard Webhooks headers; each must appear once (see ``ringward.api.webhooks``)
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+#: handoff-status senders: shorter than sources, their receipts are kept as ``handoff-status:<name>``
+SENDER_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
+HANDOFF_RECEIPT_PREFIX = "handoff-status:"
+#: the receipt ``provider`` of a handoff-status delivery (never an inventory provider)
+HANDOFF_RECEIPT_PROVIDER = "handoff-status"
+DEFAULT_HANDOFF_MAX_BODY_BYTES = 64 * 1024
 
 
 def webhooks_path() -> Path:
@@ -95,6 +105,13 @@ def webhooks_path() -> Path:
 def _check_ref(value: str) -> str:
     if not _REF.match(value):
         raise ValueError("must be a secret reference env:NAME or file:PATH (secrets are never inline)")
+    return value
+
+
+def _check_key_refs(value: tuple[str, ...]) -> tuple[str, ...]:
+    for item in value:
+        if not (item.startswith("whpk_") or _REF.match(item)):
+            raise ValueError("must be a whpk_<base64> Ed25519 public key or a reference env:NAME / file:PATH")
     return value
 
 
@@ -115,10 +132,7 @@ class WebhookSourceConfig(BaseModel):
     @field_validator("public_keys")
     @classmethod
     def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not (item.startswith("whpk_") or _REF.match(item)):
-                raise ValueError("must be a whpk_<base64> Ed25519 public key or a reference env:NAME / file:PATH")
-        return value
+        return _check_key_refs(value)
 
     @field_validator("channel")
     @classmethod
@@ -139,6 +153,49 @@ class WebhookSourceConfig(BaseModel):
         return self
 
 
+class HandoffSenderConfig(BaseModel):
+    """A system allowed to post remediation handoff statuses (``POST /webhooks/handoff-status``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the handoff providers whose work items this sender may update (empty: any)
+    providers: tuple[Literal["jira", "servicenow", "slack", "teams", "private_queue", "webhook"], ...] = Field(
+        default=(), max_length=6)
+    secrets: tuple[str, ...] = Field(default=(), max_length=2)
+    public_keys: tuple[str, ...] = Field(default=(), max_length=2)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_check_ref(v) for v in value)
+
+    @field_validator("public_keys")
+    @classmethod
+    def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _check_key_refs(value)
+
+    @model_validator(mode="after")
+    def _some_key(self) -> HandoffSenderConfig:
+        if not self.secrets and not self.public_keys:
+            raise ValueError("expected at least one of secrets (v1 HMAC) or public_keys (v1a Ed25519)")
+        return self
+
+
+class HandoffStatusConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(default=DEFAULT_HANDOFF_MAX_BODY_BYTES, ge=1024, le=1024 * 1024)
+    senders: dict[str, HandoffSenderConfig] = Field(default_factory=dict)
+
+    @field_validator("senders")
+    @classmethod
+    def _names(cls, value: dict[str, HandoffSenderConfig]) -> dict[str, HandoffSenderConfig]:
+        for name in value:
+            if not re.fullmatch(SENDER_PATTERN, name):
+                raise ValueError(f"sender name {name[:80]!r}: expected lowercase letters, digits, - or _ (1-48)")
+        return value
+
+
 class WebhooksConfig(BaseModel):
     """The file's model (the single source of its format)."""
 
@@ -149,6 +206,8 @@ class WebhooksConfig(BaseModel):
     tolerance_seconds: int = Field(default=DEFAULT_TOLERANCE_SECONDS, ge=1, le=3600)
     output_root: str | None = Field(default=None, max_length=4096)
     sources: dict[str, WebhookSourceConfig] = Field(default_factory=dict)
+    #: senders of remediation handoff statuses (``POST /webhooks/handoff-status``); none: the route answers 404
+    handoff_status: HandoffStatusConfig | None = None
 
     @field_validator("sources")
     @classmethod
@@ -172,6 +231,16 @@ class WebhookSource:
 
 
 @dataclass(frozen=True)
+class HandoffSender:
+    """A configured handoff-status sender with its secrets resolved (never printed)."""
+
+    name: str
+    providers: tuple[str, ...]
+    secrets: tuple[str, ...] = field(repr=False)
+    public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class WebhookReceiver:
     """What the API needs at runtime: limits, output root and the resolved sources."""
 
@@ -180,6 +249,8 @@ class WebhookReceiver:
     output_root: Path | None = None
     sources: Mapping[str, WebhookSource] = field(default_factory=dict)
     path: Path | None = None
+    handoff_senders: Mapping[str, HandoffSender] = field(default_factory=dict)
+    handoff_max_body_bytes: int = DEFAULT_HANDOFF_MAX_BODY_BYTES
 
     def source(self, name: str) -> WebhookSource:
         found = self.sources.get(name)
@@ -223,10 +294,12 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
     # a message signed for one source must not verify at another (the replay key is per source)
     secret_owner: dict[bytes, str] = {}
     key_owner: dict[bytes, str] = {}
-    for name, item in config.sources.items():
+
+    def keys_of(section: str, name: str, item: WebhookSourceConfig | HandoffSenderConfig
+                ) -> tuple[tuple[str, ...], tuple[Ed25519PublicKey, ...]]:
         secrets: list[str] = []
         for i, ref in enumerate(item.secrets):
-            where = f"{source}: sources.{name}.secrets[{i}]"
+            where = f"{source}: {section}.{name}.secrets[{i}]"
             value = _resolve(ref, where=where, environ=env)
             try:
                 secret_bytes(value)
@@ -235,28 +308,40 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
             secrets.append(value)
         keys: list[Ed25519PublicKey] = []
         for i, ref in enumerate(item.public_keys):
-            where = f"{source}: sources.{name}.public_keys[{i}]"
+            where = f"{source}: {section}.{name}.public_keys[{i}]"
             text = ref if ref.startswith("whpk_") else _resolve(ref, where=where, environ=env)
             keys.append(load_public_key(text, source=where))
+        label = name if section == "sources" else f"{section}.{name}"
         for i, value in enumerate(secrets):
-            owner = secret_owner.setdefault(secret_bytes(value), name)
-            if owner != name:
-                raise ConfigError(f"{source}: sources.{name}.secrets[{i}] ({item.secrets[i]}): also used by source "
+            owner = secret_owner.setdefault(secret_bytes(value), label)
+            if owner != label:
+                raise ConfigError(f"{source}: {section}.{name}.secrets[{i}] ({item.secrets[i]}): also used by source "
                                   f"{owner}; the signature does not cover the source, so each needs its own secret")
         for i, key in enumerate(keys):
-            owner = key_owner.setdefault(public_key_bytes(key), name)
-            if owner != name:
-                raise ConfigError(f"{source}: sources.{name}.public_keys[{i}]: also pinned by source {owner}; the "
+            owner = key_owner.setdefault(public_key_bytes(key), label)
+            if owner != label:
+                raise ConfigError(f"{source}: {section}.{name}.public_keys[{i}]: also pinned by source {owner}; the "
                                   "signature does not cover the source, so each needs its own key")
+        return tuple(secrets), tuple(keys)
+
+    for name, item in config.sources.items():
+        secrets, keys = keys_of("sources", name, item)
         resolved[name] = WebhookSource(name=name, provider=item.provider, channel=item.channel,
-                                       software=item.software, secrets=tuple(secrets), public_keys=tuple(keys))
+                                       software=item.software, secrets=secrets, public_keys=keys)
+    senders: dict[str, HandoffSender] = {}
+    handoff = config.handoff_status
+    for name, sender in (handoff.senders.items() if handoff else ()):
+        secrets, keys = keys_of("handoff_status.senders", name, sender)
+        senders[name] = HandoffSender(name=name, providers=tuple(sender.providers), secrets=secrets,
+                                      public_keys=keys)
     output = None
     if config.output_root:
         output = Path(config.output_root).expanduser()
         if not output.is_absolute():
             output = (base or Path.cwd()).absolute() / output
     return WebhookReceiver(max_body_bytes=config.max_body_bytes, tolerance_seconds=config.tolerance_seconds,
-                           output_root=output, sources=resolved)
+                           output_root=output, sources=resolved, handoff_senders=senders,
+                           handoff_max_body_bytes=handoff.max_body_bytes if handoff else DEFAULT_HANDOFF_MAX_BODY_BYTES)
 
 
 def parse_config(data: bytes, *, source: str) -> WebhooksConfig:
@@ -293,8 +378,7 @@ def load_receiver(path: Path | None = None, *, environ: Mapping[str, str] | None
         raise ConfigError(f"{target}: cannot read ({type(exc).__name__})") from None
     receiver = resolve_config(parse_config(data, source=str(target)), source=str(target), environ=environ,
                               base=target.parent)
-    return WebhookReceiver(max_body_bytes=receiver.max_body_bytes, tolerance_seconds=receiver.tolerance_seconds,
-                           output_root=receiver.output_root, sources=receiver.sources, path=target)
+    return dataclasses.replace(receiver, path=target)
 
 
 # --- intake ----------------------------------------------------------------------------------------
@@ -305,13 +389,14 @@ def _actor(source: str) -> str:
 
 
 def record_refusal(store: Store, *, source: str, provider: str | None, status_code: int, error: str, reason: str,
-                   webhook_id: str | None, body_sha256: str | None, body_bytes: int, now: datetime) -> EvidenceRecord:
+                   webhook_id: str | None, body_sha256: str | None, body_bytes: int, now: datetime,
+                   kind: str = KIND_WEBHOOK) -> EvidenceRecord:
     """Evidence of a refused delivery, without its body (an attacker's bytes are not kept)."""
     from ringward.core.evidence.records import EvidenceDraft
 
     payload = {
         "schema_version": "ringward.refusal.v1",
-        "metadata_kind": KIND_WEBHOOK,
+        "metadata_kind": kind,
         "refused": True,
         "error": {"code": error, "http_status": status_code, "message": reason[:500]},
         "source": source,
@@ -319,7 +404,7 @@ def record_refusal(store: Store, *, source: str, provider: str | None, status_co
         "body_sha256": body_sha256,
         "body_bytes": body_bytes,
     }
-    draft = EvidenceDraft(kind=KIND_WEBHOOK, actor=_actor(source), payload=payload,
+    draft = EvidenceDraft(kind=kind, actor=_actor(source), payload=payload,
                           subject=EvidenceSubject(provider=provider, status="refused", success=False))
     return store.append(draft, now=now)
 
@@ -329,6 +414,97 @@ class Accepted:
     receipt: WebhookReceipt
     evidence: EvidenceRecord
     verified: VerifiedWebhook
+
+
+@dataclass(frozen=True)
+class Signer:
+    """Who may sign a delivery: a name and its pinned secrets / public keys."""
+
+    name: str
+    secrets: tuple[str, ...] = field(repr=False)
+    public_keys: tuple[Ed25519PublicKey, ...] = field(repr=False)
+
+
+def verify_signed(headers: Mapping[str, str], body: bytes, signers: Sequence[Signer], *, now: datetime,
+                  tolerance_seconds: int) -> tuple[Signer, VerifiedWebhook]:
+    """The first signer whose secrets or keys verify the Standard Webhooks signature.
+
+    Raises:
+        WebhookSignatureError: a header is missing or malformed, the timestamp is stale or in the
+            future, or no signer verifies (the message names no secret).
+    """
+    from ringward.core.errors import WebhookSignatureError
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    claimed_id = lowered.get("webhook-id")
+    if claimed_id is not None and not 0 < len(claimed_id) <= MAX_WEBHOOK_ID:
+        raise WebhookSignatureError(f"webhook-id: expected 1-{MAX_WEBHOOK_ID} characters, found {len(claimed_id)}")
+    if not signers:
+        raise WebhookSignatureError("no signer is configured")
+    first: WebhookSignatureError | None = None
+    for signer in signers:
+        try:
+            verified = verify_webhook(dict(lowered), body, now=int(now.timestamp()), secrets=signer.secrets,
+                                      public_keys=signer.public_keys, tolerance_seconds=tolerance_seconds)
+        except WebhookSignatureError as exc:
+            first = first or exc
+            continue
+        return signer, verified
+    assert first is not None
+    raise first
+
+
+def store_signed_body(store: Store, *, kind: str, receipt_source: str, refusal_source: str, actor: str,
+                      provider: str, channel: str | None, verified: VerifiedWebhook, body: bytes,
+                      payload: dict[str, Any], now: datetime) -> Accepted:
+    """Refuse a replayed ``webhook-id`` for ``receipt_source`` (recorded), else keep the body as an
+    evidence bundle and insert its receipt in the same transaction.
+
+    Raises:
+        WebhookReplayError: the id was accepted before for this receipt source (recorded).
+    """
+    import shutil
+
+    from ringward.operations.inventory.common import write_bundle
+    from ringward.store.inventory.receipts import WebhookReceiptRepository, WebhookReplayError
+
+    digest = hashlib.sha256(body).hexdigest()
+    repo = WebhookReceiptRepository(store)
+
+    def replay(exc: WebhookReplayError) -> WebhookReplayError:
+        record_refusal(store, source=refusal_source, provider=provider, status_code=409, error=exc.code,
+                       reason=exc.message, webhook_id=verified.msg_id, body_sha256=digest, body_bytes=len(body),
+                       now=now, kind=kind)
+        return exc
+
+    if repo.seen(receipt_source, verified.msg_id):
+        raise replay(WebhookReplayError(f"webhook-id {verified.msg_id[:80]!r} was already accepted for source "
+                                        f"{receipt_source}"))
+    document = {
+        **payload,
+        "metadata_kind": kind,
+        "webhook_id": verified.msg_id,
+        "webhook_timestamp": verified.timestamp,
+        "signature_version": verified.version,
+        "body_sha256": digest,
+        "body_bytes": len(body),
+        "body_file": RAW_BODY_FILE,
+    }
+    draft, bundle = write_bundle(kind, actor=actor, payload=document, files={RAW_BODY_FILE: body},
+                                 subject=EvidenceSubject(provider=provider, channel=channel, status="received",
+                                                         success=True),
+                                 flow_run_id=None, now=now)
+    try:
+        receipt, record = repo.accept(draft, source=receipt_source, webhook_id=verified.msg_id, provider=provider,
+                                      channel=channel, body_sha256=digest, body_bytes=len(body),
+                                      raw_path=str((bundle / RAW_BODY_FILE).absolute()), now=now)
+    except WebhookReplayError as exc:  # a concurrent delivery of the same id won the unique key
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise replay(exc) from None
+    except BaseException:
+        shutil.rmtree(bundle, ignore_errors=True)
+        raise
+    return Accepted(receipt=receipt, evidence=record, verified=verified)
 
 
 def accept_webhook(store: Store, receiver: WebhookReceiver, source: str, headers: Mapping[str, str], body: bytes,
@@ -341,65 +517,26 @@ def accept_webhook(store: Store, receiver: WebhookReceiver, source: str, headers
         WebhookReplayError: the ``webhook-id`` was accepted before for this source (recorded).
     """
     from ringward.core.errors import WebhookSignatureError
-    from ringward.operations.inventory.common import write_bundle
-    from ringward.store.inventory.receipts import WebhookReceiptRepository, WebhookReplayError
 
     config = receiver.source(source)
-    digest = hashlib.sha256(body).hexdigest()
-    lowered = {k.lower(): v for k, v in headers.items()}
-    claimed_id = lowered.get("webhook-id")
     try:
-        if claimed_id is not None and not 0 < len(claimed_id) <= MAX_WEBHOOK_ID:
-            raise WebhookSignatureError(f"webhook-id: expected 1-{MAX_WEBHOOK_ID} characters, found {len(claimed_id)}")
-        verified = verify_webhook(dict(lowered), body, now=int(now.timestamp()), secrets=config.secrets,
-                                  public_keys=config.public_keys, tolerance_seconds=receiver.tolerance_seconds)
+        _, verified = verify_signed(headers, body, [Signer(source, config.secrets, config.public_keys)], now=now,
+                                    tolerance_seconds=receiver.tolerance_seconds)
     except WebhookSignatureError as exc:
+        claimed_id = {k.lower(): v for k, v in headers.items()}.get("webhook-id")
         record_refusal(store, source=source, provider=config.provider, status_code=401, error=exc.code,
-                       reason=exc.message, webhook_id=claimed_id, body_sha256=digest, body_bytes=len(body), now=now)
+                       reason=exc.message, webhook_id=claimed_id, body_sha256=hashlib.sha256(body).hexdigest(),
+                       body_bytes=len(body), now=now)
         raise
-    repo = WebhookReceiptRepository(store)
-
-    def replay(exc: WebhookReplayError) -> WebhookReplayError:
-        record_refusal(store, source=source, provider=config.provider, status_code=409, error=exc.code,
-                       reason=exc.message, webhook_id=verified.msg_id, body_sha256=digest, body_bytes=len(body),
-                       now=now)
-        return exc
-
-    if repo.seen(source, verified.msg_id):
-        raise replay(WebhookReplayError(f"webhook-id {verified.msg_id[:80]!r} was already accepted for source "
-                                        f"{source}"))
     payload = {
         "schema_version": "ringward.inventory-webhook-receipt.v1",
-        "metadata_kind": KIND_WEBHOOK,
         "source": source,
         "provider": config.provider,
         "channel": config.channel,
-        "webhook_id": verified.msg_id,
-        "webhook_timestamp": verified.timestamp,
-        "signature_version": verified.version,
-        "body_sha256": digest,
-        "body_bytes": len(body),
-        "body_file": RAW_BODY_FILE,
     }
-    draft, bundle = write_bundle(KIND_WEBHOOK, actor=_actor(source), payload=payload, files={RAW_BODY_FILE: body},
-                                 subject=EvidenceSubject(provider=config.provider, channel=config.channel,
-                                                         status="received", success=True),
-                                 flow_run_id=None, now=now)
-    try:
-        receipt, record = repo.accept(draft, source=source, webhook_id=verified.msg_id, provider=config.provider,
-                                      channel=config.channel, body_sha256=digest, body_bytes=len(body),
-                                      raw_path=str((bundle / RAW_BODY_FILE).absolute()), now=now)
-    except WebhookReplayError as exc:  # a concurrent delivery of the same id won the unique key
-        import shutil
-
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise replay(exc) from None
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(bundle, ignore_errors=True)
-        raise
-    return Accepted(receipt=receipt, evidence=record, verified=verified)
+    return store_signed_body(store, kind=KIND_WEBHOOK, receipt_source=source, refusal_source=source,
+                             actor=_actor(source), provider=config.provider, channel=config.channel,
+                             verified=verified, body=body, payload=payload, now=now)
 
 
 # --- after the 202 ---------------------------------------------------------------------------------
@@ -410,20 +547,20 @@ def output_dir(receiver: WebhookReceiver, receipt: WebhookReceipt) -> Path:
     return receiver.outputs() / receipt.source / f"receipt-{receipt.receipt_id}"
 
 
-def received_event(receipt: WebhookReceipt, output: Path,
+def received_event(receipt: WebhookReceipt,
                    software: tuple[str, ...] = ("cavra-runtime",)) -> tuple[str, str, dict[str, Any]]:
-    """``ringward.inventory.received``: the ``inventory-ingest-on-receive`` trigger maps ``source``
-    (the stored body's absolute path), ``provider``, ``channel``, ``software``, ``output`` and
-    ``actor`` onto the ingestion flow's parameters."""
+    """``ringward.inventory.received``: the ``inventory-ingest-on-receive`` trigger takes only
+    ``receipt_id``; the ingestion reads path, provider, channel and output from the stored receipt
+    (:func:`ingest_receipt_by_id`). The other fields describe the delivery for people and filters.
+    ``receipt_id`` is a JSON number: the trigger renders it into the flow's integer parameter as is."""
     return (RECEIVED_EVENT, f"ringward.inventory.webhook.{receipt.source}",
-            {"receipt_id": str(receipt.receipt_id), "webhook_source": receipt.source, "source": receipt.raw_path,
-             "provider": receipt.provider, "channel": receipt.channel, "output": str(output.absolute()),
-             "software": list(software), "actor": _actor(receipt.source),
+            {"receipt_id": int(receipt.receipt_id), "webhook_source": receipt.source,
+             "provider": receipt.provider, "channel": receipt.channel, "software": list(software),
              "body_sha256": receipt.body_sha256,
              "evidence_id": None if receipt.evidence_id is None else str(receipt.evidence_id)})
 
 
-def _check_stored_body(receipt: WebhookReceipt) -> None:
+def check_stored_body(receipt: WebhookReceipt) -> None:
     """The stored body must still be the bytes that were accepted: a missing or altered file is
     broken evidence (the receipt stays open), never a malformed payload to reject."""
     from ringward.core.errors import EvidenceIntegrityError
@@ -460,7 +597,7 @@ def ingest_receipt(store: Store, receiver: WebhookReceiver, receipt: WebhookRece
     from ringward.store.inventory.receipts import INGESTED, REJECTED, WebhookReceiptRepository
 
     repo = WebhookReceiptRepository(store)
-    _check_stored_body(receipt)
+    check_stored_body(receipt)
     configured = receiver.sources.get(receipt.source)
     chosen = software or (configured.software if configured else DEFAULT_SOFTWARE)
     try:
@@ -484,6 +621,10 @@ def ingest_receipt_by_id(store: Store, receipt_id: int, *, now: datetime,
     from ringward.store.inventory.receipts import OPEN_STATUSES, WebhookReceiptRepository
 
     receipt = WebhookReceiptRepository(store).get(receipt_id)
+    if receipt.provider == HANDOFF_RECEIPT_PROVIDER:  # a handoff status, never an inventory body
+        return {"receipt_id": receipt.receipt_id, "status": receipt.status, "inventory_id": None, "changed": False,
+                "reason": "not an inventory receipt (a handoff status; recorded by its own route)",
+                "already_finished": True}
     if receipt.status not in OPEN_STATUSES:
         return {"receipt_id": receipt.receipt_id, "status": receipt.status, "reason": receipt.reason,
                 "inventory_id": receipt.inventory_id, "changed": False, "already_finished": True}
@@ -500,7 +641,15 @@ def recover_webhooks(store: Store, receiver: WebhookReceiver, *, now: datetime, 
     outcomes: list[dict[str, Any]] = []
     for receipt in WebhookReceiptRepository(store).open_receipts(statuses, limit=limit):
         try:
-            outcome = ingest_receipt(store, receiver, receipt, now=now)
+            if receipt.provider == HANDOFF_RECEIPT_PROVIDER:
+                from ringward.operations.remediation.handoff_webhook import process_handoff_receipt
+
+                recorded = process_handoff_receipt(store, receiver, receipt, now=now)
+                outcome = {"receipt_id": receipt.receipt_id, "kind": "handoff-status",
+                           "status": {"recorded": "ingested", "rejected": "rejected"}.get(recorded["status"], "error"),
+                           "reason": recorded.get("message"), "status_id": recorded.get("status_id")}
+            else:
+                outcome = ingest_receipt(store, receiver, receipt, now=now)
         except RingwardError as exc:  # e.g. the stored body's bundle is gone: report, keep going
             outcome = {"receipt_id": receipt.receipt_id, "status": "error", "reason": exc.message}
         outcome.pop("result", None)
@@ -510,5 +659,6 @@ def recover_webhooks(store: Store, receiver: WebhookReceiver, *, now: datetime, 
             "receipts": outcomes}
 
 
-__all__ = ["Accepted", "WebhookReceiver", "WebhookSource", "WebhooksConfig", "accept_webhook", "ingest_receipt",
-           "load_receiver", "received_event", "recover_webhooks", "webhooks_path"]
+__all__ = ["Accepted", "HandoffSender", "Signer", "WebhookReceiver", "WebhookSource", "WebhooksConfig",
+           "accept_webhook", "check_stored_body", "ingest_receipt", "load_receiver", "received_event",
+           "record_refusal", "recover_webhooks", "store_signed_body", "verify_signed", "webhooks_path"]

@@ -11,8 +11,9 @@ recorded as its own ``refused`` evidence record before it is raised (exit 1).
 - **execute**: the request file must verify under a pinned remediation-role key and be byte-for-byte
   the recorded request; the approval must be the request's own, approved by someone other than the
   requester, unexpired and unused; it is consumed in the same transaction that marks the request
-  executed. Republish/rollback actions are listed as work for the promotion flows (each under its own
-  approval; not run from here); the rest become handoff work items.
+  executed. Then the republish/rollback actions run through the promotion domain's endpoint
+  publication and rollback operations, each under its own approval (reported as awaiting it when
+  missing; :mod:`ringward.operations.remediation.promotion_actions`); the rest become handoff work items.
 - **handoff**: only for an executed request; the §9.3 payloads go out through the connector platform
   as one event whose id is the handoff id (the delivery log makes a re-run send nothing twice).
 - **status**: §9.4 records with the transition table, compare-and-set per (handoff, provider).
@@ -60,6 +61,7 @@ from ringward.core.remediation.handoff_build import (
 )
 from ringward.core.trust.root import Role
 from ringward.operations.common.files import read_capped
+from ringward.operations.remediation.promotion_actions import PromotionInputs, run_promotion_actions
 from ringward.store import Store
 from ringward.store.remediation.state import (
     EXECUTIONS,
@@ -124,9 +126,12 @@ def request_remediation(
     quorum: int = 1,
     approver_group: str | None = None,
     output: Path | None = None,
+    output_root: Path | None = None,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Open (or attach to) the approval-bound, signed remediation request for a reconciliation report.
+
+    ``output``: the request's directory; else ``<output_root or ./endpoint-remediation>/<request_id>-<approval_id>``.
 
     Raises:
         InputError: bad options, key, trust root or report (exit 2).
@@ -193,7 +198,7 @@ def request_remediation(
     signed = sign_payload(document, private_key=key, signer=requester, schema_version=rq.REQUEST_SIGNATURE)
     check = verify_signed_payload(signed, trust_root=root, role=Role.REMEDIATION, now=now, label=rq.LABEL,
                                   schema_version=rq.REQUEST_SIGNATURE)
-    target_dir = output if output is not None else Path.cwd() / DEFAULT_REQUEST_DIR / (
+    target_dir = output if output is not None else (output_root or Path.cwd() / DEFAULT_REQUEST_DIR) / (
         f"{request_id}-{approval.approval_id}")
     key_ids = [rq.dedup_key_id(k) for k in unsigned["dedup_keys"]]
     request_state = {
@@ -302,9 +307,12 @@ def execute_remediation(
     output: Path | None = None,
     execution_environment: str | None = None,
     notes: str | None = None,
+    promotion: PromotionInputs | None = None,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Execute an approved request once (see the module docstring).
+    """Execute an approved request once (see the module docstring), then run its republish / rollback
+    actions through the promotion domain, each under its own approval (``promotion`` names them;
+    what is missing is reported as awaiting its approval: :mod:`.promotion_actions`).
 
     Raises:
         InputError: bad options or an unreadable file (exit 2).
@@ -317,6 +325,8 @@ def execute_remediation(
     check_actor(actor)
     if not approval_id or len(approval_id) > 128:
         raise InputError(f"--approval: expected an approval id, found {approval_id[:80]!r}")
+    if promotion is not None:
+        promotion.check()
     root = load_trust_root_file(trust_root)
     document = _read_json(request, option="REQUEST")
     repo = state(store)
@@ -392,10 +402,14 @@ def execute_remediation(
     target_dir = output if output is not None else Path.cwd() / DEFAULT_EXECUTION_DIR / execution_id
     files = {rq.EXECUTION_FILE: dumps_document(execution), rq.EXECUTION_MD: rq.render_execution_markdown(execution)}
     _write_dir(target_dir, files, rq.EXECUTION_FILE)
+    # the remediation's own approval is used; the promotion operations check (and consume) theirs
+    actions = run_promotion_actions(store, execution_id=execution_id, actor=actor, trust_root=trust_root, now=now,
+                                    inputs=promotion, flow_run_id=flow_run_id)
     return {
         "schema_version": RESULT_SCHEMA, "valid": True, "execution_id": execution_id,
         "request_id": parsed.request_id, "approval_id": approval_id, "execution_status": "recorded",
         "action_count": len(results), "promotion_flow_actions": [r["action_id"] for r in promotion_work],
+        "promotion_actions": actions["actions"], "promotion_complete": actions["complete"],
         "handoff_action_count": len(results) - len(promotion_work), "output_dir": str(target_dir),
         "execution": str(target_dir / rq.EXECUTION_FILE), "evidence": _evidence_ref(records[-1]),
     }
@@ -615,9 +629,15 @@ def record_handoff_status(
     external_ref: str | None = None,
     external_url: str | None = None,
     output: Path | None = None,
+    output_root: Path | None = None,
+    callback_payload: dict[str, Any] | None = None,
     flow_run_id: str | None = None,
 ) -> dict[str, Any]:
     """Record one §9.4 status of one provider's work item, checked against the transition table.
+
+    ``callback_payload``: what the provider reported (already redacted by the caller).
+    ``output``: the status record's directory; else
+    ``<output_root or ./endpoint-remediation-handoff-status>/<status_id>``.
 
     Raises:
         InputError: unknown provider or status, provider not in the handoff (exit 2).
@@ -646,7 +666,7 @@ def record_handoff_status(
         previous = [] if current is None else [RemediationHandoffStatus.model_validate(current.value["status"])]
         record = record_status(recorded, previous, provider=provider, status=status, recorded_at=now,
                                recorded_by=actor, external_ref=external_ref, external_url=external_url, notes=note,
-                               handoff_sha256=_sha256(entry.value["handoff"]))
+                               callback_payload=callback_payload, handoff_sha256=_sha256(entry.value["handoff"]))
         history = [] if current is None else list(current.value.get("history", []))
         records = repo.decide(
             [(STATUSES, key, {"status": record.model_dump(mode="json"), "history": [*history, record.status_id]},
@@ -659,7 +679,7 @@ def record_handoff_status(
             _refuse(store, KIND_STATUS, exc, actor=actor, now=now, subject=subject, payload=context,
                     flow_run_id=flow_run_id)
         raise
-    target_dir = output if output is not None else Path.cwd() / DEFAULT_STATUS_DIR / record.status_id
+    target_dir = output if output is not None else (output_root or Path.cwd() / DEFAULT_STATUS_DIR) / record.status_id
     status_doc = dumps_document(record.model_dump(mode="json"))
     _write_dir(target_dir, {STATUS_FILE: status_doc}, STATUS_FILE)
     return {
