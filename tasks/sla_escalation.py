@@ -96,5 +96,44 @@ def sla_escalate(
     return _cycle(report, policy_path, config_path, now, interval_minutes, NotificationKind.ESCALATION, False, actor)
 
 
+@task(name="sla-incidents", cache_policy=NO_CACHE)
+def sla_incidents(
+    policy_path: str, config_path: str, now: datetime, interval_minutes: int, actor: str
+) -> dict[str, Any] | None:
+    """Open incidents' clocks through the engine (their own scope and run key); None when the
+    policy has no ``incidents`` section."""
+    from ringward.store import open_store
+
+    policy = sla_ops.load_policy(Path(policy_path))
+    if policy.incident_policy is None:
+        return None
+    config = sla_ops.load_config(Path(config_path))
+    with open_store() as store:
+        report, result = sla_ops.run_incident_cycle(
+            store,
+            policy,
+            config,
+            now=now,
+            interval=timedelta(minutes=interval_minutes),
+            claim_window=True,
+            actor=actor,
+            flow_run_id=_flow_run_id(),
+            lookups=_lookups(config_path),
+        )
+    return {**result.summary(), "breached": report.executive_summary.breached_count,
+            "at_risk": report.executive_summary.at_risk_count}
+
+
+@task(name="sla-owner-digest", cache_policy=NO_CACHE)
+def sla_owner_digest(policy_path: str, report: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The owner digest over every scope at ``now`` (read-only: the artifact of the run)."""
+    from ringward.operations.sla import oversight_ops
+    from ringward.store import open_store
+
+    policy = sla_ops.load_policy(Path(policy_path))
+    with open_store() as store:
+        return oversight_ops.digest(store, policy, now=now, report=SlaReport.model_validate(report))
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -40,7 +40,7 @@ def handoff(
         reconciliation_id=f"erc_{n:012x}",
         created_at=created_at,
         requested_by="release-manager",
-        providers=tuple(providers),  # type: ignore[arg-type]
+        providers=tuple(providers),
         provider_count=len(providers),
         action_count=2,
         approval_id=f"apr-{n}",

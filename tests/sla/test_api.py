@@ -55,10 +55,8 @@ class SlaApi:
     policy_path: Path
     config: Any
 
-    def post(self, who: str, body: Any) -> Any:
-        return self.client.post(
-            "/sla/acknowledgements", headers={"Authorization": f"Bearer {self.tokens[who]}"}, json=body
-        )
+    def post(self, who: str, body: Any, path: str = "/sla/acknowledgements") -> Any:
+        return self.client.post(path, headers={"Authorization": f"Bearer {self.tokens[who]}"}, json=body)
 
     def get(self, who: str, path: str = "/sla/escalations", **params: Any) -> Any:
         return self.client.get(path, headers={"Authorization": f"Bearer {self.tokens[who]}"}, params=params)

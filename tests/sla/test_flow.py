@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.states import State
+from prefect import State
 
 from flows._common import unwrap
 from flows.sla_escalation import sla_escalation_flow
@@ -59,3 +59,37 @@ def test_flow_run_is_idempotent_per_window(
         plans = store.search_evidence(EvidenceQuery(kind=sla_ops.KIND_PLAN)).items
         assert len(plans) == 2  # notify and escalate of the one window
         assert all(p.flow_run_id for p in plans)
+
+
+def test_flow_feeds_open_incidents_to_the_engine_and_publishes_the_owner_digest(
+    prefect_server: None, ringward_home: Path, tmp_path: Path, fault_server: FaultServer
+) -> None:
+    from prefect.settings import PREFECT_API_URL
+
+    from ringward.core.incidents.record import IncidentSeverity, IncidentType
+    from ringward.operations.common.prefect_rest import PrefectRest
+    from ringward.operations.incidents import incident_ops
+    from ringward.store import open_store
+    from tests.sla.test_incidents_feed import T0, incident_policy
+
+    names = ("slack-ops", "slack-sec", "pager-sec", "phone-sec", "jira-gov")
+    routes = {n: fault_server.route() for n in names}
+    config = write_config(
+        tmp_path / "connectors.yaml", *({"name": n, "provider": "linux", "url": r.url} for n, r in routes.items())
+    )
+    policy = tmp_path / "routing.yaml"
+    policy.write_text(yaml.safe_dump(incident_policy()))
+    inputs = tmp_path / "handoffs"
+    inputs.mkdir()
+    with open_store() as store:
+        incident_ops.open_incident(store, type=IncidentType.KEV_MATCH, severity=IncidentSeverity.CRITICAL,
+                                   summary="KEV match", actor="scanner", now=T0)
+    state: State = sla_escalation_flow(handoffs=[str(inputs)], policy_path=str(policy), config_path=str(config),
+                                       at=T0 + timedelta(hours=4, minutes=1), return_state=True)
+    assert state.is_completed(), state.message
+    result = unwrap(state)
+    assert sorted(r["receiver"] for r in result["incidents"]["sent"]) == ["pager-sec", "phone-sec"]
+    assert result["notify"]["sent"] == [] and result["digest_id"].startswith("erslaescdigest-")
+    with PrefectRest(str(PREFECT_API_URL.value())) as rest:
+        keys = {a.get("key") for a in rest.artifacts(str(state.state_details.flow_run_id))}
+    assert {"sla-owner-digest", "sla-open-escalations", "sla-sent-and-suppressed"} <= keys

@@ -1,4 +1,5 @@
-"""Property: for any interleaving of status changes, acknowledgements, silences and failed sends,
+"""Property: for any interleaving of status changes, acknowledgements, owner reviews (a deferral
+included), silences and failed sends,
 nothing is sent twice inside a group interval, no ladder rung is delivered twice, and no active
 unacknowledged item goes silent (each is, at every tick, being sent, scheduled within a bound, or
 recorded as silenced)."""
@@ -16,9 +17,10 @@ from hypothesis import strategies as st
 from ringward.core.errors import StateError
 from ringward.core.remediation.handoff import ALLOWED_TRANSITIONS, HandoffStatus
 from ringward.core.sla.acks import acknowledge, add_silence, expire_silence
-from ringward.core.sla.engine import IncidentState, NotificationKind, SuppressionCode
-from ringward.core.sla.history import SentOk, SilenceAdded
+from ringward.core.sla.engine import IncidentState, SuppressionCode
+from ringward.core.sla.history import NotificationKind, SentOk, SilenceAdded
 from ringward.core.sla.policy import Matcher
+from ringward.core.sla.reviews import review
 from tests.sla.factory import T0, Scheduler, handoff, policy_of, status
 
 START = T0 + timedelta(hours=20)
@@ -83,7 +85,9 @@ def scenarios(draw: st.DrawFn) -> dict[str, object]:
         st.lists(
             st.tuples(
                 st.integers(0, TICKS),
-                st.sampled_from(["acknowledged", "escalated", "resolved", "dismissed", "silence", "expire"]),
+                st.sampled_from(["acknowledged", "escalated", "resolved", "dismissed", "silence", "expire",
+                                 "review:accepted", "review:deferred", "review:escalated", "review:resolved",
+                                 "review:false_positive"]),
                 st.sampled_from(["critical", "default"]),
             ),
             max_size=8,
@@ -108,7 +112,10 @@ def test_no_duplicate_inside_group_interval_and_nothing_active_goes_silent(scena
             sched.statuses.append(status(h, value, _at(tick) + timedelta(seconds=1), previous=sched.statuses))
     failures: dict[str, frozenset[int]] = scenario["failures"]  # type: ignore[assignment]
     for receiver, ticks in failures.items():
-        sched.failing[receiver] = lambda now, ticks=ticks: (now - START) // TICK in ticks
+        def fails(now: datetime, ticks: frozenset[int] = ticks) -> bool:
+            return (now - START) // TICK in ticks
+
+        sched.failing[receiver] = fails
     by_tick: dict[int, list[tuple[str, str]]] = defaultdict(list)
     for tick, action, route in scenario["actions"]:  # type: ignore[attr-defined]
         by_tick[tick].append((action, route))
@@ -134,6 +141,14 @@ def test_no_duplicate_inside_group_interval_and_nothing_active_goes_silent(scena
                 if silences:
                     with contextlib.suppress(StateError):
                         sched.add(expire_silence(sched.history, silences[-1].silence_id, by="ops", at=moment))
+            elif action.startswith("review:"):
+                state = action.split(":", 1)[1]
+                until = moment + timedelta(minutes=30) if state == "deferred" else None
+                current = sched.plan(moment)
+                with contextlib.suppress(StateError):
+                    decision, _ = review(current, policy, group=route, state=state, by=policy.routes[route].owner,
+                                         at=moment, report_id=current.report_id, until=until)
+                    sched.add(decision)
             else:
                 owner = policy.routes[route].owner
                 with contextlib.suppress(StateError):

@@ -73,8 +73,10 @@ def acknowledge(
     by: str,
     at: datetime,
     comment: str | None = None,
+    via: str | None = None,
 ) -> Acknowledged:
-    """A checked acknowledgement of ``group``'s open incident in ``plan`` (the plan at ``at``).
+    """A checked acknowledgement of ``group``'s open incident in ``plan`` (the plan at ``at``);
+    ``via`` names the signed-webhook source it came through.
 
     Raises:
         InputError: unknown state or group, naive time.
@@ -109,6 +111,7 @@ def acknowledge(
         by=by,
         comment=comment,
         fingerprints=incident.fingerprints if closes else (),
+        via=via,
     )
 
 

@@ -141,6 +141,9 @@ class Alert:
                     "report": self.scope,
                 }
             )
+            if item is not None and item.incident_type is not None:
+                self._labels["incident_type"] = item.incident_type
+                self._labels["incident_severity"] = item.incident_severity or ""
         return self._labels
 
 
@@ -150,6 +153,8 @@ def alert_of(item: WorkItem, scope: str) -> Alert:
         f"handoff={item.handoff_id}\x1fprovider={item.provider}\x1fseverity={item.severity.value}"
         f"\x1fstatus={item.status}\x1fchannel={item.channel or ''}\x1frelease={item.release or ''}"
     )
+    if item.incident_type is not None:
+        identity += f"\x1fincident_type={item.incident_type}\x1fincident_severity={item.incident_severity or ''}"
     fingerprint = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
     assert item.firing_since is not None
     return Alert(fingerprint, f"{item.handoff_id}/{item.provider}", item.severity, item.firing_since, item, scope)
@@ -175,11 +180,11 @@ def route_alerts(report: SlaReport, policy: SlaPolicy) -> dict[str, list[Alert]]
                 by_channel[channel].append(position)
         else:
             any_channel.append(position)
-    cache: dict[tuple[str, str, str], tuple[str, ...]] = {}
+    cache: dict[tuple[str, str, str, str | None, str | None], tuple[str, ...]] = {}
     out: dict[str, list[Alert]] = defaultdict(list)
     firing = report.firing()
     for item in firing:
-        key = (item.severity.value, item.channel or "", item.provider)
+        key = (item.severity.value, item.channel or "", item.provider, item.incident_type, item.incident_severity)
         routes = cache.get(key)
         if routes is None:
             # an item without a channel matches any channel filter (the reference's rule)
@@ -190,6 +195,10 @@ def route_alerts(report: SlaReport, policy: SlaPolicy) -> dict[str, list[Alert]]
                 if rule.alert_levels and item.severity not in rule.alert_levels:
                     continue
                 if rule.match_providers and item.provider not in rule.match_providers:
+                    continue
+                if rule.incident_types and item.incident_type not in rule.incident_types:
+                    continue
+                if rule.incident_severities and item.incident_severity not in rule.incident_severities:
                     continue
                 chosen.append(rule.rule_id)
                 if not rule.continue_:
@@ -289,17 +298,29 @@ class IncidentState(StrEnum):
     ACKNOWLEDGED = "acknowledged"
 
 
+def plan_id_of(group_key: str, triggered_at: datetime) -> str:
+    """The id of one incident (episode) of a group: ``erslaesc-`` + sha256(``<group>|<trigger>``)[:16].
+    Stable while the episode lasts (across evaluations, escalations and re-triggers); an owner
+    review names it (§9.11 ``plan_id``) so a review of a closed episode is refused."""
+    return "erslaesc-" + hashlib.sha256(f"{group_key}|{iso(triggered_at)}".encode()).hexdigest()[:16]
+
+
 class IncidentStatus(_Out):
     group_key: str
     route_id: str
     owner: str
     state: IncidentState
     triggered_at: datetime
+    plan_id: str
     epoch: str
     alerts: tuple[str, ...]
     fingerprints: tuple[str, ...]
     acknowledged_by: str | None
     acknowledged_at: datetime | None
+    #: an acknowledgement with an end (a deferring review): when the incident re-triggers
+    acknowledged_until: datetime | None = None
+    #: the latest owner review's state in this episode (None: no review)
+    review_state: str | None = None
     retriggered: bool
     escalation_policy: str | None
     position: int | None
@@ -407,6 +428,7 @@ class _Incident:
     retriggered: bool
     first_ack_at: datetime | None
     manual: bool = False
+    review: str | None = None
 
     @property
     def epoch(self) -> str:
@@ -437,14 +459,21 @@ def current_position(policy: EscalationPolicy, anchor_at: datetime, anchor_pos: 
     return pos
 
 
+def _expiry(inc: _Incident, timeout: timedelta | None) -> datetime | None:
+    """When an acknowledged incident re-triggers: the policy's ack_timeout after the acknowledgement
+    or the acknowledgement's own end (a deferral), whichever comes first; None: never."""
+    if inc.state is not IncidentState.ACKNOWLEDGED or inc.ack is None:
+        return None
+    ends = [inc.ack.at + timeout] if timeout is not None else []
+    if inc.ack.expires_at is not None:
+        ends.append(inc.ack.expires_at)
+    return min(ends, default=None)
+
+
 def _timed_out(inc: _Incident, timeout: timedelta | None, at: datetime) -> bool:
-    """An acknowledged incident whose ack_timeout has elapsed at ``at`` (PagerDuty re-trigger)."""
-    return (
-        inc.state is IncidentState.ACKNOWLEDGED
-        and timeout is not None
-        and inc.ack is not None
-        and at >= inc.ack.at + timeout
-    )
+    """An acknowledged incident whose ack_timeout (or deferral) has elapsed at ``at`` (PagerDuty re-trigger)."""
+    end = _expiry(inc, timeout)
+    return end is not None and at >= end
 
 
 def replay_incident(
@@ -460,10 +489,9 @@ def replay_incident(
         if ack.at < triggered_at or ack.state in (AckState.RESOLVED, AckState.DISMISSED):
             continue
         if _timed_out(inc, timeout, ack.at):
-            assert inc.ack is not None and timeout is not None
-            inc = _Incident(
-                IncidentState.TRIGGERED, triggered_at, inc.ack.at + timeout, 0, None, True, inc.first_ack_at
-            )
+            end = _expiry(inc, timeout)
+            assert end is not None
+            inc = _Incident(IncidentState.TRIGGERED, triggered_at, end, 0, None, True, inc.first_ack_at)
         if ack.state is AckState.ACKNOWLEDGED:
             inc.state, inc.ack = IncidentState.ACKNOWLEDGED, ack
             inc.first_ack_at = inc.first_ack_at or ack.at
@@ -476,8 +504,10 @@ def replay_incident(
                 IncidentState.TRIGGERED, triggered_at, ack.at, nxt, None, inc.retriggered, inc.first_ack_at, True
             )
     if _timed_out(inc, timeout, now):
-        assert inc.ack is not None and timeout is not None
-        inc = _Incident(IncidentState.TRIGGERED, triggered_at, inc.ack.at + timeout, 0, None, True, inc.first_ack_at)
+        end = _expiry(inc, timeout)
+        assert end is not None
+        inc = _Incident(IncidentState.TRIGGERED, triggered_at, end, 0, None, True, inc.first_ack_at)
+    inc.review = next((a.review_state for a in reversed(acks) if a.at >= triggered_at and a.review_state), None)
     return inc
 
 
@@ -674,9 +704,11 @@ class _Planner:
                     )
                 )
                 continue
+            retrying = retry_at is not None and retry_at > due
             if retry_at is not None:
                 due = max(due, retry_at)
             if self.now < due:
+                what = f"retry of {reason.value} (attempt {attempts + 1})" if retrying else reason.value
                 self.waiting.append(
                     Waiting(
                         group_key=group,
@@ -684,7 +716,7 @@ class _Planner:
                         notification=NotificationKind.GROUP,
                         reason=reason,
                         next_at=due,
-                        detail=f"{reason.value} due at {iso(due)}",
+                        detail=f"{what} due at {iso(due)}",
                     )
                 )
                 continue
@@ -770,11 +802,14 @@ class _Planner:
             owner=route.owner,
             state=inc.state,
             triggered_at=inc.triggered_at,
+            plan_id=plan_id_of(group, inc.triggered_at),
             epoch=inc.epoch,
             alerts=tuple(sorted(a.item_key for a in open_alerts)),
             fingerprints=tuple(sorted(a.fingerprint for a in open_alerts)),
             acknowledged_by=inc.ack.by if acked and inc.ack else None,
             acknowledged_at=inc.ack.at if acked and inc.ack else None,
+            acknowledged_until=_expiry(inc, ladder.ack_timeout if ladder is not None else None) if acked else None,
+            review_state=inc.review,
             retriggered=inc.retriggered,
             escalation_policy=route.escalation_policy,
             position=position,

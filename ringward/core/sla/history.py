@@ -30,6 +30,8 @@ class NotificationKind(StrEnum):
     GROUP = "group"
     #: a rung of an escalation policy
     ESCALATION = "escalation"
+    #: an owner digest (§9.14; its own scope, never planned by the engine)
+    DIGEST = "digest"
 
 
 class Reason(StrEnum):
@@ -43,6 +45,7 @@ class Reason(StrEnum):
     RUNG_DUE = "rung_due"
     ESCALATED_PAST_UNAVAILABLE = "escalated_past_unavailable"
     MANUAL_ESCALATION = "manual_escalation"
+    OWNER_DIGEST = "owner_digest"
 
 
 class _Event(BaseModel):
@@ -87,6 +90,16 @@ class AckState(StrEnum):
     RESOLVED = "resolved"
 
 
+class ReviewState(StrEnum):
+    """§9.11 owner review states and what each does to the incident (``ringward.core.sla.reviews``)."""
+
+    ACCEPTED = "accepted"
+    DEFERRED = "deferred"
+    RESOLVED = "resolved"
+    FALSE_POSITIVE = "false_positive"
+    ESCALATED = "escalated"
+
+
 class Acknowledged(_Event):
     """A human (or automation) decision on a group's incident."""
 
@@ -98,6 +111,14 @@ class Acknowledged(_Event):
     comment: str | None = Field(default=None, max_length=2000)
     #: alerts the decision covers (resolved/dismissed mute exactly these until they change)
     fingerprints: tuple[str, ...] = ()
+    #: an acknowledgement with an end (a deferring owner review): the incident re-triggers then
+    expires_at: AwareDatetime | None = None
+    #: set when the decision is an owner review (§9.11): its review state
+    review_state: ReviewState | None = None
+    #: the signed-webhook source it came through (None: CLI or API token)
+    via: str | None = Field(default=None, max_length=128)
+
+    _expiry = field_validator("expires_at")(lambda cls, v: None if v is None else _utc(v))
 
 
 class SilenceAdded(_Event):

@@ -50,6 +50,26 @@ and the PagerDuty escalation vocabulary::
         matchers: [{name: channel, value: stable}]
     retry: {max_attempts: 3, delay: 15m, multiplier: 2.0}
     recurrence: {max_recurrences: null}  # cap on repeats of an unchanged group (null: none)
+    incidents:                           # open incidents' response clocks as work items (absent: not fed)
+      scope: incidents                   # their notification scope (groups incidents/<route>)
+      at_risk_fraction: 0.75             # a clock is at risk from this fraction of its target
+      owner: security-oncall             # owner of the fallback incident route (default: owner above)
+      default_providers: [pager-sec]     # its receivers (default: default_providers above)
+      escalation_policy: standard        # its ladder (default: default_escalation_policy)
+      rules:                             # routes for incident work items only (same keys as rules)
+        - rule_id: kev
+          incident_types: [kev-match]    # supply-chain, leaked-credential, unauthorized-release,
+          incident_severities: [critical, high]   # vulnerability-report, kev-match; critical..low
+          match_providers: [first-action]          # the clocks: first-action, reporter-acknowledgement,
+          providers: [pager-sec]                   # response, disclosure
+          owner: security-oncall
+    health:                              # alerts on the SLA deployments' own health (absent: report only)
+      scope: sla-health
+      owner: release-governance
+      receivers: [slack-ops]
+      repeat_interval: 4h
+      expected_interval: 5m              # the schedule of the deployments below
+      deployments: [sla-escalation/sla-escalation]   # <flow name>/<deployment name>
 
 Durations are ``30s``, ``5m``, ``4h``, ``1d`` or ISO 8601; a bare number is minutes (the
 reference's ``*_minutes`` fields).
@@ -64,7 +84,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from ringward.core.common.windows import (
     RecurringWindow,
@@ -82,7 +102,21 @@ MAX_POLICY_BYTES = 1024 * 1024
 MAX_ENTRIES = 10_000
 
 #: label names a matcher may test (silences, maintenance windows)
-LABELS = ("owner", "provider", "report", "channel", "route", "receiver", "severity", "release")
+LABELS = (
+    "owner",
+    "provider",
+    "report",
+    "channel",
+    "route",
+    "receiver",
+    "severity",
+    "release",
+    "incident_type",
+    "incident_severity",
+)
+INCIDENT_TYPES = ("supply-chain", "leaked-credential", "unauthorized-release", "vulnerability-report", "kev-match")
+INCIDENT_SEVERITIES = ("critical", "high", "medium", "low")
+INCIDENT_CLOCKS = ("first-action", "reporter-acknowledgement", "response", "disclosure")
 
 _DURATION = re.compile(r"^(?:(\d{1,6})d)?(?:(\d{1,6})h)?(?:(\d{1,6})m)?(?:(\d{1,6})s)?$")
 _ISO = re.compile(r"^P(?:(\d{1,6})D)?(?:T(?:(\d{1,6})H)?(?:(\d{1,6})M)?(?:(\d{1,6})S)?)?$")
@@ -135,7 +169,18 @@ class Matcher(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Literal["owner", "provider", "report", "channel", "route", "receiver", "severity", "release"]
+    name: Literal[
+        "owner",
+        "provider",
+        "report",
+        "channel",
+        "route",
+        "receiver",
+        "severity",
+        "release",
+        "incident_type",
+        "incident_severity",
+    ]
     value: str = Field(max_length=256)
     is_regex: bool = False
     is_equal: bool = True
@@ -411,6 +456,25 @@ class Route(BaseModel):
     continue_: bool = Field(default=False, alias="continue")
     notify_healthy: bool = False
     escalation_policy: str | None = None
+    #: incident work items only: the incident types and severities the route takes (empty: any)
+    incident_types: tuple[str, ...] = ()
+    incident_severities: tuple[str, ...] = ()
+
+    @field_validator("incident_types")
+    @classmethod
+    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item not in INCIDENT_TYPES:
+                raise ValueError(f"expected incident types among {', '.join(INCIDENT_TYPES)}, found {item!r}")
+        return value
+
+    @field_validator("incident_severities")
+    @classmethod
+    def _severities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            if item not in INCIDENT_SEVERITIES:
+                raise ValueError(f"expected incident severities among {', '.join(INCIDENT_SEVERITIES)}, found {item!r}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -444,6 +508,48 @@ class ResolvedRoute(BaseModel):
     notify_healthy: bool
 
 
+class IncidentFeed(BaseModel):
+    """Open incidents' response clocks fed to the engine (:mod:`ringward.core.sla.incidents`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: str = Field(default="incidents", pattern=_NAME)
+    at_risk_fraction: float = Field(default=0.75, gt=0, le=1)
+    owner: str | None = Field(default=None, pattern=_NAME)
+    default_providers: tuple[str, ...] = ()
+    escalation_policy: str | None = None
+    rules: tuple[Route, ...] = Field(default=(), max_length=MAX_ENTRIES)
+
+
+class HealthFeed(BaseModel):
+    """The SLA deployments' health (Prefect flow-run states) as alerts of their own scope."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: str = Field(default="sla-health", pattern=_NAME)
+    owner: str | None = Field(default=None, pattern=_NAME)
+    receivers: tuple[str, ...] = ()
+    repeat_interval: timedelta = timedelta(hours=4)
+    escalation_policy: str | None = None
+    expected_interval: timedelta = timedelta(minutes=5)
+    #: how old the newest SLA evaluation record may be before it is stale (default 2 x 60m, at least)
+    stale_after: timedelta = timedelta(hours=2)
+    deployments: tuple[str, ...] = Field(default=("sla-escalation/sla-escalation",), min_length=1, max_length=50)
+
+    _durs = field_validator("repeat_interval", "expected_interval", "stale_after", mode="before")(
+        lambda cls, v: parse_duration(v, allow_zero=False)
+    )
+
+    @field_validator("deployments")
+    @classmethod
+    def _names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            flow, _, name = item.partition("/")
+            if not flow or not name or "/" in name or len(item) > 200:
+                raise ValueError(f"expected <flow name>/<deployment name>, found {item!r}")
+        return value
+
+
 class SlaPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -463,6 +569,8 @@ class SlaPolicy(BaseModel):
     maintenance_windows: tuple[MaintenanceWindowSpec, ...] = ()
     retry: RetryPolicy = RetryPolicy()
     recurrence: RecurrencePolicy = RecurrencePolicy()
+    incidents: IncidentFeed | None = None
+    health: HealthFeed | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -480,11 +588,28 @@ class SlaPolicy(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _refs(self) -> SlaPolicy:
+    def _refs(self, info: ValidationInfo) -> SlaPolicy:
         ids = [r.rule_id for r in self.rules]
         if len(set(ids)) != len(ids) or "default" in ids:
             raise ValueError("rules: rule_id must be unique and not 'default' (the fallback route)")
+        derived = isinstance(info.context, dict) and info.context.get("derived") is True
+        for rule in () if derived else self.rules:
+            if rule.incident_types or rule.incident_severities:
+                raise ValueError(
+                    f"rules: {rule.rule_id}: incident_types/incident_severities belong to incidents.rules"
+                )
         names = {*(r.escalation_policy for r in self.rules if r.escalation_policy), self.default_escalation_policy}
+        if self.incidents is not None:
+            feed_ids = [r.rule_id for r in self.incidents.rules]
+            if len(set(feed_ids)) != len(feed_ids) or "default" in feed_ids:
+                raise ValueError("incidents.rules: rule_id must be unique and not 'default' (the fallback route)")
+            names |= {r.escalation_policy for r in self.incidents.rules if r.escalation_policy}
+            names.add(self.incidents.escalation_policy)
+        if self.health is not None:
+            names.add(self.health.escalation_policy)
+        scopes = [self.scope, *(f.scope for f in (self.incidents, self.health) if f is not None)]
+        if len(set(scopes)) != len(scopes):
+            raise ValueError(f"scope, incidents.scope and health.scope must differ, found {', '.join(scopes)}")
         for name in sorted(n for n in names if n):
             if name not in self.escalation_policies:
                 raise ValueError(f"escalation_policy {name!r} is not defined in escalation_policies")
@@ -550,6 +675,57 @@ class SlaPolicy(BaseModel):
         """The route's owner, a member of the owner's group, or an admin."""
         spec = self.owners.get(owner)
         return actor == owner or actor in self.admins or (spec is not None and actor in spec.members)
+
+    # --- the other work-item sources: each is a policy of its own scope --------------------------------
+
+    def _derived(self, **changes: Any) -> SlaPolicy:
+        data: dict[str, Any] = {name: getattr(self, name) for name in type(self).model_fields}
+        data.update(incidents=None, health=None, **changes)
+        # validated again (never model_copy: it would carry this policy's cached routes along)
+        return type(self).model_validate(data, context={"derived": True})
+
+    @cached_property
+    def incident_policy(self) -> SlaPolicy | None:
+        """The policy incident work items are planned with (scope ``incidents.scope``,
+        ``incidents.rules``), or None when incidents are not fed."""
+        feed = self.incidents
+        if feed is None:
+            return None
+        return self._derived(
+            scope=feed.scope,
+            owner=feed.owner or self.owner,
+            default_providers=feed.default_providers or self.default_providers,
+            default_escalation_policy=feed.escalation_policy or self.default_escalation_policy,
+            rules=feed.rules,
+        )
+
+    @cached_property
+    def health_policy(self) -> SlaPolicy | None:
+        """The policy health alerts are planned with (scope ``health.scope``, one fallback route)."""
+        feed = self.health
+        if feed is None:
+            return None
+        return self._derived(
+            scope=feed.scope,
+            owner=feed.owner or self.owner,
+            default_providers=feed.receivers or self.default_providers,
+            default_escalation_policy=feed.escalation_policy,
+            repeat_interval=feed.repeat_interval,
+            # a health condition is known when it is evaluated: nothing to batch, send at once
+            group_wait=timedelta(0),
+            rules=(),
+        )
+
+    def for_scope(self, scope: str) -> SlaPolicy | None:
+        """The policy of ``scope`` (this one, the incidents' or the health alerts'), None if unknown."""
+        for candidate in (self, self.incident_policy, self.health_policy):
+            if candidate is not None and candidate.scope == scope:
+                return candidate
+        return None
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return tuple(p.scope for p in (self, self.incident_policy, self.health_policy) if p is not None)
 
 
 def parse_policy(data: bytes, *, source: str) -> SlaPolicy:

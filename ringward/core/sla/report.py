@@ -109,6 +109,9 @@ class WorkItem(BaseModel):
     recommended_action: str
     #: R5: since when the item has been at its current severity (None when healthy)
     firing_since: datetime | None = None
+    #: incident work items only (:mod:`ringward.core.sla.incidents`); absent from handoff reports
+    incident_type: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    incident_severity: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @property
     def key(self) -> str:

@@ -48,6 +48,7 @@ from ringward.core.sla.history import (
     SilenceExpired,
     acknowledgement_id_for,
 )
+from ringward.core.sla.incidents import INCIDENT_REPORT_CONTROLS, INCIDENT_REPORT_KIND
 from ringward.core.sla.policy import Matcher, SlaPolicy, parse_policy
 from ringward.core.sla.report import Severity, SlaReport, build_report
 from ringward.operations.common.files import atomic_write, read_capped
@@ -159,7 +160,9 @@ def report_document(report: SlaReport) -> dict[str, Any]:
     return report.model_dump(mode="json")
 
 
-def _record_report(store: Store, report: SlaReport, actor: str, flow_run_id: str | None) -> int:
+def _record_report(
+    store: Store, report: SlaReport, actor: str, flow_run_id: str | None, kind: str = KIND_REPORT
+) -> int:
     s = report.executive_summary
     payload = {
         "report_id": report.report_id,
@@ -179,7 +182,7 @@ def _record_report(store: Store, report: SlaReport, actor: str, flow_run_id: str
     }
     record = store.append(
         EvidenceDraft(
-            kind=KIND_REPORT,
+            kind=kind,
             actor=actor,
             subject=EvidenceSubject(status=report.alert_level.value),
             flow_run_id=flow_run_id,
@@ -284,21 +287,49 @@ def check_receivers(policy: SlaPolicy, config: ConnectorConfig) -> None:
 _EVENT_SEVERITY = {Severity.CRITICAL: EventSeverity.CRITICAL, Severity.WARNING: EventSeverity.WARNING}
 
 
+def report_subject(report: SlaReport) -> str:
+    """What a report's work items are: ``handoff`` (§9.5), ``incident`` or ``health``."""
+    if INCIDENT_REPORT_CONTROLS[0] in report.controls:
+        return "incident"
+    if any(c.startswith("health-from-prefect") for c in report.controls):
+        return "health"
+    return "handoff"
+
+
 def notification_event(n: Notification, report: SlaReport, now: datetime) -> ConnectorEvent:
-    """The connector event of one notification (§9.7 / §9.10 titles and messages)."""
+    """The connector event of one notification (§9.7 / §9.10 titles and messages; incident and
+    health alerts say what they are about)."""
     s = report.executive_summary
     level = n.severity.value if n.reason.value != "all_alerts_resolved" else "resolved"
-    message = (
-        f"{s.breached_count} breached and {s.at_risk_count} at-risk endpoint remediation handoffs "
-        f"across {s.tracked_work_item_count} tracked work items."
-    )
+    subject = report_subject(report)
     escalation = n.notification is NotificationKind.ESCALATION
-    if escalation:
-        title = f"CAVRA endpoint remediation SLA escalation ({n.level}) to {n.receiver}: {n.group_key}"
-        event_type = "cavra.endpoint_remediation_sla.escalation_delivery"
+    if subject == "incident":
+        message = (
+            f"{s.breached_count} breached and {s.at_risk_count} at-risk incident response clocks across "
+            f"{len({w.handoff_id for w in report.work_items})} open incidents."
+        )
+        what = "incident response SLA"
+        event_type = "ringward.incident.sla." + ("escalation" if escalation else "notification")
+    elif subject == "health":
+        message = str(report.escalation_payloads.get("executive_summary", {}).get("message", ""))[:2000]
+        what = "SLA automation health"
+        event_type = "cavra.endpoint_remediation_sla.escalation_recurrence_automation_health_alert"
     else:
-        title = f"CAVRA endpoint remediation SLA {level}: {report.report_id}"
-        event_type = "cavra.endpoint_remediation_sla.notification"
+        message = (
+            f"{s.breached_count} breached and {s.at_risk_count} at-risk endpoint remediation handoffs "
+            f"across {s.tracked_work_item_count} tracked work items."
+        )
+        what = "endpoint remediation SLA"
+        event_type = (
+            "cavra.endpoint_remediation_sla.escalation_delivery"
+            if escalation
+            else "cavra.endpoint_remediation_sla.notification"
+        )
+    product = "CAVRA" if subject == "handoff" else "Ringward"
+    if escalation:
+        title = f"{product} {what} escalation ({n.level}) to {n.receiver}: {n.group_key}"
+    else:
+        title = f"{product} {what} {level}: {report.report_id}"
     wanted = set(n.items)
     items = [e.model_dump(mode="json") for e in report.escalations if f"{e.handoff_id}/{e.provider}" in wanted]
     return ConnectorEvent(
@@ -322,6 +353,12 @@ def notification_event(n: Notification, report: SlaReport, now: datetime) -> Con
             "omitted_item_count": max(0, len(n.items) - 50),
             "escalations": items[:10],
             "report_id": report.report_id,
+            "subject": subject,
+            **(
+                {"health_id": report.escalation_payloads.get("executive_summary", {}).get("health_id")}
+                if subject == "health"
+                else {}
+            ),
         },
     )
 
@@ -456,6 +493,39 @@ def load_config(path: Path) -> ConnectorConfig:
 # --- acknowledgements and silences ---------------------------------------------------------------
 
 
+ACK_CONTROLS = (
+    "acknowledgement-records-review-only",
+    "no-provider-token-or-secret-stored",
+    "endpoint-mutation-remains-private-connector-responsibility",
+    "acknowledger-is-route-owner-member-or-admin",
+)
+
+
+def ack_payload(event: Acknowledged, report_id: str) -> dict[str, Any]:
+    """The recorded acknowledgement (``cavra.endpoint_remediation_sla.notification_ack.v1``)."""
+    return {
+        "schema_version": "cavra.endpoint_remediation_sla.notification_ack.v1",
+        "acknowledgement_id": event.acknowledgement_id,
+        "report_id": report_id,
+        "group_key": event.group_key,
+        "acknowledgement_state": event.state.value,
+        "acknowledged_by": event.by,
+        "acknowledged_at": iso(event.at),
+        "notes": event.comment,
+        "fingerprints": list(event.fingerprints),
+        "controls": list(ACK_CONTROLS),
+    }
+
+
+def refusal_draft(event: AckRefused, *, extra: Mapping[str, Any] | None = None) -> EvidenceDraft:
+    return EvidenceDraft(
+        kind=KIND_ACK_REFUSED,
+        actor=event.by,
+        subject=EvidenceSubject(status="refused", success=False),
+        payload={**event.model_dump(mode="json"), **(extra or {})},
+    )
+
+
 def acknowledge(
     store: Store,
     policy: SlaPolicy,
@@ -468,43 +538,29 @@ def acknowledge(
     comment: str | None = None,
 ) -> dict[str, Any]:
     """Record an acknowledgement (checked against the state table and the route's owner).
+    ``group`` may name a route of any scope of the policy (``incidents/<route>``); ``report`` must
+    be that scope's (:func:`current_report`).
 
     Raises:
         acks.AcknowledgementRefused: recorded first (auditable), then raised.
-        StateError: no open incident. InputError: bad state or group.
+        StateError: no open incident. InputError: bad state or group. NotFoundError: unknown scope.
     """
-    ledger = _ledger(store)
-    current = plan(ledger.history(policy.scope), policy, report, at)
     try:
-        event = acks.acknowledge(current, policy, group=group, state=state, by=by, at=at, comment=comment)
+        scoped, key, _ = resolve(policy, group)
+    except NotFoundError as exc:  # the caller named it: bad input (the API checks first, for its 404)
+        if "/" not in group:
+            acks.resolve_group(policy, group)  # "group: expected one of the policy's routes (...)"
+        raise InputError(exc.message) from None
+    ledger = _ledger(store)
+    current = plan(ledger.history(scoped.scope), scoped, report, at)
+    try:
+        event = acks.acknowledge(current, scoped, group=key, state=state, by=by, at=at, comment=comment)
     except acks.AcknowledgementRefused as refused:
-        draft = EvidenceDraft(
-            kind=KIND_ACK_REFUSED,
-            actor=by,
-            subject=EvidenceSubject(status="refused", success=False),
-            payload=refused.event.model_dump(mode="json"),
-        )
-        ledger.record(policy.scope, [refused.event], [draft], now=_wall())
+        ledger.record(scoped.scope, [refused.event], [refusal_draft(refused.event)], now=_wall())
         raise
-    payload = {
-        "schema_version": "cavra.endpoint_remediation_sla.notification_ack.v1",
-        "acknowledgement_id": event.acknowledgement_id,
-        "report_id": report.report_id,
-        "group_key": event.group_key,
-        "acknowledgement_state": event.state.value,
-        "acknowledged_by": event.by,
-        "acknowledged_at": iso(event.at),
-        "notes": comment,
-        "fingerprints": list(event.fingerprints),
-        "controls": [
-            "acknowledgement-records-review-only",
-            "no-provider-token-or-secret-stored",
-            "endpoint-mutation-remains-private-connector-responsibility",
-            "acknowledger-is-route-owner-member-or-admin",
-        ],
-    }
+    payload = ack_payload(event, report.report_id)
     draft = EvidenceDraft(kind=KIND_ACK, actor=by, subject=EvidenceSubject(status=event.state.value), payload=payload)
-    ledger.record(policy.scope, [event], [draft], now=_wall())
+    ledger.record(scoped.scope, [event], [draft], now=_wall())
     return payload
 
 
@@ -627,17 +683,107 @@ def recorded_report(store: Store, *, report_id: str | None = None, scan_limit: i
     raise NotFoundError(f"report_id: no recorded SLA report {report_id!r} among the newest {scan_limit}")
 
 
+def resolve(policy: SlaPolicy, group: str) -> tuple[SlaPolicy, str, str]:
+    """``route_id`` (of the remediation scope) or ``<scope>/<route_id>`` of any scope the policy
+    has (remediation, ``incidents``, health) -> (that scope's policy, group key, the route's owner).
+
+    Raises:
+        NotFoundError: no such scope or route.
+    """
+    scope, _, route_id = group.rpartition("/")
+    scoped = policy.for_scope(scope) if scope else policy
+    if scoped is None:
+        known = ", ".join(f"{policy.scope}/{r}" for r in sorted(policy.routes))
+        raise NotFoundError(
+            f"group: no route {group!r}: scope {scope!r} is not the policy's ({', '.join(policy.scopes)}; "
+            f"routes: {known})"
+        )
+    if route_id not in scoped.routes:
+        known = ", ".join(sorted(scoped.routes)) or "none"
+        raise NotFoundError(f"group: no route {group!r} in scope {scoped.scope} (routes: {known})")
+    return scoped, acks.resolve_group(scoped, route_id), scoped.routes[route_id].owner
+
+
 def route_of(policy: SlaPolicy, group: str) -> tuple[str, str | None]:
     """``route_id`` or ``<scope>/<route_id>`` -> (group key, the route's owner).
 
     Raises:
-        NotFoundError: no such route in the policy (or another scope).
+        NotFoundError: no such route in the policy's scopes.
     """
-    scope, _, route_id = group.rpartition("/")
-    if (scope and scope != policy.scope) or route_id not in policy.routes:
-        known = ", ".join(sorted(policy.routes)) or "none"
-        raise NotFoundError(f"group: no route {group!r} in scope {policy.scope} (routes: {known})")
-    return acks.resolve_group(policy, route_id), policy.routes[route_id].owner
+    _, key, owner = resolve(policy, group)
+    return key, owner
+
+
+def current_report(store: Store, policy: SlaPolicy, scope: str, *, now: datetime,
+                   report_id: str | None = None) -> SlaReport:
+    """The report a decision on ``scope``'s groups is taken against: the remediation scope's newest
+    recorded report (or the one named); the incidents' live clocks at ``now``; the newest recorded
+    health evaluation. A client never names a file.
+
+    Raises:
+        NotFoundError: nothing recorded (yet). InputError: a report id for the live incident clocks.
+    """
+    if scope == policy.scope:
+        return recorded_report(store, report_id=report_id)
+    if policy.incidents is not None and scope == policy.incidents.scope:
+        if report_id is not None:
+            raise InputError("report_id: incident groups are decided against the live incident clocks; omit it")
+        return incident_report_now(store, policy, now=now)
+    if policy.health is not None and scope == policy.health.scope:
+        from ringward.core.sla.health import health_report
+        from ringward.operations.sla.health_ops import recorded_health
+
+        return health_report(recorded_health(store))
+    raise NotFoundError(f"scope {scope!r} is not one of the policy's ({', '.join(policy.scopes)})")
+
+
+# --- incidents as work items ---------------------------------------------------------------------
+
+
+def incident_report_now(store: Store, policy: SlaPolicy, *, now: datetime,
+                        generated_by: str = "ringward-incidents") -> SlaReport:
+    """Every not-closed incident's clocks at ``now`` as a report (:mod:`ringward.core.sla.incidents`).
+
+    Raises:
+        ConfigError: the policy has no ``incidents`` section.
+    """
+    from ringward.core.sla.incidents import incident_report
+    from ringward.operations.incidents import incident_ops
+
+    if policy.incidents is None:
+        raise ConfigError("routing policy: no incidents section; incidents are not fed to the SLA engine")
+    return incident_report(incident_ops.list_incidents(store), now=now,
+                           at_risk_fraction=policy.incidents.at_risk_fraction, generated_by=generated_by)
+
+
+def run_incident_cycle(
+    store: Store,
+    policy: SlaPolicy,
+    config: ConnectorConfig,
+    *,
+    now: datetime,
+    interval: timedelta = DEFAULT_SCHEDULE,
+    claim_window: bool = True,
+    actor: str = "ringward-sla",
+    flow_run_id: str | None = None,
+    lookups: Mapping[str, SecretLookup] | None = None,
+    hooks: DeliveryHooks | None = None,
+    record_report: bool = True,
+) -> tuple[SlaReport, CycleResult]:
+    """One cycle over the incidents' clocks (their own scope and run key): the report at ``now``
+    (recorded as ``incident-sla-report``), then notify and escalate as :func:`run_cycle` does.
+
+    Raises:
+        ConfigError: the policy has no ``incidents`` section, or names unconfigured receivers.
+    """
+    report = incident_report_now(store, policy, now=now, generated_by=actor)
+    scoped = policy.incident_policy
+    assert scoped is not None
+    if record_report:
+        _record_report(store, report, actor, flow_run_id, kind=INCIDENT_REPORT_KIND)
+    result = run_cycle(store, scoped, report, config, now=now, interval=interval, claim_window=claim_window,
+                       actor=actor, flow_run_id=flow_run_id, lookups=lookups, hooks=hooks)
+    return report, result
 
 
 def refuse_acknowledgement(
@@ -645,20 +791,14 @@ def refuse_acknowledgement(
 ) -> AckRefused:
     """Record a refused acknowledgement (``ack-refused`` history row + evidence) and return it.
     The same refusal twice at the same instant is recorded once."""
-    key, _ = route_of(policy, group)
+    scoped, key, _ = resolve(policy, group)
     try:
         chosen = AckState(state)
     except ValueError:
         raise InputError(f"acknowledgement_state must be one of: {', '.join(s.value for s in AckState)}") from None
     event = AckRefused(at=at.astimezone(UTC), group_key=key, state=chosen, by=by, reason=reason)
-    draft = EvidenceDraft(
-        kind=KIND_ACK_REFUSED,
-        actor=by,
-        subject=EvidenceSubject(status="refused", success=False),
-        payload=event.model_dump(mode="json"),
-    )
     with contextlib.suppress(StoreConflictError):  # this very refusal is already on record
-        _ledger(store).record(policy.scope, [event], [draft], now=_wall())
+        _ledger(store).record(scoped.scope, [event], [refusal_draft(event)], now=_wall())
     return event
 
 
@@ -685,19 +825,19 @@ def acknowledge_checked(
         NotFoundError: unknown group. AcknowledgementRefused: not owner/member/admin (recorded).
         StateError: no open incident / acknowledgement not required. InputError: bad state.
     """
-    key, owner = route_of(policy, group)
-    if is_admin and by not in policy.admins:
-        policy = policy.model_copy(update={"admins": (*policy.admins, by)})
+    scoped, key, owner = resolve(policy, group)
+    if is_admin and by not in scoped.admins:
+        scoped = with_admin(scoped, by)
     try:
         chosen = AckState(state)
     except ValueError:
         raise InputError(f"acknowledgement_state must be one of: {', '.join(s.value for s in AckState)}") from None
-    if not policy.may_act(owner or "", by):
+    if not scoped.may_act(owner or "", by):
         reason = f"{by} is not {owner or 'the route owner'}, a member of it, or an admin"
-        refused = refuse_acknowledgement(store, policy, group=key, state=chosen.value, by=by, at=at, reason=reason)
+        refused = refuse_acknowledgement(store, scoped, group=key, state=chosen.value, by=by, at=at, reason=reason)
         raise acks.AcknowledgementRefused(f"acknowledgement refused: {reason}", refused)
     wanted = acknowledgement_id_for(key, chosen.value, by, at)
-    history = _ledger(store).history(policy.scope)
+    history = _ledger(store).history(scoped.scope)
     if any(isinstance(e, Acknowledged) and e.acknowledgement_id == wanted for e in history):
         before: int | None = None
         for _ in range(max(1, MAX_ACK_SCAN // 50)):
@@ -709,12 +849,19 @@ def acknowledge_checked(
             if page.next_before_id is None:
                 break
             before = page.next_before_id
-    payload = acknowledge(store, policy, report, group=key, state=chosen.value, by=by, at=at, comment=comment)
+    payload = acknowledge(store, scoped, report, group=key, state=chosen.value, by=by, at=at, comment=comment)
     return payload, False
 
 
+def with_admin(policy: SlaPolicy, name: str) -> SlaPolicy:
+    """``policy`` with ``name`` among its admins (an admin API token acts as a policy admin).
+    Only ``admins`` changes, so the copy's cached routes and calendars stay right."""
+    return policy.model_copy(update={"admins": (*policy.admins, name)})
+
+
 def open_escalations(store: Store, policy: SlaPolicy, report: SlaReport, *, now: datetime) -> dict[str, Any]:
-    """The open incidents at ``now`` (from the recorded history; nothing is written), per owner."""
+    """The open incidents at ``now`` (from the recorded history; nothing is written), per owner.
+    ``policy`` is the scope's policy (:meth:`SlaPolicy.for_scope`)."""
     current = plan(_ledger(store).history(policy.scope), policy, report, now)
     by_owner: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for incident in current.incidents:

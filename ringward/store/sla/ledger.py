@@ -13,7 +13,10 @@ Rows are only ever inserted. Each row has a unique ``event_key``:
 
 Outcomes, acknowledgements and silences are written in one transaction with their evidence
 records (:func:`ringward.store.evidence.repo.append_locked`), so a decision and its evidence are
-never apart.
+never apart. A decision that came through the signed acknowledgement webhook is written in the same
+transaction as its receipt in ``webhook_receipt`` (the inventory receiver's replay store: unique
+``(source, webhook-id)``, sources ``sla:<name>``, status ``ingested`` or ``rejected`` at once, so
+the inventory recovery never picks them up).
 
 The run key (``kv_state`` namespace ``sla-run``, key ``<scope>@<window start>``) is taken by
 compare-and-swap (``expected_version=0``): a second scheduler -- or a re-run -- of the same window
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -44,10 +48,45 @@ from ringward.core.sla.history import (
 )
 from ringward.store.db import Transactions
 from ringward.store.evidence.repo import append_locked
+from ringward.store.inventory.receipts import WebhookReceiptRepository, WebhookReplayError
 from ringward.store.state_repo import StateRepository
 from ringward.store.tables import sla_event_table as ev_t
+from ringward.store.tables import webhook_receipt_table as wr_t
 
 RUN_NAMESPACE = "sla-run"
+#: the ``webhook_receipt.provider`` of signed SLA acknowledgements
+RECEIPT_PROVIDER = "sla-ack"
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class WebhookReceiptRow:
+    """A signed acknowledgement's receipt: written with its decision (or refusal), never open."""
+
+    source: str
+    webhook_id: str
+    body_sha256: str
+    body_bytes: int
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    id: int
+    scope: str
+    kind: str
+    group_key: str | None
+    at: datetime
+    recorded_at: datetime
+    evidence_id: int | None
+    event: HistoryEvent
+
+
+def _like(name: str, value: str) -> str:
+    """A LIKE pattern (escape ``\\``) for ``"<name>":<json value>`` inside a canonical JSON document."""
+    text = dumps_canonical({name: value}).decode("utf-8")[1:-1]
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def event_key(event: HistoryEvent) -> str:
@@ -91,6 +130,66 @@ class SlaLedger:
         return tuple(
             EVENT_ADAPTER.validate_python(loads_strict(r.document.encode("utf-8"), source="sla_event")) for r in rows
         )
+
+    def page(
+        self,
+        *,
+        scopes: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        group_key: str | None = None,
+        receiver: str | None = None,
+        actor: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[LedgerRow], int]:
+        """Events newest first (by insertion, i.e. time order), claims left out, and the exact
+        number matching. Every filter is SQL (``receiver`` / ``actor`` match the canonical JSON
+        document); no fixed cap on how far back a page may reach."""
+        conditions: list[sa.ColumnElement[bool]] = [ev_t.c.kind != "claim"]
+        if scopes:
+            conditions.append(ev_t.c.scope.in_(list(scopes)))
+        if kinds:
+            conditions.append(ev_t.c.kind.in_(list(kinds)))
+        if group_key is not None:
+            conditions.append(ev_t.c.group_key == group_key)
+        if receiver is not None:
+            conditions.append(ev_t.c.document.like(_like("receiver", receiver), escape="\\"))
+        if actor is not None:
+            conditions.append(
+                sa.or_(
+                    ev_t.c.document.like(_like("by", actor), escape="\\"),
+                    ev_t.c.document.like(_like("created_by", actor), escape="\\"),
+                )
+            )
+        if since is not None:
+            conditions.append(ev_t.c.at >= since.astimezone(UTC))
+        if until is not None:
+            conditions.append(ev_t.c.at < until.astimezone(UTC))
+        where = sa.and_(*conditions)
+        query = sa.select(ev_t).where(where)
+        if before_id is not None:
+            query = query.where(ev_t.c.id < before_id)
+        query = query.order_by(ev_t.c.id.desc()).limit(max(1, min(limit, MAX_PAGE))).offset(max(0, offset))
+        with self._store.reading() as conn:
+            rows = conn.execute(query).all()
+            total = conn.execute(sa.select(sa.func.count()).select_from(ev_t).where(where)).scalar_one()
+        out = [
+            LedgerRow(
+                id=int(r.id),
+                scope=r.scope,
+                kind=r.kind,
+                group_key=r.group_key,
+                at=r.at,
+                recorded_at=r.recorded_at,
+                evidence_id=r.evidence_id,
+                event=EVENT_ADAPTER.validate_python(loads_strict(r.document.encode("utf-8"), source="sla_event")),
+            )
+            for r in rows
+        ]
+        return out, int(total)
 
     def claims(self, scope: str) -> list[str]:
         with self._store.reading() as conn:
@@ -147,17 +246,41 @@ class SlaLedger:
         *,
         now: datetime,
         evidence_ids: Sequence[int | None] | None = None,
+        receipt: WebhookReceiptRow | None = None,
     ) -> list[EvidenceRecord]:
         """Append ``events`` and their evidence in one transaction; the i-th draft documents the
         i-th event when both are given (``drafts`` may be longer: plan-level records). Events whose
-        evidence already exists (a connector delivery record) name it in ``evidence_ids``.
+        evidence already exists (a connector delivery record) name it in ``evidence_ids``. With
+        ``receipt`` (a signed webhook's), its row is inserted in the same transaction, pointing at
+        the first draft's record.
 
         Raises:
+            WebhookReplayError: the receipt's ``(source, webhook-id)`` is already recorded.
             StoreConflictError: one of the events is already recorded (nothing is written).
         """
         try:
             with self._store.writing() as conn:
                 records = append_locked(conn, list(drafts), now) if drafts else []
+                if receipt is not None:
+                    when = now.astimezone(UTC)
+                    evidence = records[0].id if records else None
+                    conn.execute(
+                        sa.insert(wr_t).values(
+                            source=receipt.source,
+                            webhook_id=receipt.webhook_id,
+                            provider=RECEIPT_PROVIDER,
+                            channel=None,
+                            received_at=when,
+                            body_sha256=receipt.body_sha256,
+                            body_bytes=receipt.body_bytes,
+                            raw_path=f"evidence-record:{evidence}",
+                            status=receipt.status,
+                            reason=None if receipt.reason is None else receipt.reason[:1000],
+                            evidence_id=evidence,
+                            inventory_id=None,
+                            updated_at=when,
+                        )
+                    )
                 for i, event in enumerate(events):
                     conn.execute(
                         sa.insert(ev_t).values(
@@ -172,5 +295,9 @@ class SlaLedger:
                         )
                     )
         except IntegrityError as exc:
+            if receipt is not None and WebhookReceiptRepository(self._store).seen(receipt.source, receipt.webhook_id):
+                raise WebhookReplayError(
+                    f"webhook-id {receipt.webhook_id[:80]!r} was already accepted for source {receipt.source}"
+                ) from exc
             raise StoreConflictError(f"sla history: an event of {scope} is already recorded; nothing written") from exc
         return records
