@@ -51,8 +51,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ringward.core.delivery.webhook_signing import (
     DEFAULT_TOLERANCE_SECONDS,
@@ -64,6 +63,7 @@ from ringward.core.delivery.webhook_signing import (
 )
 from ringward.core.errors import ConfigError, InputError, NotFoundError, RingwardError
 from ringward.core.evidence.records import EvidenceRecord, EvidenceSubject
+from ringward.operations.common.config_files import parse_yaml_model, resolve_secret_ref
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -264,24 +264,6 @@ class WebhookReceiver:
         return self.output_root or ringward_home().absolute() / "endpoint-inventory" / "webhooks"
 
 
-def _resolve(ref: str, *, where: str, environ: Mapping[str, str]) -> str:
-    scheme, _, name = ref.partition(":")
-    if scheme == "env":
-        value = environ.get(name, "")
-        if not value.strip():
-            raise ConfigError(f"{where}: environment variable {name} (from {ref}) is not set")
-        return value.strip()
-    path = Path(name).expanduser()
-    try:
-        data = path.read_bytes()[:8192]
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {ref} ({type(exc).__name__})") from None
-    text = data.decode("utf-8", errors="replace").strip()
-    if not text:
-        raise ConfigError(f"{where}: {ref} is empty")
-    return text
-
-
 def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str, str] | None = None,
                    base: Path | None = None) -> WebhookReceiver:
     """Resolve every reference and parse every key now, so a bad secret fails at startup, not per request.
@@ -300,7 +282,7 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
         secrets: list[str] = []
         for i, ref in enumerate(item.secrets):
             where = f"{source}: {section}.{name}.secrets[{i}]"
-            value = _resolve(ref, where=where, environ=env)
+            value = resolve_secret_ref(ref, where=where, environ=env)
             try:
                 secret_bytes(value)
             except ConfigError as exc:
@@ -309,7 +291,7 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
         keys: list[Ed25519PublicKey] = []
         for i, ref in enumerate(item.public_keys):
             where = f"{source}: {section}.{name}.public_keys[{i}]"
-            text = ref if ref.startswith("whpk_") else _resolve(ref, where=where, environ=env)
+            text = ref if ref.startswith("whpk_") else resolve_secret_ref(ref, where=where, environ=env)
             keys.append(load_public_key(text, source=where))
         label = name if section == "sources" else f"{section}.{name}"
         for i, value in enumerate(secrets):
@@ -350,21 +332,7 @@ def parse_config(data: bytes, *, source: str) -> WebhooksConfig:
     Raises:
         ConfigError: one line naming the file and field.
     """
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        document = yaml.safe_load(data.decode("utf-8")) if data.strip() else {}
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(document).__name__}")
-    try:
-        return WebhooksConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {where}: {message}") from None
+    return parse_yaml_model(data, WebhooksConfig, source=source, max_bytes=MAX_CONFIG_BYTES)
 
 
 def load_receiver(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> WebhookReceiver:

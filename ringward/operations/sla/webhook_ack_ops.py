@@ -58,7 +58,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ringward.core.common.jsonio import loads_strict
@@ -84,6 +83,7 @@ from ringward.core.sla import acks
 from ringward.core.sla.engine import plan
 from ringward.core.sla.history import AckRefused, AckState
 from ringward.core.sla.policy import SlaPolicy
+from ringward.operations.common.config_files import parse_yaml_model, resolve_secret_ref
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -192,43 +192,13 @@ class SlaWebhookReceiver:
     path: Path | None = None
 
 
-def _resolve(ref: str, *, where: str, environ: Mapping[str, str]) -> str:
-    scheme, _, name = ref.partition(":")
-    if scheme == "env":
-        value = environ.get(name, "")
-        if not value.strip():
-            raise ConfigError(f"{where}: environment variable {name} (from {ref}) is not set")
-        return value.strip()
-    try:
-        data = Path(name).expanduser().read_bytes()[:8192]
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read {ref} ({type(exc).__name__})") from None
-    text = data.decode("utf-8", errors="replace").strip()
-    if not text:
-        raise ConfigError(f"{where}: {ref} is empty")
-    return text
-
-
 def parse_config(data: bytes, *, source: str) -> SlaWebhooksConfig:
     """Parse ``sla-webhooks.yaml`` (YAML or JSON).
 
     Raises:
         ConfigError: one line naming the file and field.
     """
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{source}: larger than {MAX_CONFIG_BYTES} bytes")
-    try:
-        document = yaml.safe_load(data.decode("utf-8")) if data.strip() else {}
-    except (UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{source}: not valid YAML/JSON: {str(exc).splitlines()[0]}") from None
-    if not isinstance(document, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, found {type(document).__name__}")
-    try:
-        return SlaWebhooksConfig.model_validate(document)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise ConfigError(f"{source}: {where}: {first['msg'].removeprefix('Value error, ')}") from None
+    return parse_yaml_model(data, SlaWebhooksConfig, source=source, max_bytes=MAX_CONFIG_BYTES)
 
 
 def resolve_config(
@@ -262,7 +232,7 @@ def resolve_config(
         secrets: list[str] = []
         for i, ref in enumerate(item.secrets):
             where = f"{source}: sources.{name}.secrets[{i}]"
-            value = _resolve(ref, where=where, environ=env)
+            value = resolve_secret_ref(ref, where=where, environ=env)
             try:
                 raw = secret_bytes(value)
             except ConfigError as exc:
@@ -275,7 +245,7 @@ def resolve_config(
         keys: list[Ed25519PublicKey] = []
         for i, ref in enumerate(item.public_keys):
             where = f"{source}: sources.{name}.public_keys[{i}]"
-            text = ref if ref.startswith("whpk_") else _resolve(ref, where=where, environ=env)
+            text = ref if ref.startswith("whpk_") else resolve_secret_ref(ref, where=where, environ=env)
             key = load_public_key(text, source=where)
             owner = key_owner.setdefault(public_key_bytes(key), f"source {name}")
             if owner != f"source {name}":
