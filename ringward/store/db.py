@@ -76,7 +76,12 @@ def create_store_engine(url: str, *, busy_timeout_s: float = DEFAULT_BUSY_TIMEOU
         database = parsed.database or ""
         if database in ("", ":memory:") or database.startswith("file:"):
             raise ConfigError("RINGWARD_DATABASE_URL: an in-memory SQLite database cannot be shared; give a file path")
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        parent = Path(database).expanduser().parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a directory should be, no permission, read-only medium
+            raise ConfigError(f"RINGWARD_DATABASE_URL: cannot create the directory {parent} for the SQLite store "
+                              f"({exc.strerror or type(exc).__name__})") from None
         engine = sa.create_engine(
             parsed,
             connect_args={"timeout": busy_timeout_s, "check_same_thread": False},

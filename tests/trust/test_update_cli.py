@@ -124,6 +124,21 @@ def test_update_follows_a_rotation_and_records_evidence(env: Env) -> None:
     assert [e["decision"] for e in evidence] == ["accepted"] and evidence[0]["version"] == v + 1
 
 
+def test_an_acceptance_the_store_cannot_record_leaves_current_untouched(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env.upgrade()
+    new = env.successor(env.current, "next.json", add="r2", retire="r1", signers=["r1", "r2"])
+    before = env.current.read_bytes()
+    blocker = env.tmp / "not-a-directory"
+    blocker.write_text("x")
+    # the evidence store cannot be opened: the update must not replace CURRENT without its record
+    monkeypatch.setenv("RINGWARD_DATABASE_URL", f"sqlite:///{blocker / 'ringward.db'}")
+    code, _, err = env.trust("update", str(new))
+    assert code == 2 and err.startswith("error: RINGWARD_DATABASE_URL: cannot create the directory"), err
+    assert env.current.read_bytes() == before
+
+
 def test_update_follows_several_versions_given_as_files_or_a_directory(env: Env) -> None:
     env.upgrade()
     v = shown(env.capsys, env.current)["version"]

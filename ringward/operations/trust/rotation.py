@@ -136,9 +136,11 @@ def update_trust_root(current_path: Path, new_paths: list[Path], *, now: datetim
             # a writer that does not take the lock (trust add-key) changed CURRENT meanwhile
             raise StoreConflictError(f"{current_path}: changed while the new trust root was verified; run again")
         final = chain.final
+        # the evidence first: a store that cannot record the acceptance leaves CURRENT untouched (never a
+        # trust root replaced without its record); a failed write after it is reported and re-run
+        if record:
+            _record({**_accept_payload(chain, current_path), **when}, actor, "accepted")
         atomic_write(current_path, dumps_document(final.model_dump(mode="json", exclude_none=True)), overwrite=True)
-    if record:
-        _record({**_accept_payload(chain, current_path), **when}, actor, "accepted")
     return UpdateOutcome(chain, current_path)
 
 
