@@ -282,3 +282,21 @@ def test_current_changed_during_verification_is_not_overwritten(env: Env, monkey
     assert edited is not None and "changed while" in edited.message
     assert b'"release" ' in env.current.read_bytes()
 
+
+
+def test_key_holders_signing_at_once_all_keep_their_signature(env: Env) -> None:
+    import subprocess
+    import sys
+
+    env.upgrade()
+    for name in ("r2", "r3"):
+        assert env.trust("add-key", "--key", f"root={env.pub(name)}")[0] == 0
+    signers = [subprocess.Popen([sys.executable, "-m", "ringward.cli.main", "trust", "sign-root", "--trust-root",
+                                 str(env.current), "--signing-key", str(env.priv(name))],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for name in ("r1", "r2", "r3")]
+    for process in signers:
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+    signatures = shown(env.capsys, env.current)["signatures"]
+    assert len({s["key_id"] for s in signatures}) == 3, signatures

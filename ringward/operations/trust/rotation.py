@@ -43,17 +43,20 @@ class SignOutcome:
 
 
 def sign_trust_root_file(path: Path, signing_key: Path, *, signer: str, now: datetime) -> SignOutcome:
-    """Add a root signature by ``signing_key`` to the trust root at ``path`` (atomically)."""
-    root = load_trust_root(path)
-    if not is_chained(root):
-        raise InputError(
-            f"{path}: pins no root-role key; add one first (trust add-key --key root=PUBLIC_KEY) so the "
-            "signed trust root can sign its successor"
-        )
+    """Add a root signature by ``signing_key`` to the trust root at ``path`` (atomically). Key holders sign
+    the same file in turn: the file is locked while read, signed and replaced, so two holders signing at
+    once both keep their signature (an unlocked read-modify-write would drop one)."""
     key = load_signing_key(signing_key)
     assert key is not None  # a path was given
-    signed = sign_root(root, key, signer=signer)
-    save_trust_root(path, signed, overwrite=True)
+    with _exclusive(path):
+        root = load_trust_root(path)
+        if not is_chained(root):
+            raise InputError(
+                f"{path}: pins no root-role key; add one first (trust add-key --key root=PUBLIC_KEY) so the "
+                "signed trust root can sign its successor"
+            )
+        signed = sign_root(root, key, signer=signer)
+        save_trust_root(path, signed, overwrite=True)
     key_id = signed.signatures[-1].key_id
     return SignOutcome(signed, key_id, key_id in root.trusted_keys(Role.ROOT, now))
 
