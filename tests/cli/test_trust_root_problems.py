@@ -12,7 +12,7 @@ import pytest
 
 from ringward.core.errors import ConfigError
 from ringward.core.trust.keys import load_public_key_pem
-from ringward.core.trust.root import TrustedKey, TrustRoot, parse_trust_root
+from ringward.core.trust.root import Role, TrustedKey, TrustRoot, parse_trust_root
 from ringward.operations.trust.keys import generate_keypair
 
 
@@ -104,3 +104,14 @@ def test_cli_prints_the_problems_in_one_line_with_exit_2(tmp_path: Path) -> None
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert "2 problems" in lines[0] and "schema_version" in lines[0] and "version: Input should be" in lines[0]
+
+
+def test_a_root_key_that_also_has_another_role_is_refused(tmp_path: Path) -> None:
+    document = _document(tmp_path)
+    document["keys"][0]["roles"] = ["root", "release"]  # type: ignore[index]
+    with pytest.raises(ConfigError) as caught:
+        parse_trust_root(json.dumps(document).encode(), source="trust.json")
+    message = caught.value.message
+    assert "expected the root role alone, found root with release" in message and "\n" not in message
+    document["keys"][0]["roles"] = ["root"]  # type: ignore[index]
+    assert parse_trust_root(json.dumps(document).encode(), source="trust.json").keys_for(Role.ROOT)

@@ -300,3 +300,12 @@ def test_key_holders_signing_at_once_all_keep_their_signature(env: Env) -> None:
         assert process.returncode == 0, err
     signatures = shown(env.capsys, env.current)["signatures"]
     assert len({s["key_id"] for s in signatures}) == 3, signatures
+
+
+def test_the_root_role_is_never_given_to_a_key_with_another_role(env: Env) -> None:
+    before = env.current.read_bytes()
+    code, _, err = env.trust("add-key", "--key", f"root={env.pub('rel')}")  # rel is the release key
+    assert code == 2 and "expected the root role alone, found root with release" in err, err
+    assert env.current.read_bytes() == before
+    env.upgrade()  # a separate root key is fine
+    assert shown(env.capsys, env.current)["signatures"]

@@ -133,6 +133,12 @@ class TrustRoot(BaseModel):
             if key.key_id in seen:
                 problems.append(f"key {key.key_id[:16]} is listed twice; give one entry several roles instead")
             seen.add(key.key_id)
+            if Role.ROOT in key.roles and len(key.roles) > 1:
+                # TUF keeps the root role apart: a key that also signs releases or approvals is exposed in
+                # daily use, and whoever steals it could then rotate the trust root itself
+                others = ", ".join(r.value for r in key.roles if r is not Role.ROOT)
+                problems.append(f"key {key.key_id[:16]} ({key.label}): expected the root role alone, found root "
+                                f"with {others}; pin a separate key for each")
         for role, threshold in self.thresholds.items():
             if threshold < 1:
                 problems.append(f"thresholds.{role.value}: expected >= 1, found {threshold}")

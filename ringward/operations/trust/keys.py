@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from ringward.core.common.jsonio import dumps_document
 from ringward.core.errors import ConfigError, InputError, KeyMaterialError, OutputExistsError
@@ -91,8 +92,18 @@ def next_version(root: TrustRoot) -> int:
 
 
 def edited(root: TrustRoot, now: datetime, **changes: object) -> TrustRoot:
-    """``root`` with ``changes``, the next version and no signatures (they covered the old body)."""
-    return root.model_copy(update={**changes, "version": next_version(root), "updated_at": now, "signatures": ()})
+    """``root`` with ``changes``, the next version and no signatures (they covered the old body), validated
+    as a whole like a loaded trust root (an edit can never write one that would not load).
+
+    Raises:
+        InputError: the edited trust root breaks a rule (one line, every problem).
+    """
+    updated = root.model_copy(update={**changes, "version": next_version(root), "updated_at": now, "signatures": ()})
+    try:
+        return TrustRoot.model_validate(updated.model_dump())
+    except ValidationError as exc:
+        problems = "; ".join(error["msg"].removeprefix("Value error, ") for error in exc.errors())
+        raise InputError(f"trust root: refusing the change: {problems}") from None
 
 
 def _role(value: str) -> Role:
