@@ -43,13 +43,15 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "playbook": ("ringward.cli.playbook_cmd", "Playbooks: key compromise, release yank, unauthorized release."),
     "up": ("ringward.cli.up_cmd", "Run Ringward: Prefect server + UI, the API and every deployment."),
     "status": ("ringward.cli.status_cmd", "Health of a running `ringward up`, deployments, failed runs."),
+    "worker": ("ringward.cli.worker_cmd", "Run a Prefect process worker for Ringward's work pool on this host."),
+    "deploy": ("ringward.cli.deploy_cmd", "Register every deployment (and crash recovery) into a work pool."),
     "migrate": ("ringward.cli.migrate_cmd", "Import a CAVRA installation: evidence, approvals, connectors."),
     "remediation": ("ringward.cli.remediation_cmd", "Endpoint drift remediation: request, execute, hand off, status."),
 }
 
 
 #: groups whose app has exactly one command that *is* the top-level command (`ringward demo`)
-LEAF_COMMANDS = frozenset({"demo", "run", "up", "status"})
+LEAF_COMMANDS = frozenset({"demo", "run", "up", "status", "worker", "deploy"})
 
 
 def _load(name: str) -> click.Command:

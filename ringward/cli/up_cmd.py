@@ -83,11 +83,15 @@ def up(
     prefect_port: int = typer.Option(4200, "--prefect-port", min=1, max=65535,
                                      help="Prefect server (UI and API) port, unless PREFECT_API_URL is set."),
     timeout: float = typer.Option(300.0, "--timeout", min=1.0, help="Seconds to wait for every part to be healthy."),
+    prefect_database_url: str | None = typer.Option(
+        None, "--prefect-database-url", help="Run the Prefect server on this PostgreSQL database "
+                                             "(postgresql+asyncpg://USER@HOST/DB) instead of SQLite under the home."),
 ) -> None:
     """Start everything, print the UI and API URLs (and a first admin token, once), run until Ctrl-C."""
     from deployments.catalog import CATALOG
     from ringward import settings
     from ringward.operations.common import prefect_rest as rest
+    from ringward.operations.common.scale_out import HEARTBEAT_ENV, heartbeat_seconds
     from ringward.operations.common.supervisor import (
         Part,
         StartupError,
@@ -109,6 +113,17 @@ def up(
                          "`ringward status` shows it")
 
     external = rest.prefect_api_url_from_env()
+    heartbeat = str(heartbeat_seconds(os.environ))
+    server_db: dict[str, str] = {}
+    if prefect_database_url is not None:
+        from ringward.operations.common.scale_out import check_prefect_database
+        from ringward.operations.common.scale_out import prefect_database_url as prefect_db_url
+
+        if external is not None:
+            raise InputError(f"--prefect-database-url: PREFECT_API_URL={external} names a running Prefect server; the "
+                             "option is for the server `ringward up` starts (unset PREFECT_API_URL)")
+        server_db["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = prefect_db_url(prefect_database_url)
+        check_prefect_database(server_db["PREFECT_SERVER_DATABASE_CONNECTION_URL"])
     if external is not None:
         rest.require_reachable(external)
         prefect_api = external.rstrip("/")
@@ -140,7 +155,7 @@ def up(
             started.append(supervisor.start(Part(
                 "prefect-server", [python, "-m", "prefect", "server", "start", "--host", host,
                                    "--port", str(prefect_port)],
-                env, logs / "prefect-server.log", lambda: rest.api_health(prefect_api))))
+                {**env, **server_db}, logs / "prefect-server.log", lambda: rest.api_health(prefect_api))))
         started.append(supervisor.start(Part(
             "ringward-api", [python, "-m", "ringward.cli.main", "api", "--host", host, "--port", str(port)],
             env, logs / "ringward-api.log", lambda: rest.http_health(api_url + "/healthz"))))
@@ -148,12 +163,16 @@ def up(
         supervisor.wait_healthy(started, timeout)
         runner_port = free_port()
         runner_health = f"http://127.0.0.1:{runner_port}/health"
-        runner_env = {**env, "PREFECT_RUNNER_SERVER_ENABLE": "true", "PREFECT_RUNNER_SERVER_HOST": "127.0.0.1",
+        # flow-run heartbeats: what the crash-recovery automations watch (deployments/automations.py)
+        runner_env = {**env, HEARTBEAT_ENV: heartbeat,
+                      "PREFECT_RUNNER_SERVER_ENABLE": "true", "PREFECT_RUNNER_SERVER_HOST": "127.0.0.1",
                       "PREFECT_RUNNER_SERVER_PORT": str(runner_port)}
         if not supervisor.stopping.is_set():
             runner = supervisor.start(Part("runner", [python, "-m", "deployments.serve"], runner_env,
                                            logs / "runner.log", lambda: rest.http_health(runner_health)))
             supervisor.wait_healthy([runner], timeout)
+            if not supervisor.stopping.is_set():
+                _crash_recovery(prefect_api)
         if supervisor.stopping.is_set():
             typer.echo("stopped before every part was up", err=True)
             return
@@ -182,6 +201,19 @@ def up(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     typer.echo("stopped", err=True)
+
+
+def _crash_recovery(prefect_api: str) -> None:
+    """Apply the crash-recovery automations for the served deployments (a warning line when it fails: the
+    rest of Ringward runs without them)."""
+    from deployments.automations import apply_crash_recovery
+    from deployments.catalog import CATALOG
+
+    try:
+        apply_crash_recovery(prefect_api, [d.name for d in CATALOG])
+    except Exception as exc:  # an optional part: say so and keep running
+        typer.echo(f"warning: crash-recovery automations not applied: {type(exc).__name__}: {str(exc)[:200]}",
+                   err=True)
 
 
 def _announce(ui_url: str, prefect_api: str, api_url: str, token: str | None, deployments: int, root: Path,
