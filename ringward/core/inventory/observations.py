@@ -139,9 +139,9 @@ def parse_timestamp(text: str | None) -> datetime | None:
     micro = int((fraction or "0").ljust(6, "0"))
     try:
         value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
-    except ValueError:
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):  # not a calendar time, or outside years 1..9999 once in UTC
         return None
-    return value.astimezone(UTC)
 
 
 def format_timestamp(value: datetime) -> str:
@@ -225,17 +225,21 @@ def render_observations(header: Mapping[str, Any], endpoints: Iterable[Mapping[s
     yield "".join(batch).encode("utf-8")
 
 
+_DOCUMENT_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+
+
 def render_document(document: Mapping[str, Any], *, list_key: str) -> bytes:
     """A JSON document with its keys sorted, every value on one line, and ``list_key``'s items one per
     line: what a reader diffs comfortably, produced by the C encoder (``indent`` would force the pure
     Python one, seconds for a report with tens of thousands of drift items)."""
+    encode = _DOCUMENT_ENCODER.encode  # json.dumps(..., sort_keys=True, ensure_ascii=False), set up once
     lines = ["{"]
     keys = sorted(document)
     for position, key in enumerate(keys):
         comma = "," if position < len(keys) - 1 else ""
         value = document[key]
         if key == list_key and isinstance(value, list) and value:
-            items = [f"    {json.dumps(item, sort_keys=True, ensure_ascii=False)}" for item in value]
+            items = [f"    {encode(item)}" for item in value]
             lines.append(f"  {json.dumps(key)}: [\n" + ",\n".join(items) + f"\n  ]{comma}")
         else:
             lines.append(f"  {json.dumps(key)}: {json.dumps(value, sort_keys=True, ensure_ascii=False)}{comma}")

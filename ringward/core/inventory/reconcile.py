@@ -188,16 +188,31 @@ class Reconciliation:
     unknown_targets: tuple[str, ...]
 
     def summary(self) -> dict[str, Any]:
-        items = self.drift_items
+        """The report's ``summary`` (counted once over the drift items, then a fresh copy per call)."""
+        cached: dict[str, Any] | None = self.__dict__.get("_summary")
+        if cached is None:
+            cached = self._summarise()
+            object.__setattr__(self, "_summary", cached)
+        return {**cached, "targets": [dict(row) for row in cached["targets"]]}
+
+    def _summarise(self) -> dict[str, Any]:
+        drifted = missing = unknown = 0
+        for item in self.drift_items:
+            kind = item["type"]
+            if kind == MISSING:
+                missing += 1
+            elif kind == UNKNOWN:
+                unknown += 1
+            if item["severity"] == "critical" and item.get("endpoint_id") is not None:
+                drifted += 1
         return {
             "desired_target_count": len(self.targets),
             "observed_endpoint_count": self.observed_endpoint_count,
             "compliant_endpoint_count": sum(c.compliant for c in self.targets.values()),
-            "drifted_endpoint_count": sum(1 for i in items if i.get("endpoint_id") is not None
-                                          and i["severity"] == "critical"),
-            "missing_target_count": sum(1 for i in items if i["type"] == MISSING),
+            "drifted_endpoint_count": drifted,
+            "missing_target_count": missing,
             "unknown_target_count": len(self.unknown_targets),
-            "unknown_target_endpoint_count": sum(1 for i in items if i["type"] == UNKNOWN),
+            "unknown_target_endpoint_count": unknown,
             "stale_endpoint_count": sum(c.stale for c in self.targets.values()),
             "version_drift_count": sum(c.version_drift for c in self.targets.values()),
             "binary_drift_count": sum(c.binary_drift for c in self.targets.values()),

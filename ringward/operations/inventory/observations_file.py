@@ -133,6 +133,7 @@ class _Reader:
     """A text window over the file for an incremental JSON parse."""
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._handle = open(path, "rb")  # noqa: SIM115 - closed by close()
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.buf = ""
@@ -146,12 +147,17 @@ class _Reader:
         if self.eof:
             return False
         chunk = self._handle.read(_CHUNK)
+        try:
+            text = self._decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            near = self._handle.tell() - len(chunk) + exc.start
+            raise InputError(f"{self._path}: expected UTF-8 JSON, found {exc.reason} near byte {near}") from exc
         if not chunk:
             self.eof = True
-            self.buf = self.buf[self.pos:] + self._decoder.decode(b"", final=True)
+            self.buf = self.buf[self.pos:] + text
             self.pos = 0
             return False
-        self.buf = self.buf[self.pos:] + self._decoder.decode(chunk)
+        self.buf = self.buf[self.pos:] + text
         self.pos = 0
         return True
 
