@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,11 +89,29 @@ def ensure_destination_limits(destination: DestinationConfig) -> None:
     concurrency_name, rate_name = destination_limit_names(destination)
     with get_client(sync_client=True) as client:
         if concurrency_name and destination.concurrency_limit:
-            client.upsert_global_concurrency_limit_by_name(concurrency_name, destination.concurrency_limit)
+            _upsert_limit(client, concurrency_name, destination.concurrency_limit, None)
         if rate_name and destination.rate_limit_per_minute:
             per_second = destination.rate_limit_per_minute / 60
-            client.upsert_global_concurrency_limit_by_name(rate_name, max(1, math.floor(per_second)),
-                                                           slot_decay_per_second=per_second)
+            _upsert_limit(client, rate_name, max(1, math.floor(per_second)), per_second)
+
+
+def _upsert_limit(client: Any, name: str, limit: int, slot_decay_per_second: float | None,
+                  attempts: int = 5) -> None:
+    """Prefect's own upsert reads then creates, which is not atomic: two flow runs delivering to the
+    same destination at once both see no limit, and the slower create fails on the unique name (a
+    500 on SQLite, 409 on PostgreSQL). The limit then exists, so read again and update instead."""
+    import httpx
+    from prefect.exceptions import ObjectAlreadyExists
+
+    for attempt in range(attempts):
+        try:
+            client.upsert_global_concurrency_limit_by_name(
+                name, limit, slot_decay_per_second=slot_decay_per_second)
+            return
+        except (ObjectAlreadyExists, httpx.HTTPStatusError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
 
 
 @contextlib.contextmanager

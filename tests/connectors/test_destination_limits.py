@@ -122,3 +122,35 @@ def test_a_rate_limit_spaces_deliveries(
 def test_limits_out_of_range_are_refused(field: str, value: float) -> None:
     with pytest.raises(ValidationError, match=field):
         DestinationConfig.model_validate({"name": "x", "provider": "linux", "url": "https://x.example", field: value})
+
+
+def test_flow_runs_creating_the_same_limit_at_once_all_succeed(prefect_server: None) -> None:
+    """Prefect's upsert reads then creates; the losers of that race must read and carry on (the
+    failure of an earlier CI run: a 500 on the unique limit name failed one delivery)."""
+    from prefect.client.orchestration import get_client
+
+    from tasks.delivery import ensure_destination_limits
+
+    destination = DestinationConfig.model_validate(
+        {"name": f"race-{time.monotonic_ns()}", "provider": "linux", "url": "https://x.example",
+         "concurrency_limit": 2, "rate_limit_per_minute": 120})
+    barrier = threading.Barrier(8)
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            ensure_destination_limits(destination)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(f"ringward-destination-{destination.name}")
+        rate = client.read_global_concurrency_limit_by_name(f"ringward-destination-{destination.name}-rate")
+    assert limit.limit == 2 and rate.limit == 2 and rate.slot_decay_per_second == pytest.approx(2.0)
