@@ -12,6 +12,8 @@ Exit codes: 0 the run completed or awaits an approval; 1 a step failed or an app
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,16 @@ ACTOR = typer.Option(None, "--actor", help="Who acts (default $RINGWARD_ACTOR, e
 APPROVAL = typer.Option(None, "--approval", help="The approved approval of the step the run awaits (consumed once).")
 EXPIRES_IN = typer.Option("24h", "--expires-in", help="Lifetime of an approval a step opens: 30m, 24h, 7d ...")
 REASON = typer.Option(None, "--reason", help="Why (recorded on the revocation, holds and yanks).")
+#: the options every playbook takes after its own, in this order: (parameter, option, type)
+SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("reason", REASON, str | None),
+    ("approval", APPROVAL, str | None),
+    ("expires_in", EXPIRES_IN, str),
+    ("actor", ACTOR, str | None),
+    ("at", AT, str | None),
+    ("json_output", JSON, bool),
+    ("use_prefect", PREFECT, bool),
+)
 
 
 def _now(at: str | None) -> datetime:
@@ -50,6 +62,32 @@ def _common(actor: str | None, approval: str | None, expires_in: str, reason: st
             "time_overridden": at is not None}
 
 
+def playbook_command(name: str) -> Callable[[Callable[..., dict[str, Any]]], Callable[..., None]]:
+    """Register ``ringward playbook <name>`` from a function that takes the playbook's own options and
+    returns its own parameters: the command takes :data:`SHARED_OPTIONS` after them (``--help`` lists
+    them there) and runs the playbook with both (:func:`_run`)."""
+
+    def register(own_params: Callable[..., dict[str, Any]]) -> Callable[..., None]:
+        own = inspect.signature(own_params, eval_str=True)
+
+        def command(**options: Any) -> None:
+            reason, approval, expires_in, actor, at, json_output, use_prefect = (
+                options.pop(key) for key, _, _ in SHARED_OPTIONS)
+            params = {**_common(actor, approval, expires_in, reason, at), **own_params(**options)}
+            _run(name, params, _now(at), use_prefect, json_output)
+
+        shared_parameters = [inspect.Parameter(key, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=option,
+                                               annotation=kind) for key, option, kind in SHARED_OPTIONS]
+        command.__signature__ = own.replace(  # type: ignore[attr-defined]  # what typer reads
+            parameters=[*own.parameters.values(), *shared_parameters], return_annotation=None)
+        command.__doc__ = own_params.__doc__
+        command.__name__ = command.__qualname__ = own_params.__name__
+        app.command(name)(command)
+        return command
+
+    return register
+
+
 def _run(playbook: str, params: dict[str, Any], now: datetime, use_prefect: bool, json_output: bool) -> None:
     if use_prefect:
         from flows._common import run_flow
@@ -68,8 +106,17 @@ def _run(playbook: str, params: dict[str, Any], now: datetime, use_prefect: bool
 
 
 def _print(result: dict[str, Any], json_output: bool) -> None:
+    """A run's result, or the list of runs (``runs``)."""
     if json_output:
         print_json(result)
+        return
+    if "runs" in result:
+        if not result["runs"]:
+            typer.echo("no playbook runs")
+            return
+        print_table(["RUN", "PLAYBOOK", "STATUS", "CREATED", "BY"],
+                    [(r["run_id"], r["playbook"], r["status"], r["created_at"], r["created_by"])
+                     for r in result["runs"]])
         return
     run = result["run"]
     typer.echo(f"PLAYBOOK {run['playbook']} {run['run_id']}: {result['status']}")
@@ -89,7 +136,7 @@ def _print(result: dict[str, Any], json_output: bool) -> None:
                    f"command again with --approval {waiting['approval_id']}")
 
 
-@app.command("key-compromise")
+@playbook_command("key-compromise")
 def key_compromise(
     key: str = typer.Option(..., "--key", help="The compromised key: key id, key-id prefix (>= 8 hex) or label."),
     trust_root: Path = typer.Option(..., "--trust-root", envvar="RINGWARD_TRUST_ROOT",
@@ -100,23 +147,14 @@ def key_compromise(
                                            help="connectors.yaml for the notification (default "
                                                 "$RINGWARD_HOME/connectors.yaml when present)."),
     providers: str = typer.Option("all", "--to", help="Destination name(s) in the connector config, or 'all'."),
-    reason: str | None = REASON,
-    approval: str | None = APPROVAL,
-    expires_in: str = EXPIRES_IN,
-    actor: str | None = ACTOR,
-    at: str | None = AT,
-    json_output: bool = JSON,
-    use_prefect: bool = PREFECT,
-) -> None:
+) -> dict[str, Any]:
     """Revoke a key (trust root v N+1 signed by the root role), list and re-verify everything it signed,
     hold the affected channels, notify, record a supply-chain incident."""
-    params = {**_common(actor, approval, expires_in, reason, at), "key": key, "trust_root": str(trust_root),
-              "root_keys": [str(k) for k in root_key], "connectors": str(connectors) if connectors else None,
-              "providers": providers}
-    _run("key-compromise", params, _now(at), use_prefect, json_output)
+    return {"key": key, "trust_root": str(trust_root), "root_keys": [str(k) for k in root_key],
+            "connectors": str(connectors) if connectors else None, "providers": providers}
 
 
-@app.command("yank")
+@playbook_command("yank")
 def yank(
     version: str = typer.Option(..., "--version", help="The release version to yank."),
     digest: str | None = typer.Option(None, "--digest", help="sha256:<checksums.txt> of the release (default: the "
@@ -131,25 +169,17 @@ def yank(
                                                 "remediation requests (with --replacement)."),
     trust_root: Path | None = typer.Option(None, "--trust-root", envvar="RINGWARD_TRUST_ROOT",
                                            help="Pinned trust root (with --replacement)."),
-    reason: str | None = REASON,
-    approval: str | None = APPROVAL,
-    expires_in: str = EXPIRES_IN,
-    actor: str | None = ACTOR,
-    at: str | None = AT,
-    json_output: bool = JSON,
-    use_prefect: bool = PREFECT,
-) -> None:
+) -> dict[str, Any]:
     """Yank a version on its channels (never promoted or exported again; the high-water mark stays) and
     hold them, find the endpoints running it, open remediation for them."""
-    params = {**_common(actor, approval, expires_in, reason, at), "version": version, "digest": digest,
-              "channels": list(channel), "package": str(package) if package else None,
-              "replacement": str(replacement) if replacement else None,
-              "remediation_key": str(remediation_key) if remediation_key else None,
-              "trust_root": str(trust_root) if trust_root else None}
-    _run("yank", params, _now(at), use_prefect, json_output)
+    return {"version": version, "digest": digest, "channels": list(channel),
+            "package": str(package) if package else None,
+            "replacement": str(replacement) if replacement else None,
+            "remediation_key": str(remediation_key) if remediation_key else None,
+            "trust_root": str(trust_root) if trust_root else None}
 
 
-@app.command("unauthorized-release")
+@playbook_command("unauthorized-release")
 def unauthorized_release(
     channel: str = typer.Option(..., "--channel", help="The channel whose endpoints are checked."),
     trust_root: Path = typer.Option(..., "--trust-root", envvar="RINGWARD_TRUST_ROOT", help="Pinned trust root."),
@@ -159,20 +189,12 @@ def unauthorized_release(
                                        "verified, provenance builder and source checked."),
     trusted_source: list[str] = typer.Option([], "--trusted-source", help="Source repository releases must come "
                                              "from (repeatable; default: not judged)."),
-    reason: str | None = REASON,
-    approval: str | None = APPROVAL,
-    expires_in: str = EXPIRES_IN,
-    actor: str | None = ACTOR,
-    at: str | None = AT,
-    json_output: bool = JSON,
-    use_prefect: bool = PREFECT,
-) -> None:
+) -> dict[str, Any]:
     """Find versions never promoted on the channel (or packages from an untrusted builder or source) on its
     endpoints; open an unauthorized-release incident and hold the channel."""
-    params = {**_common(actor, approval, expires_in, reason, at), "channel": channel, "trust_root": str(trust_root),
-              "observations": str(observations) if observations else None,
-              "packages": [str(p) for p in package], "trusted_sources": list(trusted_source)}
-    _run("unauthorized-release", params, _now(at), use_prefect, json_output)
+    return {"channel": channel, "trust_root": str(trust_root),
+            "observations": str(observations) if observations else None,
+            "packages": [str(p) for p in package], "trusted_sources": list(trusted_source)}
 
 
 @app.command("status")
@@ -185,15 +207,4 @@ def status(
     from ringward.store import open_store
 
     with open_store() as store:
-        result = playbook_ops.status(store, run_id)
-    if run_id is not None:
-        _print(result, json_output)
-        return
-    if json_output:
-        print_json(result)
-        return
-    if not result["runs"]:
-        typer.echo("no playbook runs")
-        return
-    print_table(["RUN", "PLAYBOOK", "STATUS", "CREATED", "BY"],
-                [(r["run_id"], r["playbook"], r["status"], r["created_at"], r["created_by"]) for r in result["runs"]])
+        _print(playbook_ops.status(store, run_id), json_output)

@@ -81,7 +81,7 @@ import re
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -102,7 +102,7 @@ MAX_POLICY_BYTES = 1024 * 1024
 MAX_ENTRIES = 10_000
 
 #: label names a matcher may test (silences, maintenance windows)
-LABELS = (
+Label = Literal[
     "owner",
     "provider",
     "report",
@@ -113,7 +113,8 @@ LABELS = (
     "release",
     "incident_type",
     "incident_severity",
-)
+]
+LABELS: tuple[str, ...] = get_args(Label)
 INCIDENT_TYPES = ("supply-chain", "leaked-credential", "unauthorized-release", "vulnerability-report", "kev-match")
 INCIDENT_SEVERITIES = ("critical", "high", "medium", "low")
 INCIDENT_CLOCKS = ("first-action", "reporter-acknowledgement", "response", "disclosure")
@@ -157,6 +158,24 @@ def _dur(value: Any) -> Any:
     return None if value is None else parse_duration(value)
 
 
+def _renamed(value: Any, names: dict[str, str]) -> Any:
+    """A mapping with the reference's field names (``old: new`` in ``names``) read as the model's own;
+    the model's own name wins when both are given. Anything else is left to the model to refuse."""
+    if isinstance(value, dict):
+        value = dict(value)
+        for old, new in names.items():
+            if old in value:
+                value.setdefault(new, value.pop(old))
+    return value
+
+
+def _among(value: tuple[str, ...], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    for item in value:
+        if item not in allowed:
+            raise ValueError(f"expected {what} among {', '.join(allowed)}, found {item!r}")
+    return value
+
+
 class MatchOp(StrEnum):
     EQUAL = "="
     NOT_EQUAL = "!="
@@ -169,18 +188,7 @@ class Matcher(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: Literal[
-        "owner",
-        "provider",
-        "report",
-        "channel",
-        "route",
-        "receiver",
-        "severity",
-        "release",
-        "incident_type",
-        "incident_severity",
-    ]
+    name: Label
     value: str = Field(max_length=256)
     is_regex: bool = False
     is_equal: bool = True
@@ -271,13 +279,7 @@ class Slo(BaseModel):
     acknowledgement_minutes: int = Field(default=60, ge=1, le=527_040, alias="acknowledgement_minutes")
     resolution_minutes: int = Field(default=240, ge=1, le=527_040)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _alias(cls, value: Any) -> Any:
-        if isinstance(value, dict) and "ack_minutes" in value:
-            value = dict(value)
-            value.setdefault("acknowledgement_minutes", value.pop("ack_minutes"))
-        return value
+    _alias = model_validator(mode="before")(lambda cls, v: _renamed(v, {"ack_minutes": "acknowledgement_minutes"}))
 
     @property
     def ack(self) -> timedelta:
@@ -377,16 +379,7 @@ class Rung(BaseModel):
     targets: tuple[Target, ...] = Field(min_length=1)
     action: str = Field(default="Escalate unacknowledged endpoint remediation SLA notification.", max_length=500)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _compat(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            value = dict(value)
-            if "after_minutes" in value:
-                value.setdefault("after", value.pop("after_minutes"))
-            if "name" in value:
-                value.setdefault("level", value.pop("name"))
-        return value
+    _compat = model_validator(mode="before")(lambda cls, v: _renamed(v, {"after_minutes": "after", "name": "level"}))
 
     _after = field_validator("after", mode="before")(lambda cls, v: parse_duration(v))
 
@@ -460,34 +453,20 @@ class Route(BaseModel):
     incident_types: tuple[str, ...] = ()
     incident_severities: tuple[str, ...] = ()
 
-    @field_validator("incident_types")
-    @classmethod
-    def _types(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if item not in INCIDENT_TYPES:
-                raise ValueError(f"expected incident types among {', '.join(INCIDENT_TYPES)}, found {item!r}")
-        return value
-
-    @field_validator("incident_severities")
-    @classmethod
-    def _severities(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if item not in INCIDENT_SEVERITIES:
-                raise ValueError(f"expected incident severities among {', '.join(INCIDENT_SEVERITIES)}, found {item!r}")
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _compat(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            value = dict(value)
-            if "name" in value:
-                value.setdefault("rule_id", value.pop("name"))
-            if "ack_required" in value:
-                value.setdefault("acknowledgement_required", value.pop("ack_required"))
-            if "suppression_window_minutes" in value:
-                value.setdefault("repeat_interval", value.pop("suppression_window_minutes"))
-        return value
+    _types = field_validator("incident_types")(lambda cls, v: _among(v, INCIDENT_TYPES, "incident types"))
+    _severities = field_validator("incident_severities")(
+        lambda cls, v: _among(v, INCIDENT_SEVERITIES, "incident severities")
+    )
+    _compat = model_validator(mode="before")(
+        lambda cls, v: _renamed(
+            v,
+            {
+                "name": "rule_id",
+                "ack_required": "acknowledgement_required",
+                "suppression_window_minutes": "repeat_interval",
+            },
+        )
+    )
 
     _durs = field_validator("group_wait", "group_interval", "repeat_interval", mode="before")(lambda cls, v: _dur(v))
 
@@ -572,16 +551,9 @@ class SlaPolicy(BaseModel):
     incidents: IncidentFeed | None = None
     health: HealthFeed | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _compat(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            value = dict(value)
-            if "notification_routing" in value:
-                value.setdefault("rules", value.pop("notification_routing"))
-            if "suppression_window_minutes" in value:
-                value.setdefault("repeat_interval", value.pop("suppression_window_minutes"))
-        return value
+    _compat = model_validator(mode="before")(
+        lambda cls, v: _renamed(v, {"notification_routing": "rules", "suppression_window_minutes": "repeat_interval"})
+    )
 
     _durs = field_validator("group_wait", "group_interval", "repeat_interval", mode="before")(
         lambda cls, v: parse_duration(v)

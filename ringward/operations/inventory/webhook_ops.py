@@ -53,17 +53,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ringward.core.delivery.webhook_signing import (
-    DEFAULT_TOLERANCE_SECONDS,
-    VerifiedWebhook,
-    load_public_key,
-    public_key_bytes,
-    secret_bytes,
-    verify_webhook,
-)
+from ringward.core.delivery.webhook_keys import NO_KEYS, PublicKeyRefs, SecretRefs
+from ringward.core.delivery.webhook_signing import DEFAULT_TOLERANCE_SECONDS, VerifiedWebhook, verify_webhook
 from ringward.core.errors import ConfigError, InputError, NotFoundError, RingwardError
 from ringward.core.evidence.records import EvidenceRecord, EvidenceSubject
-from ringward.operations.common.config_files import parse_yaml_model, resolve_secret_ref
+from ringward.operations.common.config_files import KeyOwners, parse_yaml_model, resolve_signing_keys
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -82,7 +76,6 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_BODY_BYTES_LIMIT = 512 * 1024 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
-_REF = re.compile(r"^(env|file):(.+)$")
 MAX_WEBHOOK_ID = 256
 #: the Standard Webhooks headers; each must appear once (see ``ringward.api.webhooks``)
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -102,37 +95,14 @@ def webhooks_path() -> Path:
     return Path(value).expanduser().absolute() if value else ringward_home().absolute() / "webhooks.yaml"
 
 
-def _check_ref(value: str) -> str:
-    if not _REF.match(value):
-        raise ValueError("must be a secret reference env:NAME or file:PATH (secrets are never inline)")
-    return value
-
-
-def _check_key_refs(value: tuple[str, ...]) -> tuple[str, ...]:
-    for item in value:
-        if not (item.startswith("whpk_") or _REF.match(item)):
-            raise ValueError("must be a whpk_<base64> Ed25519 public key or a reference env:NAME / file:PATH")
-    return value
-
-
 class WebhookSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     provider: Literal["jamf", "intune", "fleet", "linux", "edr"]
     channel: str | None = Field(default=None, max_length=128)
     software: tuple[str, ...] = Field(default=("cavra-runtime",), min_length=1, max_length=16)
-    secrets: tuple[str, ...] = Field(default=(), max_length=2)
-    public_keys: tuple[str, ...] = Field(default=(), max_length=2)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_ref(v) for v in value)
-
-    @field_validator("public_keys")
-    @classmethod
-    def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_key_refs(value)
+    secrets: SecretRefs = ()
+    public_keys: PublicKeyRefs = ()
 
     @field_validator("channel")
     @classmethod
@@ -149,7 +119,7 @@ class WebhookSourceConfig(BaseModel):
     @model_validator(mode="after")
     def _some_key(self) -> WebhookSourceConfig:
         if not self.secrets and not self.public_keys:
-            raise ValueError("expected at least one of secrets (v1 HMAC) or public_keys (v1a Ed25519)")
+            raise ValueError(NO_KEYS)
         return self
 
 
@@ -161,23 +131,13 @@ class HandoffSenderConfig(BaseModel):
     #: the handoff providers whose work items this sender may update (empty: any)
     providers: tuple[Literal["jira", "servicenow", "slack", "teams", "private_queue", "webhook"], ...] = Field(
         default=(), max_length=6)
-    secrets: tuple[str, ...] = Field(default=(), max_length=2)
-    public_keys: tuple[str, ...] = Field(default=(), max_length=2)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_check_ref(v) for v in value)
-
-    @field_validator("public_keys")
-    @classmethod
-    def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return _check_key_refs(value)
+    secrets: SecretRefs = ()
+    public_keys: PublicKeyRefs = ()
 
     @model_validator(mode="after")
     def _some_key(self) -> HandoffSenderConfig:
         if not self.secrets and not self.public_keys:
-            raise ValueError("expected at least one of secrets (v1 HMAC) or public_keys (v1a Ed25519)")
+            raise ValueError(NO_KEYS)
         return self
 
 
@@ -274,37 +234,14 @@ def resolve_config(config: WebhooksConfig, *, source: str, environ: Mapping[str,
     env = os.environ if environ is None else environ
     resolved: dict[str, WebhookSource] = {}
     # a message signed for one source must not verify at another (the replay key is per source)
-    secret_owner: dict[bytes, str] = {}
-    key_owner: dict[bytes, str] = {}
+    owners = KeyOwners("the signature does not cover the source, so each needs its own {}")
 
     def keys_of(section: str, name: str, item: WebhookSourceConfig | HandoffSenderConfig
                 ) -> tuple[tuple[str, ...], tuple[Ed25519PublicKey, ...]]:
-        secrets: list[str] = []
-        for i, ref in enumerate(item.secrets):
-            where = f"{source}: {section}.{name}.secrets[{i}]"
-            value = resolve_secret_ref(ref, where=where, environ=env)
-            try:
-                secret_bytes(value)
-            except ConfigError as exc:
-                raise ConfigError(f"{where} ({ref}): {exc.message}") from None
-            secrets.append(value)
-        keys: list[Ed25519PublicKey] = []
-        for i, ref in enumerate(item.public_keys):
-            where = f"{source}: {section}.{name}.public_keys[{i}]"
-            text = ref if ref.startswith("whpk_") else resolve_secret_ref(ref, where=where, environ=env)
-            keys.append(load_public_key(text, source=where))
         label = name if section == "sources" else f"{section}.{name}"
-        for i, value in enumerate(secrets):
-            owner = secret_owner.setdefault(secret_bytes(value), label)
-            if owner != label:
-                raise ConfigError(f"{source}: {section}.{name}.secrets[{i}] ({item.secrets[i]}): also used by source "
-                                  f"{owner}; the signature does not cover the source, so each needs its own secret")
-        for i, key in enumerate(keys):
-            owner = key_owner.setdefault(public_key_bytes(key), label)
-            if owner != label:
-                raise ConfigError(f"{source}: {section}.{name}.public_keys[{i}]: also pinned by source {owner}; the "
-                                  "signature does not cover the source, so each needs its own key")
-        return tuple(secrets), tuple(keys)
+        return resolve_signing_keys(item.secrets, item.public_keys, where=f"{source}: {section}.{name}",
+                                    owner=f"source {label}", owners=owners, environ=env,
+                                    claim_after_resolving=True)
 
     for name, item in config.sources.items():
         secrets, keys = keys_of("sources", name, item)

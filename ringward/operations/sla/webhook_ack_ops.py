@@ -61,14 +61,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ringward.core.common.jsonio import loads_strict
-from ringward.core.delivery.webhook_signing import (
-    DEFAULT_TOLERANCE_SECONDS,
-    VerifiedWebhook,
-    load_public_key,
-    public_key_bytes,
-    secret_bytes,
-    verify_webhook,
-)
+from ringward.core.delivery.webhook_keys import NO_KEYS, PublicKeyRefs, SecretRefs
+from ringward.core.delivery.webhook_signing import DEFAULT_TOLERANCE_SECONDS, VerifiedWebhook, verify_webhook
 from ringward.core.errors import (
     ConfigError,
     InputError,
@@ -83,7 +77,7 @@ from ringward.core.sla import acks
 from ringward.core.sla.engine import plan
 from ringward.core.sla.history import AckRefused, AckState
 from ringward.core.sla.policy import SlaPolicy
-from ringward.operations.common.config_files import parse_yaml_model, resolve_secret_ref
+from ringward.operations.common.config_files import KeyOwners, parse_yaml_model, resolve_signing_keys
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -106,7 +100,6 @@ RECEIPT_PREFIX = "sla:"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 GROUP_PATTERN = r"^([A-Za-z0-9][A-Za-z0-9._@-]{0,127}/)?[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$"
 SIGNED_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
-_REF = re.compile(r"^(env|file):(.+)$")
 
 
 def sla_webhooks_path() -> Path:
@@ -120,25 +113,9 @@ def sla_webhooks_path() -> Path:
 class SlaWebhookSourceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    secrets: tuple[str, ...] = Field(default=(), max_length=2)
-    public_keys: tuple[str, ...] = Field(default=(), max_length=2)
+    secrets: SecretRefs = ()
+    public_keys: PublicKeyRefs = ()
     groups: tuple[str, ...] = Field(default=(), max_length=1000)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not _REF.match(item):
-                raise ValueError("must be a secret reference env:NAME or file:PATH (secrets are never inline)")
-        return value
-
-    @field_validator("public_keys")
-    @classmethod
-    def _key_refs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            if not (item.startswith("whpk_") or _REF.match(item)):
-                raise ValueError("must be a whpk_<base64> Ed25519 public key or a reference env:NAME / file:PATH")
-        return value
 
     @field_validator("groups")
     @classmethod
@@ -166,7 +143,7 @@ class SlaWebhooksConfig(BaseModel):
             if not re.fullmatch(SOURCE_PATTERN, name):
                 raise ValueError(f"source name {name[:80]!r}: expected lowercase letters, digits, - or _ (1-60)")
             if not source.secrets and not source.public_keys:
-                raise ValueError(f"{name}: expected at least one of secrets (v1 HMAC) or public_keys (v1a Ed25519)")
+                raise ValueError(f"{name}: {NO_KEYS}")
         return value
 
 
@@ -215,45 +192,17 @@ def resolve_config(
             including a secret or key shared with another source (SLA or inventory).
     """
     env = os.environ if environ is None else environ
-    secret_owner: dict[bytes, str] = {}
-    key_owner: dict[bytes, str] = {}
-    others: list[tuple[str, Mapping[str, Any]]] = []
+    owners = KeyOwners("the signature does not cover the URL, so each source needs its own {}")
     if inventory is not None:
-        others.append(("inventory source", inventory.sources))
-        others.append(("handoff-status sender", getattr(inventory, "handoff_senders", None) or {}))
-    for label, configured_sources in others:
-        for other, configured in configured_sources.items():
-            for text in configured.secrets:
-                secret_owner.setdefault(secret_bytes(text), f"{label} {other}")
-            for pinned in configured.public_keys:
-                key_owner.setdefault(public_key_bytes(pinned), f"{label} {other}")
+        for label, senders in (("inventory source", inventory.sources),
+                               ("handoff-status sender", getattr(inventory, "handoff_senders", None) or {})):
+            for other, configured in senders.items():
+                owners.pin(f"{label} {other}", configured.secrets, configured.public_keys)
     resolved: dict[str, SlaWebhookSource] = {}
     for name, item in config.sources.items():
-        secrets: list[str] = []
-        for i, ref in enumerate(item.secrets):
-            where = f"{source}: sources.{name}.secrets[{i}]"
-            value = resolve_secret_ref(ref, where=where, environ=env)
-            try:
-                raw = secret_bytes(value)
-            except ConfigError as exc:
-                raise ConfigError(f"{where} ({ref}): {exc.message}") from None
-            owner = secret_owner.setdefault(raw, f"source {name}")
-            if owner != f"source {name}":
-                raise ConfigError(f"{where} ({ref}): also used by {owner}; the signature does not cover the "
-                                  "URL, so each source needs its own secret")
-            secrets.append(value)
-        keys: list[Ed25519PublicKey] = []
-        for i, ref in enumerate(item.public_keys):
-            where = f"{source}: sources.{name}.public_keys[{i}]"
-            text = ref if ref.startswith("whpk_") else resolve_secret_ref(ref, where=where, environ=env)
-            key = load_public_key(text, source=where)
-            owner = key_owner.setdefault(public_key_bytes(key), f"source {name}")
-            if owner != f"source {name}":
-                raise ConfigError(f"{where}: also pinned by {owner}; the signature does not cover the URL, so "
-                                  "each source needs its own key")
-            keys.append(key)
-        resolved[name] = SlaWebhookSource(name=name, secrets=tuple(secrets), public_keys=tuple(keys),
-                                          groups=item.groups)
+        secrets, keys = resolve_signing_keys(item.secrets, item.public_keys, where=f"{source}: sources.{name}",
+                                             owner=f"source {name}", owners=owners, environ=env)
+        resolved[name] = SlaWebhookSource(name=name, secrets=secrets, public_keys=keys, groups=item.groups)
     return SlaWebhookReceiver(max_body_bytes=config.max_body_bytes, tolerance_seconds=config.tolerance_seconds,
                               sources=resolved)
 
