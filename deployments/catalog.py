@@ -222,8 +222,8 @@ CATALOG: tuple[Deployment, ...] = (
     Deployment("inventory-reconcile-partitioned", "flows.inventory_reconcile:inventory_reconcile_partitioned_flow",
                "The same reconciliation partitioned across a Dask cluster (fleets beyond one machine).",
                ("inventory", "reconciliation", "dask"), parameters={"partitions": 8},
-               note="workers need the observations file on a shared path; point partitioned_flow(cluster_address) at "
-                    "an existing Dask scheduler to use other hosts"),
+               note="a LocalCluster per run; with RINGWARD_DASK_SCHEDULER=tcp://HOST:PORT on the worker hosts, runs "
+                    "use that shared Dask scheduler (the observations file on a path every Dask worker sees)"),
     Deployment("inventory-freshness", "flows.inventory_freshness:inventory_freshness_flow",
                "Inventory freshness every 15 minutes: two clocks per host, silent sources; an event and (with "
                "connectors.yaml) one connector notification only when a scope's state changes.",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -41,6 +43,9 @@ CONNECTORS_ENV = "RINGWARD_CONNECTORS"
 SLA_HANDOFFS_ENV = "RINGWARD_SLA_HANDOFFS"
 SLA_POLICY_ENV = "RINGWARD_SLA_POLICY"
 PACKAGES_ENV = "RINGWARD_PACKAGES"
+#: the shared Dask scheduler of ``inventory-reconcile-partitioned`` (``tcp://host:port``)
+DASK_SCHEDULER_ENV = "RINGWARD_DASK_SCHEDULER"
+_DASK_ADDRESS = re.compile(r"tcp://(?P<host>[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]):(?P<port>[0-9]{1,5})")
 
 
 def _from_env_or_home(variable: str, file_name: str) -> Path:
@@ -87,6 +92,22 @@ def packages_path() -> Path:
     """Where released packages are kept for scheduled re-checks (KEV): ``$RINGWARD_PACKAGES`` or
     ``<home>/packages``."""
     return _from_env_or_home(PACKAGES_ENV, "packages")
+
+
+def dask_scheduler(environ: Mapping[str, str] | None = None) -> str | None:
+    """The Dask scheduler the partitioned reconciliation's runs use on this host: ``$RINGWARD_DASK_SCHEDULER``
+    (``tcp://HOST:PORT``), None when unset or empty (each run then starts a ``LocalCluster`` of its own).
+    Anything else is refused in one line (``InputError``)."""
+    value = (os.environ if environ is None else environ).get(DASK_SCHEDULER_ENV, "").strip()
+    if not value:
+        return None
+    found = _DASK_ADDRESS.fullmatch(value)
+    if found is None or not 1 <= int(found["port"]) <= 65535:
+        from ringward.core.errors import InputError
+
+        raise InputError(f"{DASK_SCHEDULER_ENV}={value[:200]!r}: expected tcp://HOST:PORT of a running Dask scheduler "
+                         "(e.g. tcp://10.0.0.5:8786); unset it for a LocalCluster per run")
+    return value
 
 
 def prefect_home() -> Path:

@@ -2,7 +2,9 @@
 run, and the last failed flow runs (Prefect REST API over httpx).
 
 Where to look comes from ``<home>/up.json`` (written by a running ``ringward up``), else from
-``PREFECT_API_URL`` and the default API address. Exit 0 when every part answers, 1 when one does not.
+``PREFECT_API_URL`` and the default API address. The third part is the mode ``up`` runs in: its runner
+(Prefect's runner webserver), or with ``up --pool NAME`` its local worker (alive, and online in the work
+pool). Exit 0 when every part answers, 1 when one does not.
 """
 
 from __future__ import annotations
@@ -43,12 +45,18 @@ def collect(failed_limit: int = 10) -> dict[str, Any]:
         "prefect-server": {"url": prefect_api, "problem": rest.api_health(prefect_api)},
         "ringward-api": {"url": api_url, "problem": rest.http_health(api_url.rstrip("/") + "/healthz")},
     }
-    runner_url = (state or {}).get("runner_health_url")
-    parts["runner"] = ({"url": runner_url, "problem": rest.http_health(runner_url)} if running and runner_url
-                       else {"url": None, "problem": "no `ringward up` runs for this home"})
+    mode = (state or {}).get("mode") or "runner"
+    pool = (state or {}).get("pool") if mode == "pool" else None
+    if running and state is not None and mode == "pool":
+        parts["worker"] = _worker_part(state, prefect_api)
+    else:
+        runner_url = (state or {}).get("runner_health_url")
+        parts["runner"] = ({"url": runner_url, "problem": rest.http_health(runner_url)} if running and runner_url
+                           else {"url": None, "problem": "no `ringward up` runs for this home"})
     report: dict[str, Any] = {
         "home": str(settings.ringward_home().absolute()),
         "up_pid": (state or {}).get("pid") if running else None,
+        "mode": mode if running else None, "pool": pool if running else None,
         "prefect_ui_url": prefect_api.rstrip("/").removesuffix("/api"),
         "parts": {name: {"healthy": part["problem"] is None, **part} for name, part in parts.items()},
         "deployments": [], "failed_runs": [],
@@ -65,8 +73,20 @@ def collect(failed_limit: int = 10) -> dict[str, Any]:
     return report
 
 
+def _worker_part(state: dict[str, Any], prefect_api: str) -> dict[str, Any]:
+    """The health of `ringward up --pool`'s local worker: its process alive and online in the work pool."""
+    from ringward.cli.up_cmd import worker_health
+    from ringward.operations.common.supervisor import alive
+
+    pool, name = str(state.get("pool") or ""), str(state.get("worker_name") or "")
+    pid = int((state.get("pids") or {}).get("worker") or 0)
+    problem = worker_health(prefect_api, pool, name) if pid and alive(pid) else f"the worker process ({pid}) is gone"
+    return {"url": f"work pool {pool}, worker {name}", "problem": problem}
+
+
 def _text(report: dict[str, Any]) -> str:
-    lines = [f"home {report['home']}" + (f" (ringward up pid {report['up_pid']})" if report["up_pid"] else "")]
+    mode = {"runner": "; runner", "pool": f"; work pool {report['pool']}"}.get(report["mode"] or "", "")
+    lines = [f"home {report['home']}" + (f" (ringward up pid {report['up_pid']}{mode})" if report["up_pid"] else "")]
     for name, part in report["parts"].items():
         verdict = "healthy" if part["healthy"] else f"DOWN ({part['problem']})"
         lines.append(f"  {name:<15} {verdict}" + (f"  {part['url']}" if part["url"] else ""))

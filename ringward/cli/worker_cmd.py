@@ -6,8 +6,11 @@
 - ``ringward worker [--pool ringward-local] [--limit N]`` runs a Prefect process worker for that pool on
   this host, with this host's Ringward settings made absolute (``RINGWARD_HOME``,
   ``RINGWARD_DATABASE_URL``, ``RINGWARD_EVIDENCE_ROOT``), flow-run heartbeats on and Prefect's telemetry
-  off. Ctrl-C / SIGTERM: the worker stops taking runs at once and waits up to ``--grace`` seconds for
-  the flow runs it started, then stops what still runs (recovered like a crash: re-run elsewhere).
+  off. ``RINGWARD_DASK_SCHEDULER`` (``tcp://host:port``, checked first) reaches the flow runs too: the
+  partitioned reconciliation's runs use that shared Dask scheduler instead of a ``LocalCluster`` each
+  (the startup summary says which). Ctrl-C / SIGTERM: the worker stops taking runs at once and waits
+  up to ``--grace`` seconds for the flow runs it started, then stops what still runs (recovered like a
+  crash: re-run elsewhere).
 
 Both need ``PREFECT_API_URL`` of a running Prefect server and refuse in one line (exit 2) when none
 answers. Prefect is imported only by the subprocesses they start.
@@ -17,11 +20,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 
 import typer
 
+from ringward import settings
 from ringward.core.errors import InputError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -37,6 +42,21 @@ def _set_home(home: Path | None) -> None:
         if home.exists() and not home.is_dir():
             raise InputError(f"--home {home}: not a directory")
         os.environ["RINGWARD_HOME"] = str(home.expanduser().absolute())
+
+
+def _dask_line(scheduler: str | None, timeout_s: float = 2.0) -> str:
+    """Which Dask cluster the partitioned reconciliation's runs use (a scheduler that does not answer yet is
+    named, not refused: it may start after the worker)."""
+    if scheduler is None:
+        return (f"partitioned reconciliation runs start a LocalCluster each ({settings.DASK_SCHEDULER_ENV}="
+                "tcp://HOST:PORT: a shared scheduler)")
+    host, _, port = scheduler.removeprefix("tcp://").rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            answering = ""
+    except OSError:
+        answering = " (not answering now: runs fail until it does)"
+    return f"partitioned reconciliation runs use the shared scheduler {scheduler}{answering}"
 
 
 def _require_api() -> str:
@@ -68,9 +88,13 @@ def worker(
     if name is not None and not name.strip():
         raise InputError("--name: expected a non-empty worker name")
     scale_out.heartbeat_seconds(os.environ)
+    scheduler = settings.dask_scheduler(os.environ)
     _set_home(home)
     api_url = _require_api()
     env = scale_out.worker_environment(os.environ, api_url)
+    env.pop(settings.DASK_SCHEDULER_ENV, None)
+    if scheduler is not None:
+        env[settings.DASK_SCHEDULER_ENV] = scheduler
     scale_out.store_reachable(env["RINGWARD_DATABASE_URL"])
     created = scale_out.ensure_process_pool(api_url, pool, env)
 
@@ -85,7 +109,8 @@ def worker(
                  f"  Prefect API   {api_url}",
                  f"  writes to     {scale_out.describe_store(env)}",
                  f"  heartbeat     every {env[scale_out.HEARTBEAT_ENV]}s (crash detection)"
-                 + (f"; at most {limit} runs at once" if limit else "")]
+                 + (f"; at most {limit} runs at once" if limit else ""),
+                 f"  dask          {_dask_line(scheduler)}"]
         if scale_out.is_sqlite(env["RINGWARD_DATABASE_URL"]):
             lines.append("  note          the store is SQLite: fine on this host only; workers on other hosts need "
                          "RINGWARD_DATABASE_URL (PostgreSQL) and a shared RINGWARD_EVIDENCE_ROOT")
@@ -121,7 +146,6 @@ def deploy(
     """Register every deployment of the catalog (prefect.yaml) into the work pool, plus crash recovery."""
     from deployments.automations import apply_crash_recovery, check_options
     from deployments.pool import catalog_names, deploy_all
-    from ringward import settings
     from ringward.operations.common import scale_out
     from ringward.operations.common.prefect_rest import telemetry_off
 
