@@ -16,6 +16,10 @@ Rules every route follows:
   request paths confined to the promotion root, trust root / signing key / window policy from
   the server's configuration only, the token's name as actor, 423 for a closed window, Prefect
   events on decisions when a Prefect API is configured (an unsent event is a warning).
+- API9 token lookups and evidence reads bounded by construction (a page through an index, a count
+  with a time budget, one record by id) run on the event loop; everything else -- writes, exact
+  counts, deep offsets, artifact files -- in the thread pool. A hand-off to a worker thread and
+  back cost ~1 ms of CPU per request under load, more than the read itself (docs/benchmarks.md).
 """
 
 # no `from __future__ import annotations`: FastAPI must see the route annotations, which use locals
@@ -34,6 +38,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ringward.api import events
@@ -89,6 +94,17 @@ log = logging.getLogger("ringward.api")
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
 MAX_ID = 2**31 - 1
 FILTER = Annotated[str | None, Query(max_length=256, pattern=r"^[^\x00-\x1f\x7f]*$")]
+
+
+#: deepest offset a search may page to and still run on the event loop (API9): skipping that many
+#: index entries stays within a few milliseconds
+INLINE_MAX_OFFSET = 10_000
+
+
+def bounded_read(query: EvidenceQuery) -> bool:
+    """Whether a search is cheap by construction (API9): its count is bounded and budgeted (or
+    skipped) and its offset shallow."""
+    return (not query.with_total or query.total_limit is not None) and query.offset <= INLINE_MAX_OFFSET
 
 
 def _utcnow() -> datetime:
@@ -225,7 +241,7 @@ def create_app(
     # --- health --------------------------------------------------------------------------------
 
     @app.get("/healthz", response_model=HealthOut, tags=["health"])
-    def healthz() -> dict[str, Any]:
+    async def healthz() -> dict[str, Any]:
         """Liveness and store reachability. The only unauthenticated route."""
         head = get_store().head()
         return {"status": "ok", "evidence_records": head.last_id}
@@ -233,7 +249,7 @@ def create_app(
     # --- evidence ------------------------------------------------------------------------------
 
     @app.get("/evidence", response_model=EvidencePageOut, responses=ERROR_RESPONSES, tags=["evidence"])
-    def search_evidence(
+    async def search_evidence(
         _: Annotated[Principal, Depends(auth(Permission.READ_EVIDENCE))],
         metadata_kind: FILTER = None,
         rollout_status: FILTER = None,
@@ -299,7 +315,11 @@ def create_app(
             raise InputError(f"{'.'.join(str(p) for p in first['loc']) or 'query'}: {first['msg']}") from exc
         # the page's JSON is built from the rows (EvidencePageOut documents it): validating fifty
         # records through two pydantic models again cost more than the query itself
-        return Response(content=get_store().search_evidence_json(query), media_type="application/json")
+        if bounded_read(query):
+            body = get_store().search_evidence_json(query)
+        else:
+            body = await run_in_threadpool(get_store().search_evidence_json, query)
+        return Response(content=body, media_type="application/json")
 
     record_id_param = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Evidence record id.")]
 
@@ -309,7 +329,7 @@ def create_app(
         responses=ERROR_RESPONSES,
         tags=["evidence"],
     )
-    def evidence_detail(
+    async def evidence_detail(
         record_id: record_id_param, _: Annotated[Principal, Depends(auth(Permission.READ_EVIDENCE))]
     ) -> dict[str, Any]:
         """One evidence record with its payload and chain hashes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import click
 import typer
 
 from ringward.cli.output import print_json, print_table
@@ -44,6 +45,8 @@ def serve(
         help="Server processes sharing the port (0: one per CPU). Each has its own store connections; "
         "SQLite readers run concurrently in WAL mode.",
     ),
+    http: str = typer.Option("httptools", "--http", click_type=click.Choice(["httptools", "h11"]),
+                             help="HTTP parser: httptools (C, default) or h11 (pure Python)."),
 ) -> None:
     """Serve the API with uvicorn (tokens: `ringward api token create --name N --role R`)."""
     if ctx.invoked_subcommand is not None:
@@ -51,7 +54,7 @@ def serve(
     import uvicorn
 
     from ringward.api.middleware import H11_MAX_INCOMPLETE_EVENT_BYTES
-    from ringward.api.server import PROTOCOL
+    from ringward.api.server import H11_PROTOCOL, PROTOCOL
     from ringward.operations.common.logs import logging_config
     from ringward.store import open_store
 
@@ -67,9 +70,10 @@ def serve(
         "log_config": logging_config(log_level),
         "proxy_headers": False,
         "server_header": False,
-        # headers over 16 KiB get 431 from the app; h11's head buffer is the backstop (uvicorn runs
-        # h11 here: httptools is not installed), with TCP_NODELAY on every connection
-        "http": PROTOCOL,
+        # httptools on uvloop, TCP_NODELAY on every connection; headers over 16 KiB get 431 from the
+        # app and the protocol bounds a head still arriving (ringward/api/server.py)
+        "http": PROTOCOL if http == "httptools" else H11_PROTOCOL,
+        "loop": "auto",  # uvloop where installed (not on Windows)
         "h11_max_incomplete_event_size": H11_MAX_INCOMPLETE_EVENT_BYTES,
     }
     if processes == 1:

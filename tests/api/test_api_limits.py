@@ -177,3 +177,31 @@ def test_real_server_caps_request_headers(real_server: tuple[str, str]) -> None:
     assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "headers-too-large"
     assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+
+
+def test_real_server_bounds_a_head_that_never_ends(real_server: tuple[str, str]) -> None:
+    """httptools buffers an unfinished head without limit; the server's protocol answers 400 and
+    closes the connection once more than the bound has arrived without the blank line."""
+    from ringward.api.server import MAX_INCOMPLETE_HEAD_BYTES
+
+    base, secret = real_server
+    port = int(base.rsplit(":", 1)[1])
+    start = f"GET /evidence HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {secret}\r\nX-Padding: ".encode()
+    sent = 0
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(start)
+        try:
+            while sent < 64 * MAX_INCOMPLETE_HEAD_BYTES:  # without a bound the server would take it all
+                sock.sendall(b"p" * 8192)
+                sent += 8192
+                time.sleep(0.001)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed the connection while we were still sending
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    assert answer.startswith(b"HTTP/1.1 400 "), (sent, answer[:200])
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200

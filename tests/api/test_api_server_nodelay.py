@@ -1,6 +1,7 @@
-"""`ringward api --workers N` serves through :class:`ringward.api.server.NoDelayH11Protocol`, which
-turns Nagle's algorithm off on connections whose socket uvicorn created without the TCP protocol
-number (its multi-worker path) -- otherwise every response waits for the client's delayed ACK."""
+"""`ringward api --workers N` serves through :class:`ringward.api.server.BoundedHttpToolsProtocol`
+(or :class:`~ringward.api.server.NoDelayH11Protocol`), which turn Nagle's algorithm off on
+connections whose socket uvicorn created without the TCP protocol number (its multi-worker path) --
+otherwise every response waits for the client's delayed ACK."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import asyncio
 import socket
 from typing import Any
 
+import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from ringward.api.server import PROTOCOL, NoDelayH11Protocol
+from ringward.api.server import H11_PROTOCOL, PROTOCOL, BoundedHttpToolsProtocol, NoDelayH11Protocol
 
 
 class _Transport(asyncio.Transport):
@@ -26,7 +28,8 @@ class _Transport(asyncio.Transport):
         return False
 
 
-def test_connections_get_tcp_nodelay_even_on_a_protocol_zero_socket() -> None:
+@pytest.mark.parametrize("spec, cls", [(PROTOCOL, BoundedHttpToolsProtocol), (H11_PROTOCOL, NoDelayH11Protocol)])
+def test_connections_get_tcp_nodelay_even_on_a_protocol_zero_socket(spec: str, cls: Any) -> None:
     async def scenario() -> tuple[int, int]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:  # proto 0, as uvicorn binds
             listener.bind(("127.0.0.1", 0))
@@ -38,10 +41,10 @@ def test_connections_get_tcp_nodelay_even_on_a_protocol_zero_socket() -> None:
                     async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover
                         pass
 
-                    config = Config(app=app, http=PROTOCOL)
+                    config = Config(app=app, http=spec)
                     config.load()
-                    assert config.http_protocol_class is NoDelayH11Protocol
-                    protocol = NoDelayH11Protocol(config=config, server_state=ServerState(), app_state={})
+                    assert config.http_protocol_class is cls
+                    protocol = cls(config=config, server_state=ServerState(), app_state={})
                     protocol.connection_made(_Transport(accepted))
                     after = accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
                     protocol.connections.discard(protocol)
