@@ -360,23 +360,45 @@ def smoke_installers(
     trust_root: Path = TRUST_ROOT,
     skip_execution: bool = typer.Option(False, "--skip-execution", help="Static checks only."),
     timeout_seconds: float = typer.Option(5.0, "--timeout-seconds", min=0.1, max=600),
-    probe_arg: list[str] = typer.Option(["--version"], "--probe-arg", help="Arguments of the probe (repeatable)."),
+    probe: str | None = typer.Option(
+        None, "--probe", metavar="version|reference-json",
+        help="How the binary is probed. version: run it with --probe-arg arguments (default --version) and "
+             "look for the release version; reference-json: the reference system's protocol (a policy request "
+             "on stdin, a JSON answer with a known decision). Default: the profile's (ringward: version, "
+             "reference: reference-json)."),
+    probe_arg: list[str] | None = typer.Option(
+        None, "--probe-arg", help="Arguments of the version probe (repeatable; default --version)."),
     no_expect_version: bool = typer.Option(False, "--no-expect-version",
-                                           help="Do not require the version string in the probe output."),
+                                           help="Version probe: do not require the version string in the output."),
     at: str | None = AT,
     profile: str = PROFILE,
     json_output: bool = JSON,
     use_prefect: bool = PREFECT,
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
-    """Check installer metadata and run this platform's binary with a version probe."""
+    """Check installer metadata and run this platform's binary with the profile's probe."""
+    from ringward.core.release.profiles import Profile, default_probe, parse_probe_choice
+    from ringward.operations.release.smoke import check_probe_options
+
     _refuse_link_loop(package_dir, "PACKAGE_DIR")
     chosen = _profile(profile)
-    kwargs = {"package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
-              "timeout_seconds": timeout_seconds, "probe_args": list(probe_arg),
-              "expect_version": not no_expect_version, "now": _parse_now(at), "record": not no_evidence}
+    kwargs: dict[str, Any] = {
+        "package_dir": str(package_dir), "trust_root": str(trust_root), "execute": not skip_execution,
+        "timeout_seconds": timeout_seconds, "expect_version": not no_expect_version, "now": _parse_now(at),
+        "record": not no_evidence}
+    if probe_arg:
+        kwargs["probe_args"] = list(probe_arg)
     if chosen != "ringward":
         kwargs["profile"] = chosen
+    # version-probe options under the reference probe are bad input before anything runs (--prefect too)
+    given_args = tuple(probe_arg) if probe_arg else None
+    if probe is not None:
+        chosen_probe = parse_probe_choice(probe)
+        kwargs["probe"] = chosen_probe.value
+        check_probe_options(chosen_probe, given_args, not no_expect_version, f"--probe {chosen_probe.value}")
+    elif chosen == "reference":
+        check_probe_options(default_probe(Profile.REFERENCE), given_args, not no_expect_version,
+                            "the reference profile's probe")
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow
@@ -395,8 +417,11 @@ def smoke_installers(
         for execution in result.get("executions", []):
             outcome = "timed out" if execution["timed_out"] else f"exit {execution['returncode']}"
             first = (execution["stdout"] or execution["stderr"]).strip().splitlines()[:1]
-            typer.echo(f"ran {' '.join(execution['command'])} [{execution['target']}]: {outcome}"
-                       + (f": {first[0][:120]}" if first else ""))
+            stdin = " with the reference request on stdin" if execution.get("stdin") else ""
+            said = f"decision {execution['decision']}" if execution.get("decision") else (first[0][:120] if first
+                                                                                          else "")
+            typer.echo(f"ran {' '.join(execution['command'])}{stdin} [{execution['target']}]: {outcome}"
+                       + (f": {said}" if said else ""))
     _emit(result, json_output=json_output, title=f"installer smoke {package_dir}")
 
 

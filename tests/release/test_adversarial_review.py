@@ -443,14 +443,14 @@ def test_smoke_never_executes_through_a_symlink(sim: ReleaseSimulator, monkeypat
         return verified
 
     executed: list[tuple[bool, str]] = []
-    real_run = subprocess.run
+    real_popen = subprocess.Popen
 
     def spy(command: list[str], **kwargs: Any) -> Any:
         executed.append((os.path.islink(command[0]), os.path.realpath(command[0])))
-        return real_run(command, **kwargs)
+        return real_popen(command, **kwargs)
 
     monkeypatch.setattr(smoke_module, "verify_directory", verify_then_swap)
-    monkeypatch.setattr(smoke_module.subprocess, "run", spy)
+    monkeypatch.setattr(smoke_module.subprocess, "Popen", spy)
     _no_crash(lambda: smoke_module.smoke_installers(pkg, sim.trust_root(), now=NOW))
     for is_link, real in executed:
         assert not is_link and real != str(outside.resolve())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -170,8 +171,14 @@ def test_reference_smoke_installers(gen, root) -> None:
     pkg = gen.package(VERSION)
     smoke = smoke_installers(pkg, root, now=NOW, profile="reference", target="linux/amd64")
     assert smoke.valid, smoke.errors
-    assert smoke.executions and f"cavra-runtime version {VERSION}" in smoke.executions[0].stdout
-    assert smoke.to_dict()["profile"] == "reference"
+    # the reference's protocol (§4.4): its policy request on stdin, a JSON decision back
+    (execution,) = smoke.executions
+    assert execution.probe == "reference-json" and execution.decision == "allow"
+    assert execution.command == ["cavra-runtime"] and execution.stdin is not None
+    assert json.loads(execution.stdin)["session_id"] == "installer-smoke"
+    assert smoke.to_dict()["profile"] == "reference" and smoke.to_dict()["probe"] == "reference-json"
+    versioned = smoke_installers(pkg, root, now=NOW, profile="reference", target="linux/amd64", probe="version")
+    assert versioned.valid and f"cavra-runtime version {VERSION}" in versioned.executions[0].stdout
     assert not smoke_installers(pkg, root, now=NOW, execute=False).valid
 
 

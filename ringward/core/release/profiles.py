@@ -18,10 +18,16 @@ pinned trust root, and nothing more. Its differences from the default, each repo
 
 ``auto`` picks the profile from the documents' ``product`` (``CAVRA`` -> reference) and is always
 announced, so nobody verifies under a profile they did not see.
+
+``smoke-installers`` probes the binary the way its profile does: Ringward runs it with
+``--version``-style arguments and looks for the version; the reference (cavra-spec §4.4) writes a
+policy request to its stdin and requires a JSON answer carrying a known ``decision``. Either probe
+can be chosen explicitly (``--probe version|reference-json``).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from ringward.core.errors import InputError
+from ringward.core.errors import InputError, SmokeTestError
 
 
 class Profile(StrEnum):
@@ -163,3 +169,79 @@ def ci_control_generation(controls: list[str], verifier_controls: tuple[str, ...
     if not missing_old:
         return "stored-packager", []
     return None, missing_old if len(missing_old) < len(missing_new) else missing_new
+
+
+# --- installer smoke probes (cavra-spec §4.4) -------------------------------------------------------
+
+
+class SmokeProbe(StrEnum):
+    #: run the binary with arguments (default ``--version``) and look for the version in its output
+    VERSION = "version"
+    #: the reference's protocol: a policy request on stdin, a JSON answer with a known ``decision``
+    REFERENCE_JSON = "reference-json"
+
+
+PROBE_CHOICES: Final = (SmokeProbe.VERSION.value, SmokeProbe.REFERENCE_JSON.value)
+
+#: what the reference's ``smoke-installers`` writes to the binary's stdin
+REFERENCE_SMOKE_REQUEST: Final = {"session_id": "installer-smoke", "action_type": "git_operation",
+                                  "operation": "status", "target": "feature/installer-smoke"}
+#: the decisions the reference accepts in the answer
+REFERENCE_SMOKE_DECISIONS: Final = ("allow", "block", "require_approval", "warn", "audit_only",
+                                    "allow_with_attestation")
+
+
+def parse_probe_choice(text: str) -> SmokeProbe:
+    """``version`` or ``reference-json`` (``--probe``)."""
+    value = text.strip().lower()
+    if value not in PROBE_CHOICES:
+        raise InputError(f"--probe: expected one of {', '.join(PROBE_CHOICES)}, found {text!r}")
+    return SmokeProbe(value)
+
+
+def default_probe(profile: Profile) -> SmokeProbe:
+    """The probe a profile uses when ``--probe`` is not given."""
+    return SmokeProbe.REFERENCE_JSON if profile is Profile.REFERENCE else SmokeProbe.VERSION
+
+
+def reference_smoke_request() -> bytes:
+    """The stdin of the reference probe (compact JSON, as one line)."""
+    return json.dumps(REFERENCE_SMOKE_REQUEST, separators=(",", ":")).encode("utf-8")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise ValueError(f"duplicate key {duplicated[0]!r}")
+    return dict(pairs)
+
+
+_JSON_KINDS: Final[dict[type, str]] = {list: "array", str: "string", int: "number", float: "number",
+                                       bool: "boolean", type(None): "null"}
+
+
+def judge_reference_smoke_output(binary: str, stdout: str) -> str:
+    """The ``decision`` of a reference probe's answer, or SmokeTestError in the reference's failure
+    classes (output not valid JSON, invalid decision), each one line."""
+    text = stdout.strip()
+    if not text:
+        raise SmokeTestError(f"installer smoke output is not valid JSON for {binary}: empty output")
+    try:
+        answer = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        detail = " ".join(str(exc).split())
+        raise SmokeTestError(f"installer smoke output is not valid JSON for {binary}: {detail[:200]}") from None
+    expected = f"expected one of {', '.join(REFERENCE_SMOKE_DECISIONS)}"
+    if not isinstance(answer, dict):
+        kind = _JSON_KINDS.get(type(answer), type(answer).__name__)
+        raise SmokeTestError(f"installer smoke output has an invalid decision for {binary}: the answer is a "
+                             f"JSON {kind}, not an object with a decision ({expected})")
+    if "decision" not in answer:
+        raise SmokeTestError(f"installer smoke output has an invalid decision for {binary}: no decision field "
+                             f"({expected})")
+    decision = answer["decision"]
+    if not isinstance(decision, str) or decision not in REFERENCE_SMOKE_DECISIONS:
+        shown = repr(decision) if len(repr(decision)) <= 80 else repr(decision)[:77] + "..."
+        raise SmokeTestError(f"installer smoke output has an invalid decision for {binary}: {shown} ({expected})")
+    return decision

@@ -285,15 +285,18 @@ def run_validate_upgrade(*, previous_dir: str, candidate_dir: str, trust_root: s
 def run_smoke_installers(*, package_dir: str, trust_root: str, now: datetime, execute: bool = True,
                          timeout_seconds: float = 5.0, probe_args: list[str] | None = None,
                          expect_version: bool = True, record: bool = True, flow_run_id: str | None = None,
-                         actor: str | None = None, profile: str = "ringward") -> dict[str, Any]:
+                         actor: str | None = None, profile: str = "ringward",
+                         probe: str | None = None) -> dict[str, Any]:
+    """``probe``: version, reference-json or None (the profile's); ``probe_args`` None is the
+    version probe's default (--version)."""
     from ringward.operations.release.smoke import smoke_installers
 
     if record:
         prefetch_store()
     root = _load_root(trust_root)
     smoke = smoke_installers(Path(package_dir), root, now=now, execute=execute, timeout_seconds=timeout_seconds,
-                             probe_args=tuple(probe_args or ["--version"]), expect_version=expect_version,
-                             profile=profile)
+                             probe=probe, probe_args=tuple(probe_args) if probe_args is not None else None,
+                             expect_version=expect_version, profile=profile)
     result = smoke.to_dict()
     return _maybe_record(KIND_SMOKE, result, record=record, valid=smoke.valid, version=smoke.package.version,
                          runtime=smoke.package.runtime, flow_run_id=flow_run_id, actor=actor)

@@ -1,26 +1,41 @@
 """`ringward release smoke-installers`: static installer checks, then run the binary built for
-this machine in a throw-away directory with a timeout and a ``--version``-style probe.
+this machine in a throw-away directory, with a timeout and a scrubbed environment, and probe it.
+
+Two probes (``--probe``; by default the profile's): ``version`` (the ringward profile) runs it with
+``--version``-style arguments and looks for the release version in the output; ``reference-json``
+(the reference profile, cavra-spec §4.4) writes the reference's policy request to its stdin and
+requires a JSON answer whose ``decision`` is one the reference knows.
 
 The package is fully verified first; nothing is executed from an unverified package.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ringward.core.common.jsonio import loads_strict
-from ringward.core.errors import MissingFileError, SmokeTestError, VerificationError
+from ringward.core.errors import InputError, MissingFileError, SmokeTestError, VerificationError
 from ringward.core.release.package_format import InstallersDocument, RuntimeFiles
 from ringward.core.release.package_rules import runtime_of
+from ringward.core.release.profiles import (
+    Profile,
+    SmokeProbe,
+    default_probe,
+    judge_reference_smoke_output,
+    parse_probe_choice,
+    reference_smoke_request,
+)
 from ringward.core.release.verification import FamilyCollector, FamilyResult, Finding, PackageVerification
 from ringward.core.trust.root import TrustRoot
 from ringward.operations.release.verify import verify_directory
@@ -54,6 +69,13 @@ class Execution:
     stderr: str
     duration_seconds: float
     timed_out: bool
+    probe: str = SmokeProbe.VERSION.value
+    #: what was written to the binary's stdin (the reference probe's request), else None
+    stdin: str | None = None
+    #: the reference probe's answer, once judged
+    decision: str | None = None
+    #: stdout was longer than MAX_CAPTURE and cut
+    stdout_truncated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -64,6 +86,8 @@ class SmokeResult:
     package: PackageVerification
     smoke: FamilyResult
     executions: tuple[Execution, ...] = field(default_factory=tuple)
+    #: the probe used (or that would have been used), None when verification failed first
+    probe: str | None = None
 
     @property
     def valid(self) -> bool:
@@ -81,9 +105,20 @@ class SmokeResult:
             "warnings": [*self.package.warnings, *self.smoke.warnings],
             "verified_targets": list(self.smoke.checked),
             "profile": self.package.profile_name,
+            "probe": self.probe,
             "executions": [e.to_dict() for e in self.executions],
             "package_verification": self.package.to_dict(),
         }
+
+
+def check_probe_options(probe: SmokeProbe, probe_args: tuple[str, ...] | None, expect_version: bool,
+                        why: str) -> None:
+    """``--probe-arg`` and ``--no-expect-version`` shape the version probe only; with the reference
+    probe they would be silently meaningless, so they are bad input."""
+    if probe is SmokeProbe.REFERENCE_JSON and (probe_args is not None or not expect_version):
+        given = "--probe-arg" if probe_args is not None else "--no-expect-version"
+        raise InputError(f"{given} applies to the version probe only; this run uses the reference-json probe "
+                         f"({why}); add --probe version to probe with arguments")
 
 
 def smoke_installers(
@@ -93,17 +128,28 @@ def smoke_installers(
     now: datetime,
     execute: bool = True,
     timeout_seconds: float = 5.0,
-    probe_args: tuple[str, ...] = ("--version",),
+    probe: str | None = None,
+    probe_args: tuple[str, ...] | None = None,
     expect_version: bool = True,
     target: str | None = None,
     profile: str = "ringward",
 ) -> SmokeResult:
+    """``probe``: ``version``, ``reference-json`` or None (the profile's). ``probe_args`` (default
+    ``--version``) and ``expect_version`` apply to the version probe only."""
+    requested = parse_probe_choice(probe) if probe is not None else None
+    if requested is not None:
+        check_probe_options(requested, probe_args, expect_version, "--probe reference-json")
+    elif profile == Profile.REFERENCE.value:
+        check_probe_options(SmokeProbe.REFERENCE_JSON, probe_args, expect_version, "the reference profile's probe")
     integrity, package = verify_directory(package_dir, trust_root, now=now, profile=profile)
     c = FamilyCollector("installer-smoke")
     executions: list[Execution] = []
     if not package.valid or integrity.content is None:
         c.fail(SmokeTestError("package verification failed; installers were not smoke-tested"))
         return SmokeResult(package, c.result())
+    chosen = requested or default_probe(Profile(package.profile_name))
+    if requested is None:
+        check_probe_options(chosen, probe_args, expect_version, f"the {package.profile_name} profile's probe")
     content = integrity.content
     files = RuntimeFiles(runtime_of(content))
     installers = InstallersDocument.model_validate(
@@ -123,17 +169,20 @@ def smoke_installers(
         if match is None:
             c.warn(f"no installer metadata target matches current platform: {wanted}")
         else:
-            execution = _execute(package_dir / match.binary, match.target, content.digests[match.binary],
-                                 files.runtime, timeout_seconds, probe_args)
-            executions.append(execution)
             try:
-                _judge(execution, installers.version, expect_version)
+                execution = _execute(package_dir / match.binary, match.target, content.digests[match.binary],
+                                     files.runtime, timeout_seconds, chosen,
+                                     probe_args if probe_args is not None else ("--version",))
+                executions.append(execution)
+                decision = _judge(execution, installers.version, expect_version)
+                if decision is not None:
+                    executions[-1] = replace(execution, decision=decision)
             except VerificationError as exc:
                 c.fail(exc)
-    return SmokeResult(package, c.result(), tuple(executions))
+    return SmokeResult(package, c.result(), tuple(executions), chosen.value)
 
 
-def _execute(binary: Path, target: str, digest: str, runtime: str, timeout: float,
+def _execute(binary: Path, target: str, digest: str, runtime: str, timeout: float, probe: SmokeProbe,
              probe_args: tuple[str, ...]) -> Execution:
     import hashlib
 
@@ -155,20 +204,57 @@ def _execute(binary: Path, target: str, digest: str, runtime: str, timeout: floa
                 writer.write(chunk)
         if hasher.hexdigest() != digest:
             raise SmokeTestError(f"{binary}: changed after verification")
-        command = [str(copy), *probe_args]
+        args = probe_args if probe is SmokeProbe.VERSION else ()
+        stdin = reference_smoke_request() if probe is SmokeProbe.REFERENCE_JSON else None
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "LANG": "C", "TMPDIR": tmp}
+        shown = [name, *args]
         started = time.monotonic()
+        sent = stdin.decode() if stdin is not None else None
         try:
-            proc = subprocess.run(command, cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            return Execution(target, binary.name, [name, *probe_args], None, _text(exc.stdout), _text(exc.stderr),
-                             round(time.monotonic() - started, 3), True)
+            returncode, out, err, timed_out = _run_bounded([str(copy), *args], work, env, stdin, timeout)
         except OSError as exc:
-            return Execution(target, binary.name, [name, *probe_args], None, "", f"could not execute: {exc}",
-                             round(time.monotonic() - started, 3), False)
-        return Execution(target, binary.name, [name, *probe_args], proc.returncode, _text(proc.stdout),
-                         _text(proc.stderr), round(time.monotonic() - started, 3), False)
+            return Execution(target, binary.name, shown, None, "", f"could not execute: {exc}",
+                             round(time.monotonic() - started, 3), False, probe.value, sent)
+        return Execution(target, binary.name, shown, returncode, _text(out), _text(err),
+                         round(time.monotonic() - started, 3), timed_out, probe.value, sent,
+                         stdout_truncated=len(out) > MAX_CAPTURE)
+
+
+def _run_bounded(command: list[str], cwd: Path, env: dict[str, str], stdin: bytes | None,
+                 timeout: float) -> tuple[int | None, bytes, bytes, bool]:
+    """Run ``command`` in its own session; on timeout kill the whole process group (a hung probe
+    leaves nothing running behind it in the throw-away directory)."""
+    with subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          start_new_session=os.name == "posix") as proc:
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+            return proc.returncode, out, err, False
+        except subprocess.TimeoutExpired as expired:
+            _kill_group(proc)
+            try:
+                out, err = proc.communicate(timeout=2)
+            except subprocess.TimeoutExpired:  # a descendant left the group and keeps the pipes open
+                out, err = expired.stdout or b"", expired.stderr or b""
+                for pipe in (proc.stdout, proc.stderr):
+                    if pipe is not None:
+                        pipe.close()
+                proc.wait()
+            return None, _bytes(out), _bytes(err), True
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    if os.name == "posix":
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+
+
+def _bytes(data: bytes | str | None) -> bytes:
+    if data is None:
+        return b""
+    return data.encode() if isinstance(data, str) else data
 
 
 def _text(data: bytes | str | None) -> str:
@@ -179,16 +265,27 @@ def _text(data: bytes | str | None) -> str:
     return data[:MAX_CAPTURE].decode("utf-8", errors="replace")
 
 
-def _judge(execution: Execution, version: str, expect_version: bool) -> None:
+def _judge(execution: Execution, version: str, expect_version: bool) -> str | None:
+    """Raise SmokeTestError when the probe failed; the reference probe's decision otherwise."""
     if execution.timed_out:
-        raise SmokeTestError(f"installer smoke execution timed out for {execution.binary}")
+        raise SmokeTestError(
+            f"installer smoke execution timed out for {execution.binary} (after {execution.duration_seconds:g} s)")
+    if execution.returncode is None:
+        detail = " ".join(execution.stderr.split())[:200]
+        raise SmokeTestError(f"installer smoke execution failed for {execution.binary}: {detail}")
     if execution.returncode != 0:
-        detail = (execution.stderr or execution.stdout).strip().splitlines()
+        lines = (execution.stderr or execution.stdout).strip().splitlines()
         raise SmokeTestError(
             f"installer smoke execution failed for {execution.binary}: exit code {execution.returncode}"
-            + (f" ({detail[-1][:200]})" if detail else "")
+            + (f" ({lines[-1].strip()[:200]})" if lines else "")
         )
+    if execution.probe == SmokeProbe.REFERENCE_JSON.value:
+        if execution.stdout_truncated:
+            raise SmokeTestError(f"installer smoke output is not valid JSON for {execution.binary}: "
+                                 f"output longer than {MAX_CAPTURE} bytes")
+        return judge_reference_smoke_output(execution.binary, execution.stdout)
     if expect_version and version not in execution.stdout + execution.stderr:
         raise SmokeTestError(
             f"installer smoke output for {execution.binary} does not mention version {version}"
         )
+    return None
