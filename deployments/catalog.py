@@ -164,7 +164,8 @@ CATALOG: tuple[Deployment, ...] = (
     Deployment("validate-upgrade", "flows.validate_upgrade:validate_upgrade_flow",
                "Refuse rollbacks, re-published versions and removed controls.", ("release", "upgrade")),
     Deployment("smoke-installers", "flows.smoke_installers:smoke_installers_flow",
-               "Static installer checks and a version probe of this platform's binary.", ("release", "smoke")),
+               "Static installer checks and a probe of this platform's binary (--version, or the "
+               "reference's stdin-JSON request under the reference profile).", ("release", "smoke")),
     # --- connectors and evidence ---------------------------------------------------------------------
     Deployment("deliver-event", "flows.deliver_event:deliver_event_flow",
                "Deliver one event to the configured SIEM/ITSM/ChatOps/fleet destinations (idempotent; "

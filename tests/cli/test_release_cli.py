@@ -196,6 +196,11 @@ def test_views_refuse_unverified_package(workspace: dict[str, Path], tmp_path: P
     (pkg / "rt.channels.json").write_text((pkg / "rt.channels.json").read_text().replace("canary", "canarx"))
     done = ringward("release", "channel-manifest", str(pkg), "--trust-root", str(workspace["trust"]))
     one_line_error(done, 1, "does not verify")
+    # every problem is named, not only the first
+    (pkg / "rt.updater-policy.json").write_bytes((pkg / "rt.updater-policy.json").read_bytes() + b" ")
+    both = ringward("release", "updater-policy", str(pkg), "--trust-root", str(workspace["trust"]))
+    one_line_error(both, 1, "does not verify")
+    assert "rt.channels.json" in both.stderr and "rt.updater-policy.json" in both.stderr, both.stderr
 
 
 def test_cli_in_process_path_never_imports_prefect(workspace: dict[str, Path]) -> None:

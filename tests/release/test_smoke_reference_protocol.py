@@ -370,3 +370,19 @@ def test_smoke_flow_uses_the_reference_probe(prefect_server: None, ringward_home
                             "--no-evidence")
     assert code == 1
     assert json.loads(out)["errors"][0]["message"].startswith("installer smoke output has an invalid decision")
+
+
+def test_the_shipped_rehearsal_generator_writes_runtimes_that_answer_the_protocol(tmp_path: Path) -> None:
+    """`ringward.operations.migration.reference_package` (the demo's step 9, migration rehearsals)
+    writes reference packages whose runtimes pass the reference smoke test, as the reference's own do."""
+    from ringward.operations.migration.reference_package import ReferenceGenerator as ShippedGenerator
+
+    shipped = ShippedGenerator(tmp_path / "shipped")
+    package = shipped.package("v1.2.5", created=NOW)
+    trust = TrustRoot(updated_at=NOW, keys=(trusted(shipped.key, "cavra-release"),))
+    result = smoke_installers(package, trust, now=NOW, profile="reference", target=TARGET)
+    assert result.valid, result.errors
+    (execution,) = result.executions
+    assert execution.probe == "reference-json" and execution.decision == "allow"
+    version = smoke_installers(package, trust, now=NOW, profile="reference", target=TARGET, probe="version")
+    assert version.valid, version.errors

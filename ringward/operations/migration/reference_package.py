@@ -204,8 +204,14 @@ class ReferenceGenerator:
         # the CI build: bin/ and go-modules.json (concatenated `go list -m -json all` objects)
         (package / "bin").mkdir()
         for target in targets:
-            body = (f"#!/bin/sh\necho '{RUNTIME} version {version}'\n# {target}\n".encode() + payload
-                    + b"\n# " + target.encode() * 32 + b"\nexit 0\n")
+            # the runtime answers the reference's smoke protocol (cavra-spec §4.4): a policy request on
+            # stdin, a JSON decision on stdout; `--version` prints its version
+            body = (f"#!/bin/sh\n# {target}\n".encode() + payload
+                    + f"\nif [ \"${{1:-}}\" = --version ]; then echo '{RUNTIME} version {version}'; exit 0; fi\n"
+                      "cat >/dev/null\n"
+                      "echo '{\"session_id\":\"installer-smoke\",\"decision\":\"allow\"}'\n"
+                      "exit 0\n".encode()
+                    + b"# " + target.encode() * 32 + b"\n")
             path = package / "bin" / self.binary_name(version, target)
             path.write_bytes(body)
             path.chmod(0o755)

@@ -315,11 +315,13 @@ def verified_view(package_dir: Path, trust_root: Any, *, now: datetime, profile:
     integrity, verification = verify_directory(package_dir, trust_root, now=now, profile=profile)
     if not verification.valid or integrity.content is None:
         errors = verification.errors
-        first = errors[0].message if errors else "verification incomplete"
-        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        # every problem on the one line (the first ten; a package broken in more ways says how many)
+        shown = "; ".join(f"[{e.code}] {e.message}" for e in errors[:10]) or "verification incomplete"
+        more = f"; +{len(errors) - 10} more" if len(errors) > 10 else ""
         hint = f"; hint: {verification.hint}" if verification.hint else ""
         raise VerificationError(
-            f"{package_dir}: package does not verify; refusing to display it ({first}{more}){hint}")
+            f"{package_dir}: package does not verify; refusing to display it "
+            f"({len(errors)} problem{'s' if len(errors) != 1 else ''}: {shown}{more}){hint}")
     content = integrity.content
     files = RuntimeFiles(runtime_of(content))
 
