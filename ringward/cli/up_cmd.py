@@ -65,6 +65,10 @@ def _client_host(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104
 
 
+def _binds_every_interface(host: str) -> bool:
+    return host in ("0.0.0.0", "", "::")  # noqa: S104
+
+
 def _url(host: str, port: int) -> str:
     host = _client_host(host)
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
@@ -346,8 +350,11 @@ def up(
         else:
             state.update({"pool": pool, "worker_name": worker_name})
         _write_state(state_path, state)
+        # a server bound to every interface: other hosts need this host's name, not the loopback address
+        workers_api = (f"http://<this-host>:{prefect_port}/api" if external is None and _binds_every_interface(host)
+                       else None)
         _announce(ui_url, prefect_api, api_url, token, len(CATALOG), root, logs,
-                  None if pool is None else (pool, worker_name))
+                  None if pool is None else (pool, worker_name), workers_api=workers_api)
         died = supervisor.watch()
         if died is not None:
             raise StartupError(f"{died.name} exited with code {died.exit_code()}; stopped everything; "
@@ -395,7 +402,7 @@ def _pool_off_lines() -> list[str]:
 
 
 def _announce(ui_url: str, prefect_api: str, api_url: str, token: str | None, deployments: int, root: Path,
-              logs: Path, pooled: tuple[str, str] | None = None) -> None:
+              logs: Path, pooled: tuple[str, str] | None = None, workers_api: str | None = None) -> None:
     from deployments.catalog import unconfigured_lines
 
     lines = [
@@ -415,7 +422,10 @@ def _announce(ui_url: str, prefect_api: str, api_url: str, token: str | None, de
         lines.append(f"  deployments   {deployments} in work pool {pool}, run by the local worker {worker} "
                      "(crash recovery on)")
         lines += [f"  off           {line}" for line in _pool_off_lines()]
-        lines.append(f"  more hosts    PREFECT_API_URL={prefect_api} ringward worker --pool {pool}  (one store and "
-                     "evidence root for all: docs/operations.md \"Scale out\")")
+        lines.append(f"  more hosts    PREFECT_API_URL={workers_api or prefect_api} ringward worker --pool {pool}  "
+                     "(one store and evidence root for all: docs/operations.md \"Scale out\")")
+        if workers_api is not None:
+            lines.append("                <this-host>: this machine's name or address as the other hosts reach it (the "
+                         "Prefect server listens on every interface)")
     lines += [f"  logs          {logs}", "Ctrl-C (or SIGTERM) stops everything; `ringward status` reports health."]
     typer.echo("\n".join(lines))
