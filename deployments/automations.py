@@ -162,8 +162,9 @@ def _normalise(existing: dict[str, Any]) -> dict[str, Any]:
 
 
 def apply(client: PrefectAdmin, specs: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """Create or update each automation by name (idempotent); delete ours (tag :data:`TAG`) that are no longer
-    declared, and duplicates of a name. Returns name -> created | updated | unchanged | deleted."""
+    """Create or update each automation by name (idempotent; an existing one keeps its ``enabled``
+    switch); delete ours (tag :data:`TAG`) that are no longer declared, and duplicates of a name.
+    Returns name -> created | updated | unchanged | deleted."""
     declared = {spec["name"] for spec in specs}
     existing: dict[str, list[dict[str, Any]]] = {}
     for automation in client.automations():
@@ -174,6 +175,9 @@ def apply(client: PrefectAdmin, specs: Sequence[dict[str, Any]]) -> dict[str, st
         current, *duplicates = existing.pop(spec["name"], []) or [{}]
         for duplicate in duplicates:
             client.delete_automation(duplicate["id"])
+        if current:
+            # an operator who switched an automation off in the UI keeps it off across redeploys
+            spec = {**spec, "enabled": bool(current.get("enabled", spec.get("enabled", True)))}
         if not current:
             client.create_automation(spec)
             outcome[spec["name"]] = "created"

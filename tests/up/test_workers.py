@@ -249,10 +249,15 @@ def test_deploy_registers_the_catalog_and_crash_recovery_idempotently(deployed: 
     assert all(d["pull_steps"] == [] for d in registered.values())
     assert set(ours) == {automations.UNRESPONSIVE, automations.STALLED, automations.RERUN,
                          automations.RERUN_NEVER_STARTED}
-    # by name: applying again changes nothing, a stale automation of ours is removed
+    # by name: applying again changes nothing, a stale automation of ours is removed, and one the
+    # operator switched off stays off
     with scale_out.PrefectAdmin(deployed.api_url) as client:
         stale = automations.crash_recovery([registered["verify-package"]["id"]])[0]
         client.create_automation({**stale, "name": "ringward: an automation since renamed"})
+        rerun = next(s for s in automations.crash_recovery([d["id"] for d in registered.values()],
+                                                           unresponsive_after_s=UNRESPONSIVE_AFTER_S,
+                                                           max_reruns=MAX_RERUNS) if s["name"] == automations.RERUN)
+        client.replace_automation(ours[automations.RERUN]["id"], {**rerun, "enabled": False})
     ids, outcome = automations.apply_crash_recovery(deployed.api_url, [d.name for d in CATALOG], pool=deployed.pool,
                                                     unresponsive_after_s=UNRESPONSIVE_AFTER_S,
                                                     max_reruns=MAX_RERUNS)
@@ -267,6 +272,10 @@ def test_deploy_registers_the_catalog_and_crash_recovery_idempotently(deployed: 
     assert outcome == {automations.UNRESPONSIVE: "unchanged", automations.STALLED: "unchanged",
                        automations.RERUN: "unchanged", automations.RERUN_NEVER_STARTED: "unchanged",
                        "ringward: an automation since renamed": "deleted"}
+    with scale_out.PrefectAdmin(deployed.api_url) as client:
+        after = {a["name"]: a for a in client.automations() if automations.TAG in a.get("tags", [])}
+        client.replace_automation(after[automations.RERUN]["id"], rerun)  # back on for the tests that follow
+    assert after[automations.RERUN]["enabled"] is False and after[automations.STALLED]["enabled"] is True
 
 
 def _kill_a_busy_worker(made: cl.Cluster, name: str, timeout_s: float = 180.0) -> set[str]:
