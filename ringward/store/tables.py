@@ -84,6 +84,7 @@ evidence_table = sa.Table(
     sa.Index("ix_evidence_ring_id", "ring", "id"),
     sa.Index("ix_evidence_environment_id", "environment", "id"),
     sa.Index("ix_evidence_release_version_id", "release_version", "id"),
+    sa.Index("ix_evidence_release_version_channel_id", "release_version", "channel", "id"),
     sa.Index("ix_evidence_approval_id", "approval_id", "id"),
     # 0005: one index per remaining filter; time windows become id ranges via (created_at, id)
     sa.Index("ix_evidence_actor_id", "actor", "id"),

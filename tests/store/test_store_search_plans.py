@@ -297,3 +297,21 @@ def test_statistics_follow_the_chain_as_it_grows(store: Store) -> None:
             assert rows == repo.STATS_MIN_GROWTH
     assert store.refresh_statistics(only_if_due=True) == repo.STATS_MIN_GROWTH  # not due: unchanged
     assert store.refresh_statistics() == repo.STATS_MIN_GROWTH + 1
+
+
+def test_a_release_in_a_channel_is_served_by_its_own_index(loaded_url: str) -> None:
+    """Migration 0009: release_version + channel pages and counts through
+    ``(release_version, channel, id)`` rather than reading each record's channel from the table."""
+    with open_store(loaded_url) as store:
+        query = EvidenceQuery(release_version=NEEDLE["release_version"], channel=NEEDLE["channel"], limit=5)
+        statements = _captured(store, query)
+        assert statements
+        for statement, parameters in statements:
+            with store.reading() as conn:
+                if store.dialect == "sqlite":
+                    plan = " | ".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement,
+                                                                                  parameters).all())
+                else:
+                    raw = conn.exec_driver_sql("EXPLAIN (FORMAT JSON) " + statement, parameters).scalar()
+                    plan = json.dumps(raw)
+            assert "ix_evidence_release_version_channel_id" in plan, plan
