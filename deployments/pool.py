@@ -32,6 +32,7 @@ import httpx
 import yaml
 
 from deployments import render
+from deployments.automations import DEFAULT_MAX_RERUNS, DEFAULT_UNRESPONSIVE_AFTER_S, apply_crash_recovery
 from deployments.catalog import CATALOG
 from ringward.operations.common.prefect_rest import PrefectRest
 from ringward.operations.common.scale_out import PoolSetupError
@@ -193,27 +194,13 @@ def keep_choices(document: dict[str, Any], states: Mapping[str, ServerState]) ->
     return changed
 
 
-class _Server(PrefectRest):
-    def __enter__(self) -> _Server:
-        return self
-
-    def automations_named(self, names: Sequence[str]) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        while True:
-            page = self._post("/automations/filter", {"automations": {"name": {"any_": sorted(set(names))}},
-                                                      "limit": 200, "offset": len(rows)})
-            rows.extend(page)
-            if len(page) < 200:
-                return rows
-
-
 def read_states(api_url: str, entries: Sequence[Mapping[str, Any]]) -> dict[str, ServerState]:
     """The :class:`ServerState` of the ``entries`` already on the Prefect server at ``api_url``."""
     names = [trigger_name(entry["name"], index) for entry in entries
              for index in range(len(entry.get("triggers") or []))]
-    with _Server(api_url) as client:
+    with PrefectRest(api_url) as client:
         deployments = client.deployments()
-        automations = [] if not names else client.automations_named(names)
+        automations = [] if not names else client.automations(names)
     return server_states(deployments, automations, entries)
 
 
@@ -250,6 +237,22 @@ def deploy_all(pool: str, env: Mapping[str, str], log_path: Path) -> None:
         raise PoolSetupError(f"prefect deploy --all exited with code {done.returncode}; see {log_path}")
     if summary:
         print(summary, file=sys.stderr)
+
+
+def register(api_url: str, pool: str, env: Mapping[str, str], log_path: Path, *,
+             unresponsive_after_s: int = DEFAULT_UNRESPONSIVE_AFTER_S,
+             max_reruns: int = DEFAULT_MAX_RERUNS) -> tuple[dict[str, str], dict[str, str]]:
+    """Every catalog deployment into ``pool`` (:func:`deploy_all`), the crash-recovery automations applied
+    for them, and each checked to be in the pool (:class:`PoolSetupError` naming the missing ones):
+    ``ringward deploy`` and ``ringward up --pool``. Returns (deployment name -> id, automation -> outcome)."""
+    deploy_all(pool, env, log_path)
+    ids, outcome = apply_crash_recovery(api_url, catalog_names(), pool=pool, unresponsive_after_s=unresponsive_after_s,
+                                        max_reruns=max_reruns)
+    missing = sorted(set(catalog_names()) - set(ids))
+    if missing:
+        raise PoolSetupError(f"prefect deploy did not register {', '.join(missing)} in work pool {pool}; "
+                             f"see {log_path}")
+    return ids, outcome
 
 
 def catalog_names() -> list[str]:

@@ -377,8 +377,7 @@ def smoke_installers(
     no_evidence: bool = NO_EVIDENCE,
 ) -> None:
     """Check installer metadata and run this platform's binary with the profile's probe."""
-    from ringward.core.release.profiles import Profile, default_probe, parse_probe_choice
-    from ringward.operations.release.smoke import check_probe_options
+    from ringward.operations.release.smoke import requested_probe
 
     _refuse_link_loop(package_dir, "PACKAGE_DIR")
     chosen = _profile(profile)
@@ -391,14 +390,9 @@ def smoke_installers(
     if chosen != "ringward":
         kwargs["profile"] = chosen
     # version-probe options under the reference probe are bad input before anything runs (--prefect too)
-    given_args = tuple(probe_arg) if probe_arg else None
-    if probe is not None:
-        chosen_probe = parse_probe_choice(probe)
-        kwargs["probe"] = chosen_probe.value
-        check_probe_options(chosen_probe, given_args, not no_expect_version, f"--probe {chosen_probe.value}")
-    elif chosen == "reference":
-        check_probe_options(default_probe(Profile.REFERENCE), given_args, not no_expect_version,
-                            "the reference profile's probe")
+    requested = requested_probe(probe, chosen, tuple(probe_arg) if probe_arg else None, not no_expect_version)
+    if requested is not None:
+        kwargs["probe"] = requested.value
 
     def flow() -> dict[str, Any]:
         from flows._common import run_flow

@@ -75,7 +75,7 @@ def collect(failed_limit: int = 10) -> dict[str, Any]:
 
 def _worker_part(state: dict[str, Any], prefect_api: str) -> dict[str, Any]:
     """The health of `ringward up --pool`'s local worker: its process alive and online in the work pool."""
-    from ringward.cli.up_cmd import worker_health
+    from ringward.operations.common.prefect_rest import worker_health
     from ringward.operations.common.supervisor import alive
 
     pool, name = str(state.get("pool") or ""), str(state.get("worker_name") or "")

@@ -166,37 +166,13 @@ def _refuse_conflict(prefect_api: str, pool: str | None, served_since: datetime 
         raise InputError(f"Prefect server {prefect_api}: {problem}")
 
 
-def worker_health(prefect_api: str, pool: str, name: str, timeout: float = 2.0) -> str | None:
-    """None when the worker ``name`` is online in work pool ``pool`` (its heartbeats reach the Prefect
-    server), else why not (one line)."""
-    import httpx
-
-    try:
-        answer = httpx.post(f"{prefect_api.rstrip('/')}/work_pools/{pool}/workers/filter", timeout=timeout,
-                            json={"workers": {"status": {"any_": ["ONLINE"]}}, "limit": 200})
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {str(exc)[:160] or 'no answer'}"
-    if answer.status_code != 200:
-        return f"HTTP {answer.status_code}"
-    if any(row.get("name") == name for row in answer.json()):
-        return None
-    return f"worker {name} is not online in work pool {pool}"
-
-
 def _register(prefect_api: str, pool: str, env: Mapping[str, str], log: Path, created: bool) -> None:
-    """What `ringward deploy --pool POOL` does (the same functions): the rendered prefect.yaml deployed into
-    the pool, the crash-recovery automations applied, every catalog deployment checked to be in the pool."""
-    from deployments.automations import apply_crash_recovery
-    from deployments.pool import catalog_names, deploy_all
-    from ringward.operations.common.scale_out import PoolSetupError
+    """What `ringward deploy --pool POOL` does (the same function)."""
+    from deployments.pool import catalog_names, register
 
     typer.echo(f"deploying {len(catalog_names())} deployments into work pool {pool}"
                + (" (created)" if created else "") + f" (log: {log}) ...", err=True)
-    deploy_all(pool, env, log)
-    ids, _ = apply_crash_recovery(prefect_api, catalog_names(), pool=pool)
-    missing = sorted(set(catalog_names()) - set(ids))
-    if missing:
-        raise PoolSetupError(f"prefect deploy did not register {', '.join(missing)} in work pool {pool}; see {log}")
+    register(prefect_api, pool, env, log)
 
 
 @app.command()
@@ -333,7 +309,7 @@ def up(
                 worker = supervisor.start(Part(
                     "worker", [python, "-m", "ringward.cli.main", "worker", "--pool", pool, "--name", worker_name,
                                "--grace", str(WORKER_GRACE_S)],
-                    env, logs / "worker.log", lambda: worker_health(prefect_api, pool_name, worker_name)))
+                    env, logs / "worker.log", lambda: rest.worker_health(prefect_api, pool_name, worker_name)))
                 supervisor.wait_healthy([worker], timeout)
         if supervisor.stopping.is_set():
             typer.echo("stopped before every part was up", err=True)

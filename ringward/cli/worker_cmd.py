@@ -144,8 +144,8 @@ def deploy(
                                                          "or ./.ringward)."),
 ) -> None:
     """Register every deployment of the catalog (prefect.yaml) into the work pool, plus crash recovery."""
-    from deployments.automations import apply_crash_recovery, check_options
-    from deployments.pool import catalog_names, deploy_all
+    from deployments.automations import check_options
+    from deployments.pool import catalog_names, register
     from ringward.operations.common import scale_out
     from ringward.operations.common.prefect_rest import telemetry_off
 
@@ -157,13 +157,7 @@ def deploy(
     created = scale_out.ensure_process_pool(api_url, pool, env)
     log = settings.logs_dir() / "deploy.log"
     typer.echo(f"deploying {len(catalog_names())} deployments into work pool {pool} (log: {log}) ...", err=True)
-    deploy_all(pool, env, log)
-    ids, outcome = apply_crash_recovery(api_url, catalog_names(), pool=pool, unresponsive_after_s=unresponsive_after,
-                                        max_reruns=max_reruns)
-    missing = sorted(set(catalog_names()) - set(ids))
-    if missing:
-        raise scale_out.PoolSetupError(f"prefect deploy did not register {', '.join(missing)} in work pool {pool}; "
-                                       f"see {log}")
+    ids, outcome = register(api_url, pool, env, log, unresponsive_after_s=unresponsive_after, max_reruns=max_reruns)
     counts = ", ".join(f"{sum(1 for v in outcome.values() if v == kind)} {kind}"
                        for kind in ("created", "updated", "unchanged", "deleted")
                        if any(v == kind for v in outcome.values()))

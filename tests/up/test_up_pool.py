@@ -28,8 +28,8 @@ import pytest
 
 from deployments import automations
 from deployments.catalog import CATALOG
-from ringward.cli.up_cmd import RUNNER_POLL_WINDOW_S, serving_conflict, worker_health
-from ringward.operations.common.prefect_rest import PrefectRest
+from ringward.cli.up_cmd import RUNNER_POLL_WINDOW_S, serving_conflict
+from ringward.operations.common.prefect_rest import PrefectRest, worker_health
 from ringward.operations.common.scale_out import PrefectAdmin
 from ringward.operations.common.supervisor import alive, descendants, free_port
 from tests.up import cluster as cl

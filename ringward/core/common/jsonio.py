@@ -17,7 +17,8 @@ from ringward.core.errors import MalformedDocumentError
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` ``object_pairs_hook``: a key given twice is an error (ValueError), not the last one."""
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
@@ -52,7 +53,7 @@ def loads_strict(data: bytes, *, source: str, max_bytes: int = MAX_DOCUMENT_BYTE
     try:
         # json.loads already rejects trailing data ("Extra data")
         return json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant, parse_float=_parse_float
+            text, object_pairs_hook=reject_duplicate_keys, parse_constant=_reject_constant, parse_float=_parse_float
         )
     except (ValueError, RecursionError) as exc:
         raise MalformedDocumentError(f"{source}: invalid JSON: {exc}") from exc

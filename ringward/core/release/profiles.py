@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Final
 
+from ringward.core.common.jsonio import reject_duplicate_keys
 from ringward.core.errors import InputError, SmokeTestError
 
 
@@ -209,14 +210,6 @@ def reference_smoke_request() -> bytes:
     return json.dumps(REFERENCE_SMOKE_REQUEST, separators=(",", ":")).encode("utf-8")
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    duplicated = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicated:
-        raise ValueError(f"duplicate key {duplicated[0]!r}")
-    return dict(pairs)
-
-
 _JSON_KINDS: Final[dict[type, str]] = {list: "array", str: "string", int: "number", float: "number",
                                        bool: "boolean", type(None): "null"}
 
@@ -228,7 +221,7 @@ def judge_reference_smoke_output(binary: str, stdout: str) -> str:
     if not text:
         raise SmokeTestError(f"installer smoke output is not valid JSON for {binary}: empty output")
     try:
-        answer = json.loads(text, object_pairs_hook=_unique_keys)
+        answer = json.loads(text, object_pairs_hook=reject_duplicate_keys)
     except (ValueError, RecursionError) as exc:
         detail = " ".join(str(exc).split())
         raise SmokeTestError(f"installer smoke output is not valid JSON for {binary}: {detail[:200]}") from None

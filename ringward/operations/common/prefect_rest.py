@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,21 @@ def http_health(url: str, timeout: float = 2.0) -> str | None:
     except httpx.HTTPError as exc:
         return f"{type(exc).__name__}: {str(exc)[:160] or 'no answer'}"
     return None if answer.status_code == 200 else f"HTTP {answer.status_code}"
+
+
+def worker_health(api_url: str, pool: str, name: str, timeout: float = 2.0) -> str | None:
+    """None when the worker ``name`` is online in work pool ``pool`` (its heartbeats reach the Prefect
+    server), else why not (one line)."""
+    try:
+        answer = httpx.post(f"{api_url.rstrip('/')}/work_pools/{pool}/workers/filter", timeout=timeout,
+                            json={"workers": {"status": {"any_": ["ONLINE"]}}, "limit": 200})
+    except httpx.HTTPError as exc:
+        return f"{type(exc).__name__}: {str(exc)[:160] or 'no answer'}"
+    if answer.status_code != 200:
+        return f"HTTP {answer.status_code}"
+    if any(row.get("name") == name for row in answer.json()):
+        return None
+    return f"worker {name} is not online in work pool {pool}"
 
 
 @dataclass(frozen=True)
@@ -137,8 +152,15 @@ class PrefectRest:
         flows = self._post("/flows/filter", {"flows": {"id": {"any_": sorted(flow_ids)}}, "limit": 200})
         return {f["id"]: f["name"] for f in flows}
 
-    def automations(self) -> list[dict[str, Any]]:
-        return list(self._post("/automations/filter", {"limit": 200}))
+    def automations(self, names: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every automation (or those named ``names``), page by page."""
+        criteria: dict[str, Any] = {} if names is None else {"automations": {"name": {"any_": sorted(set(names))}}}
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self._post("/automations/filter", {**criteria, "limit": 200, "offset": len(rows)})
+            rows.extend(page)
+            if len(page) < 200:
+                return rows
 
     def flow_runs(self, *, state_types: list[str], deployment_ids: list[str] | None = None, sort: str,
                   limit: int) -> list[dict[str, Any]]:

@@ -121,6 +121,19 @@ def check_probe_options(probe: SmokeProbe, probe_args: tuple[str, ...] | None, e
                          f"({why}); add --probe version to probe with arguments")
 
 
+def requested_probe(probe: str | None, profile: str, probe_args: tuple[str, ...] | None,
+                    expect_version: bool) -> SmokeProbe | None:
+    """The probe asked for (None: the verified package's profile decides), refusing version-probe
+    options that the probe the run will use cannot take -- before anything runs (the CLI calls this
+    before starting a flow too)."""
+    requested = parse_probe_choice(probe) if probe is not None else None
+    if requested is not None:
+        check_probe_options(requested, probe_args, expect_version, f"--probe {requested.value}")
+    elif profile == Profile.REFERENCE.value:
+        check_probe_options(SmokeProbe.REFERENCE_JSON, probe_args, expect_version, "the reference profile's probe")
+    return requested
+
+
 def smoke_installers(
     package_dir: Path,
     trust_root: TrustRoot,
@@ -136,11 +149,7 @@ def smoke_installers(
 ) -> SmokeResult:
     """``probe``: ``version``, ``reference-json`` or None (the profile's). ``probe_args`` (default
     ``--version``) and ``expect_version`` apply to the version probe only."""
-    requested = parse_probe_choice(probe) if probe is not None else None
-    if requested is not None:
-        check_probe_options(requested, probe_args, expect_version, "--probe reference-json")
-    elif profile == Profile.REFERENCE.value:
-        check_probe_options(SmokeProbe.REFERENCE_JSON, probe_args, expect_version, "the reference profile's probe")
+    requested = requested_probe(probe, profile, probe_args, expect_version)
     integrity, package = verify_directory(package_dir, trust_root, now=now, profile=profile)
     c = FamilyCollector("installer-smoke")
     executions: list[Execution] = []
