@@ -319,3 +319,17 @@ def cluster(work: Path, databases: Databases, marker: str | None = None) -> Iter
         made.stop_all()
         for pid in leftovers(tag):
             kill_tree(pid)
+
+
+def run_ringward(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``ringward ARGS`` as a subprocess with :func:`clean_env` (plus ``env``), output captured."""
+    return subprocess.run([sys.executable, "-m", "ringward.cli.main", *args], env=clean_env(**env), cwd=cwd,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+def one_line(err: str) -> str:
+    """The single line of an error output (no traceback), else the test fails."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]

@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,13 +33,6 @@ ENDPOINTS = 400
 #: the tasks the flow submits to its Dask cluster (``tasks/inventory_steps.py``): their Dask keys are
 #: ``<function name>-<token>``
 DASK_TASKS = ("reconcile_partition", "observation_digests")
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 # --- the setting, without any server ------------------------------------------------------------------------------
@@ -67,7 +59,7 @@ def test_a_worker_refuses_a_malformed_scheduler_in_one_line(tmp_path: Path) -> N
                                            RINGWARD_HOME=str(tmp_path / "home"),
                                            RINGWARD_DASK_SCHEDULER="dask-host:8786"))
     assert done.returncode == 2, done.stderr
-    assert "RINGWARD_DASK_SCHEDULER='dask-host:8786': expected tcp://HOST:PORT" in _one_line(done.stderr)
+    assert "RINGWARD_DASK_SCHEDULER='dask-host:8786': expected tcp://HOST:PORT" in cl.one_line(done.stderr)
     assert not (tmp_path / "home").exists()
 
 
@@ -172,15 +164,6 @@ def _scheduler_tasks(address: str) -> dict[str, int]:
     with Client(address, timeout=60) as client:  # type: ignore[no-untyped-call]
         keys = client.run_on_scheduler(done_keys)
     return {name: sum(1 for key in keys if key.startswith(f"{name}-")) for name in DASK_TASKS}
-
-
-@pytest.fixture(scope="module")
-def databases(postgres_url: str) -> Iterator[cl.Databases]:
-    made = cl.Databases(postgres_url)
-    try:
-        yield made
-    finally:
-        made.drop_all()
 
 
 @pytest.mark.slow

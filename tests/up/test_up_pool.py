@@ -40,18 +40,6 @@ RUN_TIMEOUT_S = 300
 SERVER = [pytest.mark.slow, pytest.mark.prefect]
 
 
-def _ringward(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ringward.cli.main", *args], env=cl.clean_env(**env), cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -64,10 +52,10 @@ def _cmdline(pid: int) -> str:
 
 def test_a_bad_pool_name_is_refused_before_anything_starts(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    done = _ringward("up", "--home", str(home), "--port", str(free_port()), "--prefect-port", str(free_port()),
+    done = cl.run_ringward("up", "--home", str(home), "--port", str(free_port()), "--prefect-port", str(free_port()),
                      "--pool", "bad/pool", cwd=tmp_path)
     assert done.returncode == 2
-    assert "--pool 'bad/pool': expected" in _one_line(done.stderr)
+    assert "--pool 'bad/pool': expected" in cl.one_line(done.stderr)
     assert not home.exists()
 
 
@@ -226,14 +214,14 @@ def test_a_run_started_through_the_rest_api_completes_on_the_local_worker(pool_u
 @pytest.mark.prefect
 def test_status_reports_the_pool_mode_and_the_workers_health(pool_up: PoolUp) -> None:
     env = {"RINGWARD_HOME": str(pool_up.home)}
-    done = _ringward("status", "--json", cwd=pool_up.work, **env)
+    done = cl.run_ringward("status", "--json", cwd=pool_up.work, **env)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["up_pid"] == pool_up.process.pid and report["mode"] == "pool" and report["pool"] == POOL
     assert set(report["parts"]) == {"prefect-server", "ringward-api", "worker"}
     assert all(part["healthy"] for part in report["parts"].values()), report["parts"]
     assert {d["name"] for d in report["deployments"]} == {d.name for d in CATALOG}
-    text = _ringward("status", cwd=pool_up.work, **env)
+    text = cl.run_ringward("status", cwd=pool_up.work, **env)
     assert text.returncode == 0
     assert f"(ringward up pid {pool_up.process.pid}; work pool {POOL})" in text.stdout
     assert "  worker          healthy  work pool ringward-test, worker ringward-up-" in text.stdout
@@ -243,17 +231,17 @@ def test_status_reports_the_pool_mode_and_the_workers_health(pool_up: PoolUp) ->
 @pytest.mark.prefect
 def test_a_runner_or_another_pool_on_this_server_is_refused(pool_up: PoolUp) -> None:
     api = pool_up.prefect_api
-    runner = _ringward("up", "--home", str(pool_up.work / "runner-home"), "--port", str(free_port()),
+    runner = cl.run_ringward("up", "--home", str(pool_up.work / "runner-home"), "--port", str(free_port()),
                        cwd=pool_up.work, PREFECT_API_URL=api)
     assert runner.returncode == 2, runner.stderr
-    line = _one_line(runner.stderr)
+    line = cl.one_line(runner.stderr)
     assert line.startswith(f"error: Prefect server {api}: {len(CATALOG)} of Ringward's deployments are in work pool "
                            f"{POOL} on this Prefect server"), line
     assert f"run `ringward up --pool {POOL}` instead" in line
-    elsewhere = _ringward("up", "--home", str(pool_up.work / "other-home"), "--port", str(free_port()),
+    elsewhere = cl.run_ringward("up", "--home", str(pool_up.work / "other-home"), "--port", str(free_port()),
                           "--pool", "elsewhere", cwd=pool_up.work, PREFECT_API_URL=api)
     assert elsewhere.returncode == 2, elsewhere.stderr
-    line = _one_line(elsewhere.stderr)
+    line = cl.one_line(elsewhere.stderr)
     assert f"--pool elsewhere: {len(CATALOG)} of Ringward's deployments are in work pool {POOL}" in line
     assert f"`ringward up --pool {POOL}`" in line
     with PrefectAdmin(api) as client:
@@ -277,13 +265,13 @@ def test_up_pool_is_refused_while_a_runner_serves_on_this_server(pool_up: PoolUp
                 assert time.monotonic() < deadline, "the server never recorded the runner's poll"
                 client._post("/deployments/get_scheduled_flow_runs", {"deployment_ids": [served["id"]]})
                 time.sleep(0.5)
-            done = _ringward("up", "--home", str(pool_up.work / "late-home"), "--port", str(free_port()),
+            done = cl.run_ringward("up", "--home", str(pool_up.work / "late-home"), "--port", str(free_port()),
                              "--pool", POOL, cwd=pool_up.work, PREFECT_API_URL=pool_up.prefect_api)
         finally:
             client._send("DELETE", f"/deployments/{served['id']}")
             client._send("DELETE", f"/flows/{flow['id']}")
     assert done.returncode == 2, done.stderr
-    line = _one_line(done.stderr)
+    line = cl.one_line(done.stderr)
     assert f"--pool {POOL}: 1 of Ringward's deployments are served by a runner on this Prefect server" in line
     assert "stop that runner first" in line
 

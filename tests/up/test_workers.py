@@ -41,29 +41,17 @@ MAX_RERUNS = 2
 DEAD_API = "http://127.0.0.1:1/api"
 
 
-def _ringward(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ringward.cli.main", *args], env=cl.clean_env(**env), cwd=cwd,
-                          capture_output=True, text=True, timeout=120, check=False)
-
-
-def _one_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert "Traceback" not in err
-    return lines[0]
-
-
 # --- refusals, without any server ---------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("command", [["worker"], ["deploy"]])
 def test_worker_and_deploy_refuse_without_a_prefect_server(tmp_path: Path, command: list[str]) -> None:
-    done = _ringward(*command, cwd=tmp_path, RINGWARD_HOME=str(tmp_path / "home"))
+    done = cl.run_ringward(*command, cwd=tmp_path, RINGWARD_HOME=str(tmp_path / "home"))
     assert done.returncode == 2
-    assert "PREFECT_API_URL is not set" in _one_line(done.stderr)
-    done = _ringward(*command, cwd=tmp_path, RINGWARD_HOME=str(tmp_path / "home"), PREFECT_API_URL=DEAD_API)
+    assert "PREFECT_API_URL is not set" in cl.one_line(done.stderr)
+    done = cl.run_ringward(*command, cwd=tmp_path, RINGWARD_HOME=str(tmp_path / "home"), PREFECT_API_URL=DEAD_API)
     assert done.returncode == 2
-    assert f"PREFECT_API_URL={DEAD_API}: no Prefect server answers" in _one_line(done.stderr)
+    assert f"PREFECT_API_URL={DEAD_API}: no Prefect server answers" in cl.one_line(done.stderr)
     assert not (tmp_path / "home").exists()  # nothing written before the refusal
 
 
@@ -78,9 +66,9 @@ def test_worker_and_deploy_refuse_without_a_prefect_server(tmp_path: Path, comma
 def test_bad_options_are_refused_in_one_line(tmp_path: Path, args: list[str], env: dict[str, str],
                                              expected: str) -> None:
     # an unreachable API: the option is refused before anything is asked of a server
-    done = _ringward(*args, cwd=tmp_path, PREFECT_API_URL=DEAD_API, **env)
+    done = cl.run_ringward(*args, cwd=tmp_path, PREFECT_API_URL=DEAD_API, **env)
     assert done.returncode == 2, done.stderr
-    assert expected in _one_line(done.stderr)
+    assert expected in cl.one_line(done.stderr)
 
 
 @pytest.mark.parametrize(("url", "expected"), [
@@ -90,18 +78,18 @@ def test_bad_options_are_refused_in_one_line(tmp_path: Path, args: list[str], en
     ("not a url", "unparseable URL"),
 ])
 def test_up_refuses_an_unusable_prefect_database(tmp_path: Path, url: str, expected: str) -> None:
-    done = _ringward("up", "--home", str(tmp_path / "home"), "--port", str(free_port()), "--prefect-port",
+    done = cl.run_ringward("up", "--home", str(tmp_path / "home"), "--port", str(free_port()), "--prefect-port",
                      str(free_port()), "--prefect-database-url", url, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
-    line = _one_line(done.stderr)
+    line = cl.one_line(done.stderr)
     assert expected in line and "s3cret" not in line
 
 
 def test_up_refuses_a_prefect_database_for_an_external_server(tmp_path: Path) -> None:
-    done = _ringward("up", "--home", str(tmp_path / "home"), "--prefect-database-url",
+    done = cl.run_ringward("up", "--home", str(tmp_path / "home"), "--prefect-database-url",
                      "postgresql+asyncpg://postgres@127.0.0.1/prefect", cwd=tmp_path, PREFECT_API_URL=DEAD_API)
     assert done.returncode == 2
-    assert "names a running Prefect server" in _one_line(done.stderr)
+    assert "names a running Prefect server" in cl.one_line(done.stderr)
 
 
 # --- pure pieces ----------------------------------------------------------------------------------------------------
@@ -212,15 +200,6 @@ def test_stopping_a_worker_lets_its_running_flow_runs_finish(tmp_path: Path, run
 
 
 @pytest.fixture(scope="module")
-def databases(postgres_url: str) -> Iterator[cl.Databases]:
-    made = cl.Databases(postgres_url)
-    try:
-        yield made
-    finally:
-        made.drop_all()
-
-
-@pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory, databases: cl.Databases) -> Iterator[cl.Cluster]:
     """A Prefect server on a fresh PostgreSQL database, the store on another, `ringward deploy` done."""
     work = tmp_path_factory.mktemp("cluster")
@@ -268,7 +247,7 @@ def test_deploy_registers_the_catalog_and_crash_recovery_idempotently(deployed: 
     for command in (["worker"], ["deploy"]):
         done = deployed.ringward(*command, "--pool", "not-process", timeout=120)
         assert done.returncode == 2, done.stderr
-        assert "--pool not-process: the work pool is of type 'docker', expected 'process'" in _one_line(done.stderr)
+        assert "--pool not-process: the work pool is of type 'docker', expected 'process'" in cl.one_line(done.stderr)
     assert outcome == {automations.UNRESPONSIVE: "unchanged", automations.STALLED: "unchanged",
                        automations.RERUN: "unchanged", automations.RERUN_NEVER_STARTED: "unchanged",
                        "ringward: an automation since renamed": "deleted"}
